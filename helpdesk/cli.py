@@ -1,0 +1,188 @@
+"""Command line over the Desk facade. Exit codes: 0 ok, 1 error, 2 usage, 3 conflict."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from helpdesk.config import Profile, load_profile, set_password, with_agent
+from helpdesk.desk import Desk
+from helpdesk.errors import HelpdeskError
+from helpdesk.store.queries import VIEWS
+
+log = logging.getLogger("helpdesk")
+
+Handler = Callable[[Desk, argparse.Namespace], int]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="helpdesk", description="Help desk for a shared mailbox.")
+    p.add_argument("--config", metavar="FILE", help="profile TOML (default: $HELPDESK_CONFIG, "
+                   "else the user config dir)")
+    p.add_argument("--agent", metavar="NAME", help="act as this agent (overrides the profile)")
+    p.add_argument("--demo", action="store_true", help="use the built-in demo mailbox")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("sync", help="sync mail and team state (keeps going unless --once)")
+    s.add_argument("--once", action="store_true", help="sync once and exit")
+
+    t = sub.add_parser("tickets", help="list tickets")
+    t.add_argument("--view", choices=VIEWS, default="open")
+    t.add_argument("--search", default="", metavar="TEXT")
+    t.add_argument("--json", action="store_true")
+
+    sh = sub.add_parser("show", help="show one ticket and its messages")
+    sh.add_argument("ticket")
+    sh.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("status", help="last sync, last error, counts")
+    st.add_argument("--json", action="store_true")
+
+    pw = sub.add_parser("set-password", help="store the IMAP or SMTP password in the OS keyring")
+    pw.add_argument("protocol", choices=("imap", "smtp"))
+
+    return p
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("No tickets.")
+        return
+    for r in rows:
+        flags = ("★" + (r["vip_tier"] or "VIP") + " " if r["vip"] else "") + \
+                ("♥ " if r["white_glove"] else "")
+        holder = f" [{r['claimed_by']}]" if r["claimed_by"] else ""
+        print(f"{r['id']}  {r['status']:<7} {flags}{r['customer'] or '?':<28} "
+              f"{r['subject'][:60]}{holder}")
+
+
+@command("tickets")
+def cmd_tickets(desk: Desk, args: argparse.Namespace) -> int:
+    rows = desk.tickets(args.view, args.search)
+    if args.json:
+        emit_json(rows)
+    else:
+        _print_table(rows)
+    return 0
+
+
+@command("show")
+def cmd_show(desk: Desk, args: argparse.Namespace) -> int:
+    data = desk.ticket(args.ticket)
+    if args.json:
+        emit_json(data)
+        return 0
+    print(f"#{data['id']}  {data['subject']}")
+    print(f"customer: {data['customer_name'] or ''} <{data['customer']}>   status: "
+          f"{data['status']}   held by: {data['claimed_by'] or 'nobody'}")
+    for m in data["messages"]:
+        arrow = "→" if m["direction"] == "out" else "←"
+        print(f"\n{arrow} {m['from_name'] or ''} <{m['from']}>  {m['date']}")
+        print(m["text"].strip() or "(no text)")
+        for a in m["attachments"]:
+            print(f"  📎 {a['filename']} ({a['size']} bytes)")
+    return 0
+
+
+@command("status")
+def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
+    data = desk.status()
+    if args.json:
+        emit_json(data)
+        return 0
+    print(f"agent: {data['agent']}")
+    print(f"last sync: {data['last_sync'] or 'never'}")
+    if data["last_error"]:
+        print(f"last error: {data['last_error']} ({data['last_error_at']})")
+    print("tickets: " + ", ".join(f"{k} {v}" for k, v in data["counts"].items()))
+    print(f"messages: {data['messages']}")
+    return 0
+
+
+@command("sync")
+def cmd_sync(desk: Desk, args: argparse.Namespace) -> int:
+    if args.once:
+        changes = desk.sync_once()
+        print(f"synced: {len(changes.tickets)} tickets changed")
+        return 0
+    loop = desk.push_loop(
+        on_status=lambda s: print(("sync ok" if s.ok else f"sync failed: {s.message} "
+                                   f"(retrying in {s.retry_in:.0f} s)"), file=sys.stderr)
+        if not s.ok or args.verbose else None,
+        on_changes=lambda c: print(f"{len(c.tickets)} tickets changed", flush=True))
+    stop = threading.Event()
+
+    def interrupt(_sig: int, _frame: Any) -> None:
+        loop.stop()
+        stop.set()
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    loop.run()
+    return 0
+
+
+def _profile_for(args: argparse.Namespace) -> Profile:
+    if args.demo:
+        from helpdesk.demo import demo_profile
+        profile = demo_profile(args.agent or "agent-a")
+    else:
+        profile = load_profile(args.config)
+    if args.agent:
+        profile = with_agent(profile, args.agent)
+    return profile
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        from ui.app import run_gui
+        return run_gui(args)
+    desk: Desk | None = None
+    try:
+        profile = _profile_for(args)
+        if args.command == "set-password":
+            server = profile.imap if args.protocol == "imap" else profile.smtp
+            set_password(server, args.protocol,
+                         getpass.getpass(f"{args.protocol.upper()} password for "
+                                         f"{server.username}@{server.host}: "))
+            print("Saved in the OS keyring.")
+            return 0
+        desk = Desk(profile)
+        return COMMANDS[args.command](desk, args)
+    except HelpdeskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if desk is not None:
+            desk.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""IMAP connections with verified TLS and plain-language errors.
+
+An :class:`imapclient.IMAPClient` is not thread-safe: whoever calls
+:func:`connect` owns the connection and uses it from one thread only.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import imapclient
+import imapclient.exceptions
+
+from helpdesk.config import ImapSettings, ServerSettings, get_password
+from helpdesk.errors import MailError, SecretError
+
+TIMEOUT = 30.0
+
+
+def tls_context(settings: ServerSettings) -> ssl.SSLContext:
+    """Default verification, plus the profile's extra trust anchor when given."""
+    ctx = ssl.create_default_context()
+    if settings.ca_file:
+        ctx.load_verify_locations(cafile=settings.ca_file)
+    return ctx
+
+
+def explain_network_error(exc: BaseException, settings: ServerSettings, what: str) -> str:
+    """One sentence a person can act on, for errors from connecting or logging in."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, socket.gaierror):
+        return f"Cannot find the {what} server '{settings.host}' (DNS lookup failed). " \
+               f"Check the host name and your network."
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"The {what} server {where} presented a certificate that is not trusted " \
+               f"({exc.verify_message}). Check the host name, or set ca_file to your " \
+               f"organisation's certificate authority."
+    if isinstance(exc, ssl.SSLError):
+        return f"Secure connection to the {what} server {where} failed ({exc.reason}). " \
+               f"Check 'security' and 'port' (993 for tls, 143 for starttls)."
+    if isinstance(exc, ConnectionRefusedError):
+        return f"The {what} server {where} refused the connection. Check the port, " \
+               f"or whether the server is running."
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"The {what} server {where} did not answer in time. You may be offline."
+    if isinstance(exc, imapclient.exceptions.LoginError):
+        return f"The {what} server rejected the user name or password for " \
+               f"'{settings.username}'."
+    if isinstance(exc, OSError):
+        return f"Cannot reach the {what} server {where}: {exc.strerror or exc}."
+    if isinstance(exc, imapclient.exceptions.IMAPClientError):
+        return f"The {what} server {where} reported an error: {exc}."
+    return f"Unexpected error talking to the {what} server {where}: {type(exc).__name__}."
+
+
+def connect(settings: ImapSettings, password: str | None = None,
+            timeout: float = TIMEOUT) -> imapclient.IMAPClient:
+    """A logged-in client; raises :class:`MailError` with a plain message."""
+    if password is None:
+        password = get_password(settings, "imap")
+    client: imapclient.IMAPClient | None = None
+    try:
+        if settings.security == "tls":
+            client = imapclient.IMAPClient(settings.host, settings.port, ssl=True,
+                                           ssl_context=tls_context(settings), timeout=timeout)
+        else:
+            client = imapclient.IMAPClient(settings.host, settings.port, ssl=False,
+                                           timeout=timeout)
+            if settings.security == "starttls":
+                client.starttls(tls_context(settings))
+        client.login(settings.username, password)
+        return client
+    except Exception as exc:
+        if client is not None:
+            try:
+                client.shutdown()
+            except Exception:
+                pass
+        raise MailError(explain_network_error(exc, settings, "IMAP")) from None
+
+
+def connector(settings: ImapSettings) -> Callable[[], imapclient.IMAPClient]:
+    """A factory that opens new connections, reading the secret once per call."""
+    def make() -> imapclient.IMAPClient:
+        return connect(settings)
+    return make
+
+
+def logout_quietly(client: Any) -> None:
+    try:
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception:
+            pass
+
+
+def check_connection(settings: ImapSettings, password: str) -> list[str]:
+    """Log in and check the configured folders; raise MailError naming the problem."""
+    client = connect(settings, password, timeout=15)
+    try:
+        problems: list[str] = []
+        for folder in settings.folders:
+            if not client.folder_exists(folder):
+                problems.append(f"The folder '{folder}' does not exist on the server.")
+        if settings.sent_folder and not client.folder_exists(settings.sent_folder):
+            problems.append(f"The Sent folder '{settings.sent_folder}' does not exist.")
+        if problems:
+            raise MailError(" ".join(problems))
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in client.capabilities()]
+    finally:
+        logout_quietly(client)
+
+
+__all__ = ["SecretError", "check_connection", "connect", "connector", "explain_network_error"]

@@ -1,0 +1,352 @@
+"""Folder sync: bring new mail from IMAP folders into the local store.
+
+Contract:
+- incremental by (UIDVALIDITY, UID); a UIDVALIDITY change re-reads the folder,
+  and de-duplication by message identity keeps every message stored once;
+- read-only: folders are EXAMINEd and bodies fetched with ``BODY.PEEK[]``, so
+  the app never sets ``\\Seen``, never moves or deletes mail;
+- crash-safe: each batch (messages, tickets, search index and the folder's
+  ``last_uid``) is one transaction, so a sync killed at any instant and re-run
+  stores every message exactly once.
+
+Fetch strategy: one ``UID FETCH`` of ``BODY.PEEK[]`` per batch (batches capped by
+count and bytes). Support mail is small; one round trip per batch beats
+BODYSTRUCTURE plus per-part fetches. Only headers, text, HTML and attachment
+metadata are kept; attachment bodies are fetched again on demand. Messages over
+``FULL_FETCH_LIMIT`` get their header and the first ``PARTIAL_BYTES`` of body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import imapclient
+from sqlalchemy import Connection, text
+
+from helpdesk.config import Profile
+from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
+from helpdesk.mail.parse import ParsedMessage, parse_message
+from helpdesk.store import Store
+
+log = logging.getLogger(__name__)
+
+FULL_FETCH_LIMIT = 12 * 1024 * 1024
+PARTIAL_BYTES = 1024 * 1024
+BATCH_BYTES = 16 * 1024 * 1024
+MAX_FTS_BODY = 100_000
+FREEMAIL = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
+    "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "proton.me",
+    "protonmail.com", "yandex.ru", "mail.ru", "qq.com", "163.com", "orange.fr", "free.fr",
+})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def organisation_for(address: str) -> str | None:
+    domain = address.rpartition("@")[2]
+    if not domain or domain in FREEMAIL:
+        return None
+    return domain
+
+
+def _naive_utc(dt: Any) -> datetime | None:
+    if not isinstance(dt, datetime):
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+@dataclass
+class SyncResult:
+    new_messages: int = 0
+    tickets: set[str] = field(default_factory=set)
+    new_inbound: list[tuple[str, str | None]] = field(default_factory=list)  # (ticket, sender)
+
+    def merge(self, other: SyncResult) -> None:
+        self.new_messages += other.new_messages
+        self.tickets |= other.tickets
+        self.new_inbound.extend(other.new_inbound)
+
+
+@dataclass
+class IncomingMessage:
+    uid: int
+    raw: bytes
+    internal_date: datetime
+    truncated: bool = False
+
+
+class MailSync:
+    """Sync the profile's folders into ``store`` over a connection the caller owns."""
+
+    def __init__(self, store: Store, profile: Profile) -> None:
+        self.store = store
+        self.profile = profile
+        self.ours = profile.support_addresses
+
+    # --- folder bookkeeping ------------------------------------------------
+
+    def folders(self) -> list[tuple[str, str]]:
+        """(folder name, role) pairs to sync, inbox folders first."""
+        out = [(f, "inbox") for f in self.profile.imap.folders]
+        sent = self.profile.imap.sent_folder
+        if sent and sent not in self.profile.imap.folders:
+            out.append((sent, "sent"))
+        return out
+
+    def _folder_row(self, conn: Connection, name: str, role: str) -> dict[str, Any]:
+        row = conn.execute(text("SELECT * FROM folders WHERE name = :n"), {"n": name}).mappings()
+        found = row.first()
+        if found:
+            return dict(found)
+        conn.execute(text("INSERT INTO folders (name, role, last_uid) VALUES (:n, :r, 0)"),
+                     {"n": name, "r": role})
+        return self._folder_row(conn, name, role)
+
+    # --- sync --------------------------------------------------------------
+
+    def sync_all(self, client: imapclient.IMAPClient) -> SyncResult:
+        result = SyncResult()
+        for name, role in self.folders():
+            if role == "sent" and not client.folder_exists(name):
+                log.info("Sent folder %r does not exist; skipping", name)
+                continue
+            result.merge(self.sync_folder(client, name, role))
+        return result
+
+    def sync_folder(self, client: imapclient.IMAPClient, name: str, role: str) -> SyncResult:
+        info = client.select_folder(name, readonly=True)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
+        modseq = int(info[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in info else None
+        with self.store.begin() as conn:
+            folder = self._folder_row(conn, name, role)
+            if folder["uidvalidity"] != uidvalidity:
+                if folder["uidvalidity"] is not None:
+                    log.warning("UIDVALIDITY of %s changed (%s -> %s): re-reading the folder",
+                                name, folder["uidvalidity"], uidvalidity)
+                conn.execute(text("UPDATE folders SET uidvalidity = :v, last_uid = 0, "
+                                  "uidnext = NULL, highestmodseq = NULL WHERE id = :id"),
+                             {"v": uidvalidity, "id": folder["id"]})
+                folder["last_uid"] = 0
+                folder["uidnext"] = None
+        last_uid = int(folder["last_uid"])
+        result = SyncResult()
+        if uidnext is not None and uidnext <= last_uid + 1:
+            self._mark_synced(folder["id"], uidnext, modseq)
+            return result
+        uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
+        uids.sort()
+        if uids:
+            sizes = self._sizes(client, uids)
+            for batch in self._batches(uids, sizes):
+                fetched = self._fetch(client, batch, sizes)
+                result.merge(self._store_batch(folder["id"], uidvalidity, role, fetched,
+                                               max(batch)))
+        self._mark_synced(folder["id"], uidnext, modseq)
+        return result
+
+    def _mark_synced(self, folder_id: int, uidnext: int | None, modseq: int | None) -> None:
+        with self.store.begin() as conn:
+            conn.execute(text("UPDATE folders SET uidnext = :u, highestmodseq = :m, "
+                              "synced_at = :t WHERE id = :id"),
+                         {"u": uidnext, "m": modseq, "t": utcnow(), "id": folder_id})
+
+    def _sizes(self, client: imapclient.IMAPClient, uids: Sequence[int]) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for i in range(0, len(uids), 5000):
+            chunk = list(uids[i:i + 5000])
+            for uid, data in client.fetch(chunk, ["RFC822.SIZE"]).items():
+                sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
+        return sizes
+
+    def _batches(self, uids: Sequence[int], sizes: dict[int, int]) -> Iterable[list[int]]:
+        batch: list[int] = []
+        total = 0
+        limit = self.profile.imap.batch_size
+        for uid in uids:
+            size = min(sizes.get(uid, 0), PARTIAL_BYTES * 2)
+            if batch and (len(batch) >= limit or total + size > BATCH_BYTES):
+                yield batch
+                batch, total = [], 0
+            batch.append(uid)
+            total += size
+        if batch:
+            yield batch
+
+    def _fetch(self, client: imapclient.IMAPClient, uids: list[int],
+               sizes: dict[int, int]) -> list[IncomingMessage]:
+        small = [u for u in uids if sizes.get(u, 0) <= FULL_FETCH_LIMIT]
+        large = [u for u in uids if sizes.get(u, 0) > FULL_FETCH_LIMIT]
+        out: list[IncomingMessage] = []
+        if small:
+            data = client.fetch(small, ["BODY.PEEK[]", "INTERNALDATE"])
+            for uid in small:
+                item = data.get(uid)
+                if item is None:  # expunged between SEARCH and FETCH
+                    continue
+                raw = item.get(b"BODY[]") or b""
+                out.append(IncomingMessage(uid, raw, _naive_utc(item.get(b"INTERNALDATE"))
+                                           or utcnow()))
+        if large:
+            spec = f"BODY.PEEK[TEXT]<0.{PARTIAL_BYTES}>"
+            data = client.fetch(large, ["BODY.PEEK[HEADER]", spec, "INTERNALDATE"])
+            for uid in large:
+                item = data.get(uid)
+                if item is None:
+                    continue
+                body = next((v for k, v in item.items() if k.startswith(b"BODY[TEXT]")), b"")
+                raw = (item.get(b"BODY[HEADER]") or b"") + (body or b"")
+                out.append(IncomingMessage(uid, raw, _naive_utc(item.get(b"INTERNALDATE"))
+                                           or utcnow(), truncated=True))
+        out.sort(key=lambda m: m.uid)
+        return out
+
+    # --- storing -----------------------------------------------------------
+
+    def _direction(self, parsed: ParsedMessage, role: str) -> str:
+        if role == "sent" or (parsed.from_addr and parsed.from_addr in self.ours):
+            return "out"
+        return "in"
+
+    def _store_batch(self, folder_id: int, uidvalidity: int, role: str,
+                     messages: list[IncomingMessage], max_uid: int) -> SyncResult:
+        parsed_rows = []
+        for m in messages:
+            parsed = parse_message(m.raw)
+            if m.truncated:
+                parsed.defects.append("message too large: only the first part was fetched")
+            parsed_rows.append((m, parsed))
+        result = SyncResult()
+        with self.store.begin() as conn:
+            for m, parsed in parsed_rows:
+                pk, new, ticket_id = self._insert_message(conn, m, parsed, role)
+                conn.execute(text(
+                    "INSERT OR IGNORE INTO locations (folder_id, uidvalidity, uid, message_pk) "
+                    "VALUES (:f, :v, :u, :pk)"),
+                    {"f": folder_id, "v": uidvalidity, "u": m.uid, "pk": pk})
+                if new:
+                    result.new_messages += 1
+                    result.tickets.add(ticket_id)
+                    if self._direction(parsed, role) == "in" and parsed.auto_kind == "none":
+                        result.new_inbound.append((ticket_id, parsed.from_addr))
+            refresh_tickets(conn, result.tickets)
+            conn.execute(text("UPDATE folders SET last_uid = max(last_uid, :u) WHERE id = :id"),
+                         {"u": max_uid, "id": folder_id})
+        return result
+
+    def _insert_message(self, conn: Connection, m: IncomingMessage, parsed: ParsedMessage,
+                        role: str) -> tuple[int, bool, str]:
+        key = dedup_key(parsed, m.raw)
+        existing = conn.execute(text("SELECT id, ticket_id FROM messages WHERE dedup_key = :k"),
+                                {"k": key}).first()
+        if existing:
+            return int(existing[0]), False, str(existing[1])
+        ticket_id, thread = ticket_for(parsed)
+        direction = self._direction(parsed, role)
+        conn.execute(text(
+            "INSERT INTO tickets (id, thread_key, subject, created_at, updated_at) "
+            "VALUES (:id, :k, :s, :t, :t) ON CONFLICT (id) DO NOTHING"),
+            {"id": ticket_id, "k": thread, "s": parsed.subject, "t": m.internal_date})
+        pk = conn.execute(text(
+            'INSERT INTO messages (dedup_key, ticket_id, message_id, in_reply_to, "references", '
+            "subject, from_addr, from_name, to_addrs, cc_addrs, reply_to, date_header, "
+            "received_at, direction, auto_kind, text, html, attachments, defects, size, raw) "
+            "VALUES (:dk, :t, :mid, :irt, :refs, :subj, :fa, :fn, :to, :cc, :rt, :dh, :ra, "
+            ":dir, :auto, :text, :html, :att, :defects, :size, :raw) RETURNING id"),
+            {"dk": key, "t": ticket_id, "mid": parsed.message_id, "irt": parsed.in_reply_to,
+             "refs": " ".join(parsed.references), "subj": parsed.subject,
+             "fa": parsed.from_addr, "fn": parsed.from_name,
+             "to": json.dumps(parsed.to, ensure_ascii=False),
+             "cc": json.dumps(parsed.cc, ensure_ascii=False), "rt": parsed.reply_to,
+             "dh": parsed.date, "ra": m.internal_date, "dir": direction,
+             "auto": parsed.auto_kind, "text": parsed.text, "html": parsed.html,
+             "att": json.dumps([a.as_dict() for a in parsed.attachments], ensure_ascii=False),
+             "defects": json.dumps(parsed.defects) if parsed.defects else None,
+             "size": len(m.raw), "raw": m.raw if parsed.defects else None}).scalar_one()
+        customer = " ".join(filter(None, [parsed.from_name, parsed.from_addr]
+                                   + [f"{n} {a}" for n, a in parsed.to]))
+        conn.execute(text("INSERT INTO messages_fts (rowid, subject, body, customer) "
+                          "VALUES (:id, :s, :b, :c)"),
+                     {"id": pk, "s": parsed.subject, "b": parsed.text[:MAX_FTS_BODY],
+                      "c": customer})
+        if direction == "in" and parsed.from_addr and parsed.auto_kind == "none":
+            upsert_customer(conn, parsed.from_addr, parsed.from_name)
+        elif direction == "out":
+            for name, addr in parsed.to:
+                if addr not in self.ours:
+                    upsert_customer(conn, addr, name or None)
+        return int(pk), True, ticket_id
+
+
+def upsert_customer(conn: Connection, address: str, name: str | None) -> None:
+    conn.execute(text(
+        "INSERT INTO customers (email, name, organisation) VALUES (:e, :n, :o) "
+        "ON CONFLICT (email) DO UPDATE SET name = coalesce(excluded.name, customers.name)"),
+        {"e": address, "n": name or None, "o": organisation_for(address)})
+
+
+def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
+    """Recompute each ticket's aggregates from its messages (order-independent)."""
+    ids = sorted(set(ticket_ids))
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        params = {f"t{j}": t for j, t in enumerate(chunk)}
+        marks = ", ".join(f":t{j}" for j in range(len(chunk)))
+        rows = conn.execute(text(
+            "SELECT ticket_id, received_at, direction, auto_kind, subject, from_addr, to_addrs, "
+            f"substr(text, 1, 2000) AS body FROM messages WHERE ticket_id IN ({marks}) "
+            "ORDER BY ticket_id, received_at, id"), params).mappings().all()
+        by_ticket: dict[str, list[Any]] = {}
+        for r in rows:
+            by_ticket.setdefault(r["ticket_id"], []).append(r)
+        updates = [_aggregate(tid, msgs) for tid, msgs in by_ticket.items()]
+        if updates:
+            conn.execute(text(
+                "UPDATE tickets SET subject = :subject, customer_email = :customer, "
+                "created_at = :created, updated_at = :updated, message_count = :count, "
+                "snippet = :snippet, waiting_since = :waiting, first_in_at = :first_in, "
+                "first_out_at = :first_out WHERE id = :id"), updates)
+
+
+def _parse_dt(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
+    customer_msgs = [m for m in msgs if m["direction"] == "in" and m["auto_kind"] == "none"]
+    inbound = [m for m in msgs if m["direction"] == "in"]
+    outbound = [m for m in msgs if m["direction"] == "out"]
+    customer = None
+    for candidates in (customer_msgs, inbound):
+        if candidates and candidates[0]["from_addr"]:
+            customer = candidates[0]["from_addr"]
+            break
+    if customer is None and outbound:
+        to = json.loads(outbound[0]["to_addrs"] or "[]")
+        customer = to[0][1] if to else None
+    waiting = None
+    for m in msgs:
+        if m["direction"] == "out":
+            waiting = None
+        elif m["auto_kind"] == "none" and waiting is None:
+            waiting = m["received_at"]
+    latest = (customer_msgs or msgs)[-1]
+    return {
+        "id": ticket_id, "subject": msgs[0]["subject"] or "", "customer": customer,
+        "created": msgs[0]["received_at"], "updated": msgs[-1]["received_at"],
+        "count": len(msgs), "snippet": snippet(latest["body"] or ""), "waiting": waiting,
+        "first_in": customer_msgs[0]["received_at"] if customer_msgs else None,
+        "first_out": outbound[0]["received_at"] if outbound else None,
+    }

@@ -1,0 +1,133 @@
+"""Read-side queries: ticket lists by view and search, one ticket with messages.
+
+Sorting and filtering happen in SQL so lists stay fast at 100,000 tickets;
+list callers get ids first and fetch rows for the ids they show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+VIEWS = ("open", "unclaimed", "mine", "vip", "pending", "closed", "all")
+_TOKEN_RE = re.compile(r"\w[\w'@.+-]*", re.UNICODE)
+
+
+def fts_query(search: str) -> str | None:
+    """Turn what a person types into a safe FTS5 query (every word, as a prefix)."""
+    words = _TOKEN_RE.findall(search or "")
+    if not words:
+        return None
+    return " AND ".join('"' + w.replace('"', "") + '"*' for w in words[:12])
+
+
+@dataclass(frozen=True)
+class TicketQuery:
+    view: str = "open"
+    search: str = ""
+    agent: str = ""
+    vip_first: bool = False
+    sort: str = "updated"  # updated | created | waiting
+    descending: bool = True
+    now: datetime | None = None  # server-time estimate, for lease expiry
+    lease: timedelta = timedelta(minutes=30)
+
+
+def _view_clause(q: TicketQuery, params: dict[str, Any]) -> str:
+    live_claim = "(t.claimed_by IS NOT NULL AND t.claim_active_at > :lease_cutoff)"
+    params["lease_cutoff"] = (q.now - q.lease) if q.now else datetime.min
+    if q.view == "open":
+        return "t.status = 'open'"
+    if q.view == "pending":
+        return "t.status = 'pending'"
+    if q.view == "closed":
+        return "t.status = 'closed'"
+    if q.view == "unclaimed":
+        return f"t.status != 'closed' AND NOT {live_claim}"
+    if q.view == "mine":
+        params["agent"] = q.agent
+        return f"t.status != 'closed' AND t.claimed_by = :agent AND {live_claim}"
+    if q.view == "vip":
+        return "t.status != 'closed' AND c.vip = 1"
+    return "1 = 1"
+
+
+def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None) -> list[str]:
+    params: dict[str, Any] = {}
+    where = [_view_clause(q, params)]
+    match = fts_query(q.search)
+    if match:
+        params["match"] = match
+        where.append("t.id IN (SELECT m.ticket_id FROM messages_fts f "
+                     "JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH :match)")
+    column = {"updated": "t.updated_at", "created": "t.created_at",
+              "waiting": "coalesce(t.waiting_since, '9999')"}.get(q.sort, "t.updated_at")
+    order = f"{column} {'DESC' if q.descending else 'ASC'}, t.id"
+    if q.vip_first:
+        order = "coalesce(c.vip, 0) DESC, " + order
+    sql = (f"SELECT t.id FROM tickets t LEFT JOIN customers c ON c.email = t.customer_email "
+           f"WHERE {' AND '.join(where)} ORDER BY {order}")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return [r[0] for r in conn.execute(text(sql), params)]
+
+
+def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
+    out = {}
+    for view in VIEWS:
+        params: dict[str, Any] = {}
+        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now, lease=q.lease),
+                              params)
+        out[view] = int(conn.execute(text(
+            "SELECT count(*) FROM tickets t LEFT JOIN customers c ON c.email = t.customer_email "
+            f"WHERE {clause}"), params).scalar() or 0)
+    return out
+
+
+TICKET_COLUMNS = (
+    "t.id, t.subject, t.customer_email, c.name AS customer_name, c.preferred_name, t.status, "
+    "t.claimed_by, t.claimed_at, t.claim_active_at, coalesce(c.vip, 0) AS vip, c.vip_tier, "
+    "coalesce(c.white_glove, 0) AS white_glove, t.message_count, t.created_at, t.updated_at, "
+    "t.snippet, t.waiting_since, t.closed_at, t.first_in_at, t.first_out_at")
+
+
+def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Rows for ``ids`` (any order), keyed by id."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        params = {f"i{j}": t for j, t in enumerate(chunk)}
+        marks = ", ".join(f":i{j}" for j in range(len(chunk)))
+        for r in conn.execute(text(
+                f"SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN customers c "
+                f"ON c.email = t.customer_email WHERE t.id IN ({marks})"), params).mappings():
+            out[r["id"]] = dict(r)
+    return out
+
+
+def ticket_messages(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(text(
+        "SELECT id, message_id, subject, from_addr, from_name, to_addrs, cc_addrs, reply_to, "
+        'date_header, received_at, direction, auto_kind, text, html, attachments, defects, '
+        '"references", in_reply_to FROM messages WHERE ticket_id = :t ORDER BY received_at, id'),
+        {"t": ticket_id}).mappings().all()
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["to_addrs"] = json.loads(d["to_addrs"] or "[]")
+        d["cc_addrs"] = json.loads(d["cc_addrs"] or "[]")
+        d["attachments"] = json.loads(d["attachments"] or "[]")
+        d["defects"] = json.loads(d["defects"]) if d["defects"] else []
+        out.append(d)
+    return out
+
+
+def customer_ticket_ids(conn: Connection, email: str) -> list[str]:
+    return [r[0] for r in conn.execute(text(
+        "SELECT id FROM tickets WHERE customer_email = :e ORDER BY created_at DESC"),
+        {"e": email})]

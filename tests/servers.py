@@ -1,0 +1,1035 @@
+"""Real mail servers on loopback for tests and benchmarks (no mocks).
+
+* :func:`start_dovecot` - a private Dovecot 2.3/2.4 instance in a temp dir. All
+  users share ONE mail store (the team's shared support mailbox).
+* :func:`start_pymap` - pymap's in-memory ``dict`` backend (one login only).
+* :func:`start_smtp_sink` - an aiosmtpd server recording every message.
+
+Every ``start_*`` function returns an object with ``stop()`` that can also be
+used as a context manager. Readiness is detected by polling the port for a
+greeting with a deadline, never by fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import grp
+import ipaddress
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import imapclient
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+__all__ = [
+    "DEFAULT_USERS",
+    "ImapServer",
+    "ServerStartError",
+    "SmtpSink",
+    "dovecot_version",
+    "free_port",
+    "start_dovecot",
+    "start_pymap",
+    "start_smtp_sink",
+]
+
+HOST = "127.0.0.1"
+#: Agents sharing the support mailbox (Dovecot). pymap only gets the first one.
+DEFAULT_USERS: dict[str, str] = {
+    "agent-a": "secret-a",
+    "agent-b": "secret-b",
+    "agent-c": "secret-c",
+}
+START_TIMEOUT = 20.0
+CLIENT_TIMEOUT = 30.0
+
+_APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+_FlagsArg = Iterable[bytes | str]
+
+
+class ServerStartError(RuntimeError):
+    """A server process did not come up; the message includes its log tail."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _poll(predicate: Any, timeout: float, what: str, interval: float = 0.005) -> None:
+    """Call ``predicate()`` until it is truthy; TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _read_greeting(
+    host: str, port: int, timeout: float, ssl_context: ssl.SSLContext | None
+) -> bytes:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock: socket.socket = raw
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(raw, server_hostname=host)
+        with sock:
+            data = b""
+            while b"\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
+
+def _tail(path: Path | None, lines: int = 40) -> str:
+    if path is None or not path.exists():
+        return "(no log)"
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _kill_group(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------- TLS ---
+
+
+def _make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """Create a throw-away CA and a server cert for 127.0.0.1/localhost.
+
+    Returns ``(ca_file, cert_file, key_file)`` (PEM).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "helpdesk test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address(HOST)),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = directory / "ca.pem"
+    cert_file = directory / "server.pem"
+    key_file = directory / "server.key"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return ca_file, cert_file, key_file
+
+
+# -------------------------------------------------------------------- IMAP ---
+
+
+@dataclass(eq=False)
+class ImapServer:
+    """A running IMAP server. ``users`` maps login -> password."""
+
+    host: str
+    port: int
+    users: dict[str, str]
+    kind: str  # "dovecot" | "pymap"
+    delimiter: str = "/"
+    tls: bool = False  # True: implicit TLS (IMAPS) on ``port``, trust ``ca_file``
+    ca_file: str | None = None
+    workdir: str | None = None  # private temp dir (config, logs, mail store)
+    mail_home: str | None = None  # dovecot: the shared mail home
+    log_file: str | None = None
+    _argv: list[str] = field(default_factory=list, repr=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _doveconf: str | None = field(default=None, repr=False)
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGKILL the server's process group and delete its temp dir."""
+        _kill_group(self._proc)
+        self._proc = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Kill the server and start it again on the same port.
+
+        Dovecot keeps its mail store. pymap's ``dict`` backend is in memory, so
+        a pymap restart comes back EMPTY (new UIDVALIDITYs, only INBOX + Sent).
+        Open clients are disconnected either way.
+        """
+        _kill_group(self._proc)
+        self._proc = None
+        _poll(lambda: _port_bindable(self.port), 10, f"port {self.port} to be released")
+        self._launch()
+
+    def log_text(self) -> str:
+        """The server's log so far (for assertion messages)."""
+        if self.log_file is None or not Path(self.log_file).exists():
+            return ""
+        return Path(self.log_file).read_text(errors="replace")
+
+    # -- clients -----------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def connect(self, timeout: float = CLIENT_TIMEOUT) -> imapclient.IMAPClient:
+        """A connected but NOT logged-in client."""
+        return imapclient.IMAPClient(
+            self.host,
+            self.port,
+            ssl=self.tls,
+            ssl_context=self.ssl_context(),
+            timeout=timeout,
+        )
+
+    def client(self, user: str | None = None) -> imapclient.IMAPClient:
+        """A logged-in client (plain TCP, or IMAPS when ``tls``).
+
+        ``user`` defaults to the first user. Caller must ``logout()``.
+        """
+        login = user if user is not None else next(iter(self.users))
+        client = self.connect()
+        try:
+            client.login(login, self.users.get(login, ""))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
+        return client
+
+    @contextlib.contextmanager
+    def session(self, user: str | None = None) -> Iterator[imapclient.IMAPClient]:
+        """``with server.session() as c:`` - logged-in client, logged out after."""
+        client = self.client(user)
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    # -- data helpers ------------------------------------------------------
+    def create_folder(self, folder: str) -> None:
+        """Create ``folder`` (and parents) unless it exists."""
+        with self.session() as c:
+            _ensure_folder(c, folder)
+
+    def uidvalidity(self, folder: str) -> int:
+        with self.session() as c:
+            return int(c.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    def append(
+        self,
+        folder: str,
+        raw: bytes,
+        flags: _FlagsArg = (),
+        date: datetime | None = None,
+        *,
+        create: bool = True,
+    ) -> int:
+        """APPEND one message; returns its UID. Creates ``folder`` if missing."""
+        return self.append_many(folder, [raw], flags, date, create=create)[0]
+
+    def append_many(
+        self,
+        folder: str,
+        raws: Iterable[bytes],
+        flags: _FlagsArg = (),
+        date: datetime | None = None,
+        *,
+        create: bool = True,
+    ) -> list[int]:
+        """APPEND several messages over one connection; returns their UIDs."""
+        flag_list = list(flags)
+        with self.session() as c:
+            if create:
+                _ensure_folder(c, folder)
+            return [_append(c, folder, raw, flag_list, date) for raw in raws]
+
+    def messages(self, folder: str) -> list[tuple[int, bytes, tuple[bytes, ...], datetime]]:
+        """All messages in ``folder`` as ``(uid, raw, flags, internaldate)``."""
+        with self.session() as c:
+            return _fetch_all(c, folder)
+
+    def reset_uidvalidity(self, folder: str) -> None:
+        """Give ``folder`` a new, higher UIDVALIDITY; keep its messages.
+
+        All messages are re-appended (same bytes, flags and INTERNALDATE), so
+        they also get NEW UIDs - exactly what a client sees when a server
+        rebuilds a mailbox. Sessions that have the folder selected may be
+        disconnected by the server.
+
+        Dovecot: works for every folder incl. INBOX (uses ``doveadm``).
+        pymap: works for folders other than INBOX (delete + re-create).
+        """
+        with self.session() as c:
+            old = int(c.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+            saved = _fetch_all(c, folder)
+            if self.kind == "dovecot":
+                if saved:
+                    c.select_folder(folder)
+                    c.delete_messages([uid for uid, *_ in saved])
+                    c.expunge()
+                    _deselect(c)
+                new = max(old + 1, int(time.time()))
+                self._doveadm(
+                    "mailbox", "update", "--uid-validity", str(new), folder
+                )
+            else:
+                if folder.upper() == "INBOX":
+                    raise NotImplementedError("pymap cannot reset INBOX's UIDVALIDITY")
+                c.delete_folder(folder)
+                c.create_folder(folder)
+            for _uid, raw, flags, date in saved:
+                _append(c, folder, raw, [f for f in flags if f != b"\\Recent"], date)
+        # Dovecot may serve the old value from a cached index for a moment;
+        # make sure the change is visible to new sessions before returning.
+        _poll(lambda: self.uidvalidity(folder) != old, 10, f"new UIDVALIDITY of {folder}")
+
+    # -- internals ---------------------------------------------------------
+    def _doveadm(self, *args: str) -> str:
+        if self._doveconf is None:
+            raise RuntimeError("doveadm is only available for dovecot servers")
+        user = next(iter(self.users))
+        cmd = ["doveadm", "-c", self._doveconf, args[0], args[1], "-u", user, *args[2:]]
+        done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({done.returncode}): "
+                f"{done.stderr.decode(errors='replace')}\n{_tail(self._log_path)}"
+            )
+        return done.stdout.decode(errors="replace")
+
+    @property
+    def _log_path(self) -> Path | None:
+        return Path(self.log_file) if self.log_file else None
+
+    def _launch(self) -> None:
+        """Start the process described by ``_argv`` and wait for its greeting."""
+        log = open(self.log_file or os.devnull, "ab")  # noqa: SIM115 - handed to child
+        try:
+            self._proc = subprocess.Popen(
+                self._argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.workdir,
+            )
+        finally:
+            log.close()
+        proc = self._proc
+        deadline = time.monotonic() + START_TIMEOUT
+        ctx = self.ssl_context()
+        while True:
+            if proc.poll() is not None:
+                raise ServerStartError(
+                    f"{self.kind} exited with {proc.returncode} on port {self.port}:\n"
+                    + _tail(self._log_path)
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill_group(proc)
+                self._proc = None
+                raise ServerStartError(
+                    f"{self.kind} did not greet on port {self.port} within "
+                    f"{START_TIMEOUT}s:\n" + _tail(self._log_path)
+                )
+            try:
+                greeting = _read_greeting(self.host, self.port, min(remaining, 5.0), ctx)
+            except (OSError, ssl.SSLError):
+                time.sleep(0.005)
+                continue
+            if greeting.startswith(b"* OK"):
+                break
+            time.sleep(0.005)
+        if self.kind == "pymap":
+            # pymap starts with INBOX only; the app expects a Sent folder.
+            self.create_folder("Sent")
+
+
+def _ensure_folder(c: imapclient.IMAPClient, folder: str) -> None:
+    if folder.upper() == "INBOX" or c.folder_exists(folder):
+        return
+    c.create_folder(folder)
+
+
+def _append(
+    c: imapclient.IMAPClient,
+    folder: str,
+    raw: bytes,
+    flags: Sequence[bytes | str],
+    date: datetime | None,
+) -> int:
+    response = c.append(folder, raw, flags=tuple(flags), msg_time=date)
+    match = _APPENDUID_RE.search(response)
+    if match:
+        return int(match.group(2))
+    # No UIDPLUS: the new message is the one with the highest UID.
+    c.select_folder(folder, readonly=True)
+    try:
+        uids = c.search(["ALL"])
+        if not uids:
+            raise RuntimeError(f"APPEND to {folder} succeeded but folder is empty")
+        return int(max(uids))
+    finally:
+        _deselect(c)
+
+
+def _deselect(c: imapclient.IMAPClient) -> None:
+    """Leave the selected folder without expunging anything."""
+    if c.has_capability("UNSELECT"):
+        c.unselect_folder()
+        return
+    # pymap has no UNSELECT and answers NO to CLOSE on an EXAMINEd folder:
+    # move the selection to INBOX (read-only) so the folder can be deleted.
+    try:
+        c.close_folder()
+    except imapclient.exceptions.IMAPClientError:
+        c.select_folder("INBOX", readonly=True)
+
+
+def _fetch_all(
+    c: imapclient.IMAPClient, folder: str
+) -> list[tuple[int, bytes, tuple[bytes, ...], datetime]]:
+    c.select_folder(folder, readonly=True)
+    try:
+        uids = c.search(["ALL"])
+        if not uids:
+            return []
+        data = c.fetch(uids, [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"])
+    finally:
+        _deselect(c)
+    return [
+        (
+            int(uid),
+            data[uid][b"BODY[]"],
+            tuple(data[uid][b"FLAGS"]),
+            data[uid][b"INTERNALDATE"],
+        )
+        for uid in sorted(data)
+    ]
+
+
+# ----------------------------------------------------------------- Dovecot ---
+
+
+def dovecot_version() -> tuple[int, ...]:
+    """``dovecot --version`` as a tuple, e.g. ``(2, 3, 19, 1)``."""
+    out = subprocess.run(
+        ["dovecot", "--version"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    match = re.match(r"\s*(\d+(?:\.\d+)*)", out)
+    if not match:
+        raise RuntimeError(f"cannot parse dovecot version: {out!r}")
+    return tuple(int(p) for p in match.group(1).split("."))
+
+
+def _check_credentials(users: dict[str, str]) -> None:
+    if not users:
+        raise ValueError("need at least one user")
+    for name, password in users.items():
+        bad = {":", "\n", "\r", "\t", " "}
+        if not name or bad & set(name) or {":", "\n", "\r"} & set(password):
+            raise ValueError(f"unsupported characters in credentials for {name!r}")
+
+
+def _dovecot_identity() -> dict[str, str | int]:
+    """Which system accounts the private instance runs as."""
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        try:
+            gid = grp.getgrnam("nogroup").gr_gid
+        except KeyError:
+            gid = nobody.pw_gid
+        internal = "dovecot"
+        login = "dovenull"
+        try:
+            pwd.getpwnam(internal)
+            pwd.getpwnam(login)
+        except KeyError:
+            internal = login = "nobody"
+        return {"uid": nobody.pw_uid, "gid": gid, "internal": internal, "login": login}
+    me = getpass.getuser()
+    return {"uid": os.getuid(), "gid": os.getgid(), "internal": me, "login": me}
+
+
+def _dovecot_conf(
+    version: tuple[int, ...],
+    workdir: Path,
+    port: int,
+    ident: dict[str, str | int],
+    tls_files: tuple[Path, Path, Path] | None,
+) -> str:
+    home = workdir / "mail" / "shared"
+    run = workdir / "run"
+    log = workdir / "dovecot.log"
+    passwd = workdir / "passwd"
+    imap_port, imaps_port = (0, port) if tls_files else (port, 0)
+    # Shared between 2.3 and 2.4: service/namespace blocks.
+    services = f"""
+service imap-login {{
+  chroot =
+  service_count = 0
+  process_min_avail = 1
+  inet_listener imap {{
+    address = {HOST}
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = {HOST}
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap {{
+  process_limit = 1024
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  prefix =
+  mailbox Sent {{
+    auto = create
+    special_use = \\Sent
+  }}
+}}
+"""
+    if version >= (2, 4):
+        ssl_part = (
+            f"ssl = required\nssl_server_cert_file = {tls_files[1]}\n"
+            f"ssl_server_key_file = {tls_files[2]}\n"
+            if tls_files
+            else "ssl = no\n"
+        )
+        return f"""dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+base_dir = {run}
+state_dir = {workdir / "state"}
+instance_name = helpdesk-test-{port}
+log_path = {log}
+info_log_path = {log}
+listen = {HOST}
+protocols = imap
+{ssl_part}default_internal_user = {ident["internal"]}
+default_login_user = {ident["login"]}
+first_valid_uid = 1
+first_valid_gid = 1
+mail_uid = {ident["uid"]}
+mail_gid = {ident["gid"]}
+mail_home = {home}
+mail_driver = sdbox
+mail_path = ~/mail
+mail_fsync = never
+auth_allow_cleartext = yes
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mailbox_idle_check_interval = 1s
+mail_max_userip_connections = 1000
+passdb passwd-file {{
+  default_password_scheme = PLAIN
+  passwd_file_path = {passwd}
+}}
+userdb static {{
+  fields {{
+    uid = {ident["uid"]}
+    gid = {ident["gid"]}
+    home = {home}
+  }}
+}}
+{services}"""
+    ssl_part = (
+        f"ssl = required\nssl_cert = <{tls_files[1]}\nssl_key = <{tls_files[2]}\n"
+        if tls_files
+        else "ssl = no\n"
+    )
+    return f"""# private test instance generated by tests/servers.py
+base_dir = {run}
+state_dir = {workdir / "state"}
+instance_name = helpdesk-test-{port}
+log_path = {log}
+info_log_path = {log}
+listen = {HOST}
+protocols = imap
+{ssl_part}default_internal_user = {ident["internal"]}
+default_login_user = {ident["login"]}
+first_valid_uid = 1
+first_valid_gid = 1
+mail_uid = {ident["uid"]}
+mail_gid = {ident["gid"]}
+mail_location = sdbox:~/mail
+mail_fsync = never
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mailbox_idle_check_interval = 1 secs
+mail_max_userip_connections = 1000
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={ident["uid"]} gid={ident["gid"]} home={home}
+}}
+{services}"""
+
+
+def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> ImapServer:
+    """Start a private Dovecot on 127.0.0.1 (~20-50 ms).
+
+    All ``users`` (default :data:`DEFAULT_USERS`) log in to the SAME mail
+    store. Folders: INBOX, Sent (auto-created, ``\\Sent``); others may be
+    created, hierarchy separator ``/``. With ``tls=True`` the port speaks
+    implicit TLS (IMAPS) with a cert for 127.0.0.1/localhost signed by a
+    throw-away CA at ``server.ca_file``.
+    """
+    users = dict(DEFAULT_USERS if users is None else users)
+    _check_credentials(users)
+    if shutil.which("dovecot") is None:
+        raise ServerStartError("dovecot binary not found (apt-get install dovecot-imapd)")
+    version = dovecot_version()
+    ident = _dovecot_identity()
+
+    workdir = Path(tempfile.mkdtemp(prefix="helpdesk-dovecot-"))
+    try:
+        workdir.chmod(0o755)
+        home = workdir / "mail" / "shared"
+        home.mkdir(parents=True)
+        (workdir / "mail").chmod(0o755)
+        uid, gid = int(ident["uid"]), int(ident["gid"])
+        if os.geteuid() == 0:
+            os.chown(home, uid, gid)
+        home.chmod(0o700)
+        passwd = workdir / "passwd"
+        passwd.write_text(
+            "".join(f"{name}:{{PLAIN}}{pw}::::::\n" for name, pw in users.items())
+        )
+        passwd.chmod(0o644)
+        tls_files = _make_tls_files(workdir / "tls") if tls else None
+
+        last_error: Exception | None = None
+        for _attempt in range(5):
+            port = free_port()
+            conf = workdir / "dovecot.conf"
+            conf.write_text(_dovecot_conf(version, workdir, port, ident, tls_files))
+            server = ImapServer(
+                host=HOST,
+                port=port,
+                users=users,
+                kind="dovecot",
+                delimiter="/",
+                tls=tls,
+                ca_file=str(tls_files[0]) if tls_files else None,
+                workdir=str(workdir),
+                mail_home=str(home),
+                log_file=str(workdir / "dovecot.log"),
+                _argv=["dovecot", "-F", "-c", str(conf)],
+                _doveconf=str(conf),
+            )
+            try:
+                server._launch()
+            except ServerStartError as exc:
+                last_error = exc
+                if "in use" in str(exc):  # lost the free_port() race: try another
+                    continue
+                raise
+            return server
+        raise ServerStartError(f"could not bind dovecot: {last_error}")
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------- pymap ---
+
+
+def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
+    """Start ``pymap --no-tls dict`` on 127.0.0.1 (~0.5 s: Python start-up).
+
+    The dict backend has exactly ONE login (its "demo user"), so ``users``
+    must hold one entry; default: the first of :data:`DEFAULT_USERS`. The
+    mailbox starts empty apart from INBOX and Sent (created here).
+    Capabilities: UIDPLUS, MOVE, IDLE - no CONDSTORE, no custom keywords in
+    PERMANENTFLAGS. Hierarchy delimiter ``/``. First UID in a folder is 101.
+    """
+    if users is None:
+        name = next(iter(DEFAULT_USERS))
+        users = {name: DEFAULT_USERS[name]}
+    users = dict(users)
+    _check_credentials(users)
+    if len(users) != 1:
+        raise ValueError("pymap's dict backend supports exactly one login")
+    (user, password), = users.items()
+    exe = shutil.which("pymap")
+    if exe is None:
+        raise ServerStartError("pymap not found (pip install pymap)")
+    workdir = Path(tempfile.mkdtemp(prefix="helpdesk-pymap-"))
+    try:
+        last_error: Exception | None = None
+        for _attempt in range(5):
+            port = free_port()
+            argv = [
+                exe,
+                "--pid-file", str(workdir / "pymap.pid"),
+                "--host", HOST,
+                "--port", str(port),
+                "--no-tls",
+                "--no-service", "admin",
+                "--no-service", "managesieve",
+                "--no-service", "swim",
+                "dict",
+                "--demo-user", user,
+                "--demo-password", password,
+            ]  # fmt: skip
+            server = ImapServer(
+                host=HOST,
+                port=port,
+                users=users,
+                kind="pymap",
+                delimiter="/",
+                workdir=str(workdir),
+                log_file=str(workdir / "pymap.log"),
+                _argv=argv,
+            )
+            try:
+                server._launch()
+            except ServerStartError as exc:
+                last_error = exc
+                if "in use" in str(exc):
+                    continue
+                raise
+            return server
+        raise ServerStartError(f"could not bind pymap: {last_error}")
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+# -------------------------------------------------------------------- SMTP ---
+
+Message = tuple[str, list[str], bytes]
+FailStage = Literal["rcpt", "data"]
+
+
+class _SinkHandler:
+    """aiosmtpd handler: records messages, can be told to fail."""
+
+    def __init__(self, sink: SmtpSink, require_auth: bool) -> None:
+        self.sink = sink
+        self.require_auth = require_auth
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        # Enforced here rather than with SMTP(auth_required=True), which emits a
+        # UserWarning without TLS (an error under filterwarnings=error).
+        if self.require_auth and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        fail = self.sink._failure("rcpt", address)
+        if fail is not None:
+            return fail
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        fail = self.sink._failure("data", None)
+        if fail is not None:
+            return fail
+        raw = envelope.original_content
+        if raw is None:
+            raw = envelope.content if isinstance(envelope.content, bytes) else b""
+        auth = session.auth_data
+        user = auth.login.decode(errors="replace") if isinstance(auth, LoginPassword) else None
+        self.sink._record((envelope.mail_from or "", list(envelope.rcpt_tos), raw), user)
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that stores what it gets.
+
+    ``messages`` holds ``(mail_from, rcpt_tos, raw_bytes)``; ``auth_users``
+    holds, per message, the login used (or None).
+    """
+
+    def __init__(self, *, require_auth: dict[str, str] | None = None) -> None:
+        self.host = HOST
+        self.port = 0
+        self.require_auth = dict(require_auth) if require_auth else None
+        self.messages: list[Message] = []
+        self.auth_users: list[str | None] = []
+        self._cond = threading.Condition()
+        self._fail: tuple[int, str, FailStage, frozenset[str] | None] | None = None
+        self._controller: Controller | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> Self:
+        handler = _SinkHandler(self, require_auth=self.require_auth is not None)
+        kwargs: dict[str, Any] = {}
+        if self.require_auth is not None:
+            kwargs["authenticator"] = self._authenticate
+            kwargs["auth_require_tls"] = False
+        last_error: Exception | None = None
+        for _attempt in range(5):
+            self.port = free_port()
+            controller = Controller(
+                handler,
+                hostname=self.host,
+                port=self.port,
+                loop=asyncio.new_event_loop(),
+                ready_timeout=10,
+                **kwargs,
+            )
+            try:
+                controller.start()
+            except OSError as exc:  # lost the free_port() race
+                last_error = exc
+                with contextlib.suppress(Exception):
+                    controller.loop.close()
+                continue
+            self._controller = controller
+            return self
+        raise ServerStartError(f"could not start SMTP sink: {last_error}")
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+            with contextlib.suppress(Exception):
+                controller.loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- behaviour ---------------------------------------------------------
+    def set_fail(
+        self,
+        code: int | None,
+        text: str = "",
+        *,
+        stage: FailStage = "rcpt",
+        recipients: Iterable[str] | None = None,
+    ) -> None:
+        """Make subsequent transactions fail with ``code`` (None: accept again).
+
+        ``stage="rcpt"`` (default) rejects RCPT TO - smtplib raises
+        SMTPRecipientsRefused (when all recipients fail). ``stage="data"``
+        accepts recipients and rejects the message after DATA - smtplib raises
+        SMTPDataError. ``recipients`` limits RCPT failures to those addresses
+        (case-insensitive), so a mixed send partly succeeds.
+        """
+        with self._cond:
+            if code is None:
+                self._fail = None
+                return
+            if not 400 <= code <= 599:
+                raise ValueError("SMTP failure codes are 4xx or 5xx")
+            text = text or ("Temporary failure" if code < 500 else "Rejected")
+            only = frozenset(r.lower() for r in recipients) if recipients is not None else None
+            self._fail = (code, text, stage, only)
+
+    def wait_for(self, n: int, timeout: float = 10) -> list[Message]:
+        """Block until at least ``n`` messages arrived; return a copy of them."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: len(self.messages) >= n, timeout=timeout)
+            if not ok:
+                raise TimeoutError(
+                    f"SMTP sink got {len(self.messages)} messages, expected {n} "
+                    f"within {timeout}s"
+                )
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._cond:
+            self.messages.clear()
+            self.auth_users.clear()
+
+    # -- internals ---------------------------------------------------------
+    def _failure(self, stage: FailStage, address: str | None) -> str | None:
+        with self._cond:
+            fail = self._fail
+        if fail is None:
+            return None
+        code, text, fail_stage, only = fail
+        if fail_stage != stage:
+            return None
+        if only is not None and (address is None or address.lower() not in only):
+            return None
+        return f"{code} {text}"
+
+    def _record(self, message: Message, user: str | None) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self.auth_users.append(user)
+            self._cond.notify_all()
+
+    def _authenticate(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        creds = self.require_auth or {}
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode(errors="replace")
+            password = auth_data.password.decode(errors="replace")
+            if login in creds and creds[login] == password:
+                return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)
+
+
+def start_smtp_sink(*, require_auth: dict[str, str] | None = None) -> SmtpSink:
+    """Start an SMTP sink on 127.0.0.1 (plain, no TLS).
+
+    With ``require_auth`` ({login: password}) AUTH PLAIN/LOGIN is offered
+    without TLS and MAIL FROM is refused (530) until the client authenticated.
+    """
+    return SmtpSink(require_auth=require_auth).start()
