@@ -165,6 +165,9 @@ def parse_profile(data: dict[str, Any], source: Path | None = None) -> Profile:
         if poll < 5:
             raise ConfigError(f"In [imap] of {where}, 'poll_seconds' must be at least 5.")
         imap_kw["poll_seconds"] = poll
+    batch = _expect(imap_table, "batch_size", int, f"[imap] of {where}")
+    if batch is not None:
+        imap_kw["batch_size"] = max(1, batch)
     imap = ImapSettings(**imap_kw)
 
     smtp = SmtpSettings()

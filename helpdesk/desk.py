@@ -17,9 +17,9 @@ from typing import Any
 import imapclient
 
 from helpdesk.config import Profile
-from helpdesk.errors import NotFoundError
+from helpdesk.errors import HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
-from helpdesk.mail.push import LoopStatus, PushLoop
+from helpdesk.mail.push import LoopStatus, PushLoop, describe_error
 from helpdesk.mail.sync import MailSync, SyncResult, utcnow
 from helpdesk.store import Store, open_store
 from helpdesk.store import queries as q
@@ -33,6 +33,16 @@ def iso(value: Any) -> str | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return str(value.replace(microsecond=0).isoformat() + "Z")
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    import imaplib
+    import socket
+
+    import imapclient.exceptions
+
+    return isinstance(exc, OSError | socket.timeout | imaplib.IMAP4.abort | imaplib.IMAP4.error
+                      | imapclient.exceptions.IMAPClientError | EOFError)
 
 
 @dataclass
@@ -82,9 +92,14 @@ class Desk:
                     changes.tickets |= extra.tickets
                     changes.customers |= extra.customers
                     changes.cards = changes.cards or extra.cards
-            except Exception as exc:
+            except HelpdeskError as exc:
                 self._record_error(exc)
                 raise
+            except Exception as exc:
+                message = self._record_error(exc)
+                if not _is_network_error(exc):
+                    log.exception("sync failed unexpectedly")
+                raise MailError(message) from exc
             self._record_ok(result)
             return changes
 
@@ -126,15 +141,15 @@ class Desk:
             self.store.set_meta("sync.last_ok", iso(utcnow()), conn)
             self.store.set_meta("sync.last_error", None, conn)
 
-    def _record_error(self, exc: BaseException) -> None:
-        from helpdesk.mail.push import describe_error
+    def _record_error(self, exc: BaseException) -> str:
+        message = describe_error(exc, self.profile.imap)
         try:
             with self.store.begin() as conn:
-                self.store.set_meta("sync.last_error", describe_error(exc, self.profile.imap),
-                                    conn)
+                self.store.set_meta("sync.last_error", message, conn)
                 self.store.set_meta("sync.last_error_at", iso(utcnow()), conn)
         except Exception:
             log.exception("could not record the sync error")
+        return message
 
     # --- reading -------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixtures_servers import *  # noqa: E402,F403
-from helpers import MemoryKeyring  # noqa: E402
+from fixtures_servers import *  # noqa: F403
+from helpers import MemoryKeyring
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

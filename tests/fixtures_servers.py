@@ -1,4 +1,4 @@
-"""pytest fixtures for real loopback servers; load with ``pytest_plugins``.
+"""pytest fixtures for real loopback servers (star-imported by tests/conftest.py).
 
 Every fixture is function-scoped: each test gets a fresh, empty server that
 is killed (and its temp dir removed) afterwards.
@@ -10,17 +10,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-
-try:  # imported as ``tests.fixtures_servers``
-    from .servers import ImapServer, SmtpSink, start_dovecot, start_pymap, start_smtp_sink
-except ImportError:  # imported as ``fixtures_servers`` (tests/ on sys.path)
-    from servers import (  # type: ignore[no-redef]
-        ImapServer,
-        SmtpSink,
-        start_dovecot,
-        start_pymap,
-        start_smtp_sink,
-    )
+from servers import ImapServer, SmtpSink, start_dovecot, start_pymap, start_smtp_sink
 
 __all__ = ["dovecot", "imap_server", "pymap_server", "smtp_sink"]
 

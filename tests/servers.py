@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import grp
 import ipaddress
 import os
@@ -194,12 +193,8 @@ def _make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
             ),
             critical=False,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
@@ -242,6 +237,10 @@ class ImapServer:
     _argv: list[str] = field(default_factory=list, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _doveconf: str | None = field(default=None, repr=False)
+    # One cached logged-in connection for the data helpers (append, messages,
+    # ...): pymap spends ~170 ms hashing the password on every login.
+    _helper_client: imapclient.IMAPClient | None = field(default=None, repr=False)
+    _helper_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> Self:
@@ -261,6 +260,7 @@ class ImapServer:
 
     def stop(self) -> None:
         """SIGKILL the server's process group and delete its temp dir."""
+        self._drop_helper()
         _kill_group(self._proc)
         self._proc = None
         if self.workdir is not None:
@@ -273,6 +273,7 @@ class ImapServer:
         a pymap restart comes back EMPTY (new UIDVALIDITYs, only INBOX + Sent).
         Open clients are disconnected either way.
         """
+        self._drop_helper()
         _kill_group(self._proc)
         self._proc = None
         _poll(lambda: _port_bindable(self.port), 10, f"port {self.port} to be released")
@@ -291,14 +292,20 @@ class ImapServer:
         return ssl.create_default_context(cafile=self.ca_file)
 
     def connect(self, timeout: float = CLIENT_TIMEOUT) -> imapclient.IMAPClient:
-        """A connected but NOT logged-in client."""
-        return imapclient.IMAPClient(
+        """A connected but NOT logged-in client.
+
+        TCP_NODELAY is set: imapclient writes commands in several pieces and
+        pymap delays its ACKs, which otherwise costs 40 ms per SEARCH/APPEND.
+        """
+        client = imapclient.IMAPClient(
             self.host,
             self.port,
             ssl=self.tls,
             ssl_context=self.ssl_context(),
             timeout=timeout,
         )
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client
 
     def client(self, user: str | None = None) -> imapclient.IMAPClient:
         """A logged-in client (plain TCP, or IMAPS when ``tls``).
@@ -325,14 +332,40 @@ class ImapServer:
             with contextlib.suppress(Exception):
                 client.logout()
 
+    @contextlib.contextmanager
+    def _helper(self) -> Iterator[imapclient.IMAPClient]:
+        """The cached helper connection (first user, nothing selected)."""
+        with self._helper_lock:
+            client = self._helper_client
+            if client is not None:
+                try:
+                    client.noop()
+                except (imapclient.exceptions.IMAPClientError, OSError):
+                    self._drop_helper()
+                    client = None
+            if client is None:
+                client = self._helper_client = self.client()
+            try:
+                yield client
+            except (imapclient.exceptions.IMAPClientAbortError, OSError):
+                self._drop_helper()
+                raise
+
+    def _drop_helper(self) -> None:
+        with self._helper_lock:
+            client, self._helper_client = self._helper_client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.shutdown()
+
     # -- data helpers ------------------------------------------------------
     def create_folder(self, folder: str) -> None:
         """Create ``folder`` (and parents) unless it exists."""
-        with self.session() as c:
+        with self._helper() as c:
             _ensure_folder(c, folder)
 
     def uidvalidity(self, folder: str) -> int:
-        with self.session() as c:
+        with self._helper() as c:
             return int(c.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
 
     def append(
@@ -358,14 +391,14 @@ class ImapServer:
     ) -> list[int]:
         """APPEND several messages over one connection; returns their UIDs."""
         flag_list = list(flags)
-        with self.session() as c:
+        with self._helper() as c:
             if create:
                 _ensure_folder(c, folder)
             return [_append(c, folder, raw, flag_list, date) for raw in raws]
 
     def messages(self, folder: str) -> list[tuple[int, bytes, tuple[bytes, ...], datetime]]:
         """All messages in ``folder`` as ``(uid, raw, flags, internaldate)``."""
-        with self.session() as c:
+        with self._helper() as c:
             return _fetch_all(c, folder)
 
     def reset_uidvalidity(self, folder: str) -> None:
@@ -379,7 +412,7 @@ class ImapServer:
         Dovecot: works for every folder incl. INBOX (uses ``doveadm``).
         pymap: works for folders other than INBOX (delete + re-create).
         """
-        with self.session() as c:
+        with self._helper() as c:
             old = int(c.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
             saved = _fetch_all(c, folder)
             if self.kind == "dovecot":
@@ -389,9 +422,7 @@ class ImapServer:
                     c.expunge()
                     _deselect(c)
                 new = max(old + 1, int(time.time()))
-                self._doveadm(
-                    "mailbox", "update", "--uid-validity", str(new), folder
-                )
+                self._doveadm("mailbox", "update", "--uid-validity", str(new), folder)
             else:
                 if folder.upper() == "INBOX":
                     raise NotImplementedError("pymap cannot reset INBOX's UIDVALIDITY")
@@ -552,23 +583,39 @@ def _check_credentials(users: dict[str, str]) -> None:
 
 
 def _dovecot_identity() -> dict[str, str | int]:
-    """Which system accounts the private instance runs as."""
+    """Which system accounts the private instance runs as.
+
+    root: mail as nobody/nogroup, internal/login processes as Debian's
+    dovecot/dovenull. Otherwise everything runs as the current user.
+    """
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")
         try:
             gid = grp.getgrnam("nogroup").gr_gid
         except KeyError:
             gid = nobody.pw_gid
-        internal = "dovecot"
-        login = "dovenull"
         try:
-            pwd.getpwnam(internal)
-            pwd.getpwnam(login)
+            pwd.getpwnam("dovecot")
+            pwd.getpwnam("dovenull")
+            grp.getgrnam("dovecot")
         except KeyError:
-            internal = login = "nobody"
-        return {"uid": nobody.pw_uid, "gid": gid, "internal": internal, "login": login}
-    me = getpass.getuser()
-    return {"uid": os.getuid(), "gid": os.getgid(), "internal": me, "login": me}
+            return {
+                "uid": nobody.pw_uid,
+                "gid": gid,
+                "internal": "nobody",
+                "group": grp.getgrgid(gid).gr_name,
+                "login": "nobody",
+            }
+        return {
+            "uid": nobody.pw_uid,
+            "gid": gid,
+            "internal": "dovecot",
+            "group": "dovecot",
+            "login": "dovenull",
+        }
+    me = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    return {"uid": os.getuid(), "gid": os.getgid(), "internal": me, "group": group, "login": me}
 
 
 def _dovecot_conf(
@@ -583,18 +630,17 @@ def _dovecot_conf(
     log = workdir / "dovecot.log"
     passwd = workdir / "passwd"
     imap_port, imaps_port = (0, port) if tls_files else (port, 0)
+    # 2.4 renamed service_count to restart_request_count (default unlimited).
+    login_reuse = "" if version >= (2, 4) else "  service_count = 0\n"
     # Shared between 2.3 and 2.4: service/namespace blocks.
     services = f"""
 service imap-login {{
   chroot =
-  service_count = 0
-  process_min_avail = 1
+{login_reuse}  process_min_avail = 1
   inet_listener imap {{
-    address = {HOST}
     port = {imap_port}
   }}
   inet_listener imaps {{
-    address = {HOST}
     port = {imaps_port}
     ssl = yes
   }}
@@ -632,6 +678,7 @@ info_log_path = {log}
 listen = {HOST}
 protocols = imap
 {ssl_part}default_internal_user = {ident["internal"]}
+default_internal_group = {ident["group"]}
 default_login_user = {ident["login"]}
 first_valid_uid = 1
 first_valid_gid = 1
@@ -647,7 +694,6 @@ auth_failure_delay = 0
 mailbox_idle_check_interval = 1s
 mail_max_userip_connections = 1000
 passdb passwd-file {{
-  default_password_scheme = PLAIN
   passwd_file_path = {passwd}
 }}
 userdb static {{
@@ -672,6 +718,7 @@ info_log_path = {log}
 listen = {HOST}
 protocols = imap
 {ssl_part}default_internal_user = {ident["internal"]}
+default_internal_group = {ident["group"]}
 default_login_user = {ident["login"]}
 first_valid_uid = 1
 first_valid_gid = 1
@@ -722,9 +769,7 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
             os.chown(home, uid, gid)
         home.chmod(0o700)
         passwd = workdir / "passwd"
-        passwd.write_text(
-            "".join(f"{name}:{{PLAIN}}{pw}::::::\n" for name, pw in users.items())
-        )
+        passwd.write_text("".join(f"{name}:{{PLAIN}}{pw}::::::\n" for name, pw in users.items()))
         passwd.chmod(0o644)
         tls_files = _make_tls_files(workdir / "tls") if tls else None
 
@@ -780,7 +825,7 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
     _check_credentials(users)
     if len(users) != 1:
         raise ValueError("pymap's dict backend supports exactly one login")
-    (user, password), = users.items()
+    ((user, password),) = users.items()
     exe = shutil.which("pymap")
     if exe is None:
         raise ServerStartError("pymap not found (pip install pymap)")
@@ -980,8 +1025,7 @@ class SmtpSink:
             ok = self._cond.wait_for(lambda: len(self.messages) >= n, timeout=timeout)
             if not ok:
                 raise TimeoutError(
-                    f"SMTP sink got {len(self.messages)} messages, expected {n} "
-                    f"within {timeout}s"
+                    f"SMTP sink got {len(self.messages)} messages, expected {n} within {timeout}s"
                 )
             return list(self.messages)
 

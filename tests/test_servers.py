@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
+import socket
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import imapclient
 import pytest
+from servers import ImapServer, SmtpSink, start_dovecot, start_smtp_sink
 
-try:  # imported as ``tests.test_servers``
-    from .servers import ImapServer, SmtpSink, start_dovecot, start_smtp_sink
-except ImportError:  # imported as ``test_servers`` (tests/ on sys.path)
-    from servers import (  # type: ignore[no-redef]
-        ImapServer,
-        SmtpSink,
-        start_dovecot,
-        start_smtp_sink,
-    )
-
-# Works with or without tests/__init__.py and with or without a conftest that
-# already loads the same plugin (pytest de-duplicates by module name).
-pytest_plugins = [f"{__package__}.fixtures_servers" if __package__ else "fixtures_servers"]
+# Fixtures (dovecot, pymap_server, imap_server, smtp_sink) come from
+# fixtures_servers.py, which tests/conftest.py star-imports.
 
 
 def _raw(subject: str, body: str = "hello") -> bytes:
@@ -159,9 +151,11 @@ def test_dovecot_tls() -> None:
         assert server.ca_file
         with server.session() as c:
             assert c.has_capability("IDLE")
-        # a plain-text IMAP client cannot talk to the IMAPS port
-        with pytest.raises((OSError, imapclient.exceptions.IMAPClientError)):
-            imapclient.IMAPClient(server.host, server.port, ssl=False, timeout=2)
+        # the port speaks TLS only: a plain-text client gets no IMAP greeting
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(b"a1 CAPABILITY\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert not sock.recv(1024).startswith(b"* OK")
 
 
 # ------------------------------------------------------------------ SMTP ----

@@ -27,7 +27,7 @@ from email.policy import compat32
 from html.parser import HTMLParser
 from typing import Any
 
-_ID_RE = re.compile(r"<([^<>\s]+)>")
+_ID_RE = re.compile(r"<([^<>]+)>")
 _WS_RE = re.compile(r"\s+")
 _CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
@@ -202,7 +202,7 @@ def parse_ids(value: Any) -> list[str]:
     if not ids:
         bare = text.strip().split()
         ids = [bare[0]] if bare and "@" in bare[0] else []
-    return [i.strip()[:500] for i in ids]
+    return [i.strip()[:500] for i in ids if i.strip()]
 
 
 def parse_date(value: Any) -> datetime | None:
@@ -348,6 +348,11 @@ def _leaf_kinds(msg: Message, defects: list[str]) -> Iterator[Leaf]:
             filename is not None and not ctype.startswith("text/"))
         if ctype in ("text/plain", "text/html") and not is_attachment:
             yield ("html" if ctype == "text/html" else "text"), part, ctype, filename, payload
+        elif ctype.startswith("multipart/"):
+            # A multipart whose boundary is missing or never used: its body is the text.
+            yield "text", part, ctype, filename, payload
+        elif ctype.startswith("text/") and filename is None and disposition != "attachment":
+            continue  # an unnamed alternative rendering (text/calendar, text/enriched)
         elif ctype == "text/rfc822-headers" or ctype.startswith("message/"):
             yield "embedded", part, ctype, filename, payload
         elif payload or filename:
@@ -404,27 +409,52 @@ def parse_message(raw: bytes) -> ParsedMessage:
     return parsed
 
 
+class _RawHeaders:
+    """First occurrence of each header as the raw (surrogate-escaped) string.
+
+    compat32's ``msg.get`` turns raw 8-bit headers into ``Header`` objects whose
+    text is lost to replacement characters; the raw value keeps the bytes.
+    """
+
+    def __init__(self, msg: Message, defects: list[str]) -> None:
+        self.values: dict[str, str] = {}
+        for name, value in msg.raw_items():
+            key = str(name).lower()
+            if key not in self.values:
+                text = str(value)
+                if "\x00" in text:
+                    defects.append(f"NUL byte in {name} header")
+                self.values[key] = text
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name.lower())
+
+
 def _fill(msg: Message, parsed: ParsedMessage, defects: list[str]) -> None:
-    ids = parse_ids(msg.get("Message-ID"))
+    h = _RawHeaders(msg, defects)
+    ids = parse_ids(h.get("Message-ID"))
     parsed.message_id = ids[0] if ids else None
-    irt = parse_ids(msg.get("In-Reply-To"))
+    irt = parse_ids(h.get("In-Reply-To"))
     parsed.in_reply_to = irt[0] if irt else None
-    parsed.references = parse_ids(msg.get("References"))[:200]
-    parsed.subject = decode_header_value(msg.get("Subject"), defects)
-    sender = parse_addresses(msg.get("From"), defects)
+    parsed.references = parse_ids(h.get("References"))[:200]
+    parsed.subject = decode_header_value(h.get("Subject"), defects)
+    sender = parse_addresses(h.get("From"), defects)
     if not sender:
-        sender = parse_addresses(msg.get("Sender"), defects)
+        sender = parse_addresses(h.get("Sender"), defects)
     if sender:
         parsed.from_name = sender[0][0] or None
         parsed.from_addr = sender[0][1]
-    reply_to = parse_addresses(msg.get("Reply-To"), defects)
+    elif h.get("From"):
+        name = _raw_header_to_str(h.get("From")).split("<")[0].strip().strip('"')
+        parsed.from_name = decode_header_value(name) or None
+    reply_to = parse_addresses(h.get("Reply-To"), defects)
     parsed.reply_to = reply_to[0][1] if reply_to else None
-    parsed.to = parse_addresses(msg.get("To"), defects)
-    parsed.cc = parse_addresses(msg.get("Cc"), defects)
-    parsed.date = parse_date(msg.get("Date"))
+    parsed.to = parse_addresses(h.get("To"), defects)
+    parsed.cc = parse_addresses(h.get("Cc"), defects)
+    parsed.date = parse_date(h.get("Date"))
     for key in ("Auto-Submitted", "Precedence", "List-Id", "X-Autoreply"):
-        if msg.get(key) is not None:
-            parsed.headers[key] = decode_header_value(msg.get(key))
+        if h.get(key) is not None:
+            parsed.headers[key] = decode_header_value(h.get(key))
     parsed.auto_kind = classify_auto(msg, parsed.from_addr)
     _parse_body(msg, parsed, defects)
 

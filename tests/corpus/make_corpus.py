@@ -1009,7 +1009,8 @@ and 2+2=4 is shown as a broken character.
     subject="Hello from the café team", message_id="abc def 123@ex ample.com",
     text_contains=["formula total=SUM(A1:A9) returns", "in your viewer"], defects=True)
 
-# 26c one header line > 2000 chars (an unfolded References) and a NUL byte
+# 26c one header line > 2000 chars (an unfolded References) and NUL bytes in
+#     Subject (must be dropped: expected subject has no NUL) and X-Mailer
 refs26 = [f"thread-{n:03d}.{(n * 7919) % 100000:05d}@helpdesk.example.org"
           for n in range(1, 61)]
 long_refs = " ".join(f"<{r}>" for r in refs26)
@@ -1018,7 +1019,7 @@ long_subject = ("Re: " * 12 + "Fwd: " * 6 + "Monthly report problem").strip()
 add("26c_long_header_nul.eml",
     b"From: Nina Petrova <nina@example.net>\n"
     b"To: support@example.org\n"
-    + f"Subject: {long_subject}\n".encode("ascii")
+    + f"Subject: {long_subject}\n".replace("Monthly", "Monthly\x00").encode("ascii")
     + b"Date: Fri, 6 Nov 2026 09:00:00 +0300\n"
     b"Message-ID: <long-refs-1@example.net>\n"
     + f"In-Reply-To: <{refs26[-1]}>\n".encode("ascii")

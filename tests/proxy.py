@@ -1,0 +1,76 @@
+"""A TCP proxy on loopback that can cut connections after N bytes (dropped-network tests)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+
+
+class ChopProxy:
+    """Forwards to (host, port); with ``cut_after(n)`` each connection dies after n bytes."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.limit: int | None = None
+        self.closed = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after(self, n: int | None) -> None:
+        self.limit = n
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            limit = self.limit
+            threading.Thread(target=self._pump, args=(upstream, client, limit),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, None),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if limit is not None and sent + len(data) > limit:
+                    dst.sendall(data[: max(0, limit - sent)])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> ChopProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["ChopProxy", "TracebackType"]
