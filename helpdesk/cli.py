@@ -59,6 +59,32 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="last sync, last error, counts")
     st.add_argument("--json", action="store_true")
 
+    for name, text in (("claim", "claim a ticket (exit 3 if a teammate holds it)"),
+                       ("release", "release your claim"),
+                       ("takeover", "take a ticket over from the teammate holding it"),
+                       ("reopen", "reopen a closed ticket")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("ticket")
+    cl = sub.add_parser("close", help="close a ticket (releases the claim)")
+    cl.add_argument("ticket")
+    cl.add_argument("--cared", choices=("yes", "no"),
+                    help="did this customer feel we genuinely cared?")
+
+    cu = sub.add_parser("customer", help="show or change a customer")
+    cu.add_argument("email")
+    vip = cu.add_mutually_exclusive_group()
+    vip.add_argument("--vip", metavar="TIER", help="mark as VIP with this tier label")
+    vip.add_argument("--no-vip", action="store_true", help="remove the VIP mark")
+    wg = cu.add_mutually_exclusive_group()
+    wg.add_argument("--white-glove", action="store_true", dest="white_glove", default=None)
+    wg.add_argument("--no-white-glove", action="store_false", dest="white_glove")
+    cu.add_argument("--note", metavar="TEXT", help="add a personal-touch note")
+    cu.add_argument("--delete-note", metavar="NOTE_ID")
+    cu.add_argument("--preferred-name", metavar="NAME")
+    cu.add_argument("--birthday", metavar="YYYY-MM-DD")
+    cu.add_argument("--heard-from", metavar="TEXT", help='"how did you hear about us?"')
+    cu.add_argument("--json", action="store_true")
+
     pw = sub.add_parser("set-password", help="store the IMAP or SMTP password in the OS keyring")
     pw.add_argument("protocol", choices=("imap", "smtp"))
 
@@ -117,6 +143,75 @@ def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
         print(f"last error: {data['last_error']} ({data['last_error_at']})")
     print("tickets: " + ", ".join(f"{k} {v}" for k, v in data["counts"].items()))
     print(f"messages: {data['messages']}")
+    return 0
+
+
+@command("claim")
+def cmd_claim(desk: Desk, args: argparse.Namespace) -> int:
+    info = desk.claim(args.ticket)
+    print(f"You ({desk.agent}) hold ticket {info.ticket}.")
+    return 0
+
+
+@command("takeover")
+def cmd_takeover(desk: Desk, args: argparse.Namespace) -> int:
+    info = desk.takeover(args.ticket)
+    taken = f" (taken over from {info.previous}, who will be told)" if info.previous else ""
+    print(f"You ({desk.agent}) hold ticket {info.ticket}{taken}.")
+    return 0
+
+
+@command("release")
+def cmd_release(desk: Desk, args: argparse.Namespace) -> int:
+    desk.release(args.ticket)
+    holder = desk.holder(desk.resolve_ticket(args.ticket))
+    if holder.agent and holder.agent != desk.agent:
+        print(f"Ticket is held by {holder.agent}; only they can release it.")
+    else:
+        print("Released.")
+    return 0
+
+
+@command("close")
+def cmd_close(desk: Desk, args: argparse.Namespace) -> int:
+    desk.close_ticket(args.ticket, cared=None if args.cared is None else args.cared == "yes")
+    print("Closed.")
+    return 0
+
+
+@command("reopen")
+def cmd_reopen(desk: Desk, args: argparse.Namespace) -> int:
+    desk.reopen(args.ticket)
+    print("Reopened.")
+    return 0
+
+
+@command("customer")
+def cmd_customer(desk: Desk, args: argparse.Namespace) -> int:
+    profile = {k: v for k, v in (("preferred_name", args.preferred_name),
+                                 ("birthday", args.birthday),
+                                 ("heard_from", args.heard_from)) if v is not None}
+    vip = True if args.vip else (False if args.no_vip else None)
+    desk.update_customer(args.email, vip=vip, tier=args.vip, white_glove=args.white_glove,
+                         note=args.note, **profile)
+    if args.delete_note:
+        desk.delete_note(args.email, args.delete_note)
+    data = desk.customer(args.email)
+    if args.json:
+        emit_json(data)
+        return 0
+    flags = []
+    if data["vip"]:
+        flags.append(f"VIP ({data['vip_tier']})")
+    if data["white_glove"]:
+        flags.append("white-glove")
+    print(f"{data['name'] or ''} <{data['email']}>  {', '.join(flags)}")
+    for key in ("preferred_name", "birthday", "heard_from", "organisation"):
+        if data[key]:
+            print(f"  {key.replace('_', ' ')}: {data[key]}")
+    for n in data["notes"]:
+        print(f"  note {n['id'][:8]} by {n['agent']} at {n['at']}: {n['text']}")
+    print(f"  tickets: {', '.join(data['tickets']) or 'none'}")
     return 0
 
 

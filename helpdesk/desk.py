@@ -7,22 +7,28 @@ GUI run them on a worker thread.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import imapclient
+from sqlalchemy import text as sql_text
 
 from helpdesk.config import Profile
-from helpdesk.errors import HelpdeskError, MailError, NotFoundError
+from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
 from helpdesk.mail.push import LoopStatus, PushLoop, describe_error
 from helpdesk.mail.sync import MailSync, SyncResult, utcnow
 from helpdesk.store import Store, open_store
 from helpdesk.store import queries as q
+from helpdesk.team.events import Event
+from helpdesk.team.fold import PROFILE_FIELDS, FoldResult, parse_db_time
+from helpdesk.team.log import TeamLog
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +53,28 @@ def _is_network_error(exc: BaseException) -> bool:
 
 @dataclass
 class Changes:
-    """What a mutation or a sync changed, so views refresh only what is affected."""
+    """What a mutation or a sync changed, so views refresh only what is affected.
+
+    ``tickets`` may contain ``"*"``: everything changed (a rebuild).
+    """
 
     tickets: set[str]
     customers: set[str]
     cards: bool = False
     new_inbound: list[tuple[str, str | None]] | None = None
+    taken_over: list[tuple[str, str, str]] | None = None  # (ticket, from me, by whom)
 
     def __bool__(self) -> bool:
         return bool(self.tickets or self.customers or self.cards)
+
+    def merge(self, other: Changes) -> None:
+        self.tickets |= other.tickets
+        self.customers |= other.customers
+        self.cards = self.cards or other.cards
+        if other.new_inbound:
+            self.new_inbound = (self.new_inbound or []) + other.new_inbound
+        if other.taken_over:
+            self.taken_over = (self.taken_over or []) + other.taken_over
 
 
 class Desk:
@@ -67,14 +86,38 @@ class Desk:
         self.store = store or open_store(profile.database)
         self._connect = connect_imap or (lambda: connect(profile.imap))
         self.mail = MailSync(self.store, profile)
+        self.team = TeamLog(self.store, profile.imap.team_folder)
         self._sync_lock = threading.Lock()
+        self._client_lock = threading.RLock()
+        self._client: imapclient.IMAPClient | None = None
 
     @property
     def agent(self) -> str:
         return self.profile.agent
 
     def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                logout_quietly(self._client)
+                self._client = None
         self.store.close()
+
+    @contextmanager
+    def imap(self) -> Iterator[imapclient.IMAPClient]:
+        """This desk's own connection for intents (claims, notes), opened on first use.
+
+        Serialised by a lock; a connection that failed is dropped and the call is
+        retried once on a fresh one (intents are idempotent by event id).
+        """
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._connect()
+            try:
+                yield self._client
+            except (OSError, EOFError, imaplib.IMAP4.abort) as exc:
+                logout_quietly(self._client)
+                self._client = None
+                raise MailError(describe_error(exc, self.profile.imap)) from exc
 
     # --- connections and sync ------------------------------------------------
 
@@ -88,10 +131,7 @@ class Desk:
                 result = self.mail.sync_all(client)
                 changes = Changes(set(result.tickets), set(), new_inbound=result.new_inbound)
                 for hook in self._sync_hooks():
-                    extra = hook(client)
-                    changes.tickets |= extra.tickets
-                    changes.customers |= extra.customers
-                    changes.cards = changes.cards or extra.cards
+                    changes.merge(hook(client))
             except HelpdeskError as exc:
                 self._record_error(exc)
                 raise
@@ -104,8 +144,19 @@ class Desk:
             return changes
 
     def _sync_hooks(self) -> list[Callable[[imapclient.IMAPClient], Changes]]:
-        """Extra work per sync pass (team log replay, outbox); extended by later layers."""
-        return []
+        """Extra work per sync pass after the mail folders."""
+        return [self._replay_team]
+
+    def _replay_team(self, client: imapclient.IMAPClient) -> Changes:
+        return self._changes(self.team.replay(client))
+
+    def _changes(self, fold: FoldResult) -> Changes:
+        if fold.taken_over:
+            for ticket, previous, by in fold.taken_over:
+                if previous == self.agent:
+                    log.warning("%s took over ticket %s from you", by, ticket)
+        return Changes(set(fold.tickets), set(fold.customers), fold.cards,
+                       taken_over=[t for t in fold.taken_over if t[1] == self.agent])
 
     def sync_once(self) -> Changes:
         client = self.connect_imap()
@@ -134,7 +185,7 @@ class Desk:
                         on_status=status)
 
     def watched_folders(self) -> list[str]:
-        return list(self.profile.imap.folders)
+        return [*self.profile.imap.folders, self.profile.imap.team_folder]
 
     def _record_ok(self, result: SyncResult) -> None:
         with self.store.begin() as conn:
@@ -154,15 +205,13 @@ class Desk:
     # --- reading -------------------------------------------------------------
 
     def server_now(self) -> datetime:
-        """Best estimate of the server's clock (lease judgements use server time)."""
-        return utcnow()
-
-    def lease(self) -> timedelta:
-        return timedelta(minutes=self.profile.lease_minutes)
+        """Best estimate of the server's clock: ours plus the offset seen on our last event."""
+        offset = self.store.get_meta("team.offset")
+        return utcnow() + timedelta(seconds=float(offset or 0))
 
     def ticket_query(self, view: str = "open", search: str = "", **kw: Any) -> q.TicketQuery:
         return q.TicketQuery(view=view, search=search, agent=self.agent, now=self.server_now(),
-                             lease=self.lease(), **kw)
+                             **kw)
 
     def ticket_ids(self, view: str = "open", search: str = "", **kw: Any) -> list[str]:
         with self.store.read() as conn:
@@ -171,17 +220,17 @@ class Desk:
     def ticket_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         with self.store.read() as conn:
             rows = q.ticket_rows(conn, ids)
+        now = self.server_now()
         for row in rows.values():
-            self._decorate(row)
+            self._decorate(row, now)
         return rows
 
-    def _decorate(self, row: dict[str, Any]) -> None:
+    def _decorate(self, row: dict[str, Any], now: datetime | None = None) -> None:
         """Drop a claim whose lease has lapsed (judged on the server-time estimate)."""
-        active = row.get("claim_active_at")
+        active = parse_db_time(row.get("claim_active_at"))
         if row.get("claimed_by") and active is not None:
-            if isinstance(active, str):
-                active = datetime.fromisoformat(active)
-            if active + self.lease() <= self.server_now() or row.get("status") == "closed":
+            lapse = active + timedelta(seconds=row.get("claim_lease") or 0)
+            if lapse <= (now or self.server_now()):
                 row["claimed_by"] = None
                 row["claimed_at"] = None
 
@@ -208,13 +257,14 @@ class Desk:
         """Accept '#id', 'id' or an unambiguous prefix of at least 4 characters."""
         tid = ticket.strip().lstrip("#").lower()
         with self.store.read() as conn:
-            from sqlalchemy import text
-            exact = conn.execute(text("SELECT id FROM tickets WHERE id = :t"), {"t": tid}).first()
+            exact = conn.execute(sql_text("SELECT id FROM tickets WHERE id = :t"),
+                                 {"t": tid}).first()
             if exact:
                 return str(exact[0])
             if len(tid) >= 4:
                 found = [r[0] for r in conn.execute(
-                    text("SELECT id FROM tickets WHERE id LIKE :p LIMIT 2"), {"p": tid + "%"})]
+                    sql_text("SELECT id FROM tickets WHERE id LIKE :p LIMIT 2"),
+                    {"p": tid + "%"})]
                 if len(found) == 1:
                     return str(found[0])
         raise NotFoundError(f"No ticket '{ticket}' in the local store. Run 'sync' first, or "
@@ -238,11 +288,10 @@ class Desk:
         return out
 
     def status(self) -> dict[str, Any]:
-        from sqlalchemy import text
         with self.store.read() as conn:
             counts = q.count_views(conn, self.ticket_query())
-            messages = conn.execute(text("SELECT count(*) FROM messages")).scalar()
-            folders = [dict(r) for r in conn.execute(text(
+            messages = conn.execute(sql_text("SELECT count(*) FROM messages")).scalar()
+            folders = [dict(r) for r in conn.execute(sql_text(
                 "SELECT name, role, uidvalidity, last_uid, synced_at FROM folders "
                 "ORDER BY id")).mappings()]
             return {
@@ -253,3 +302,170 @@ class Desk:
                 "counts": counts, "messages": messages,
                 "folders": [{**f, "synced_at": iso(f["synced_at"])} for f in folders],
             }
+
+    # --- team intents ----------------------------------------------------------
+
+    def publish(self, *events: Event) -> tuple[Changes, FoldResult]:
+        """Append events to the team log and fold up to them (confirmed, settle-checked)."""
+        with self.imap() as client:
+            before = utcnow()
+            fold = self.team.publish(client, list(events))
+        at = self.team.server_time_of_event(events[-1].id)
+        if at is not None:
+            # Server clock minus ours, measured at the midpoint of the round trip.
+            mid = before + (utcnow() - before) / 2
+            self.store.set_meta("team.offset", f"{(at - mid).total_seconds():.3f}")
+        return self._changes(fold), fold
+
+    def event(self, etype: str, subject: str, **data: Any) -> Event:
+        return Event(type=etype, agent=self.agent, subject=subject, data=data)
+
+    def refresh_team(self) -> Changes:
+        """Fold teammates' new events now (what a claim attempt does first)."""
+        with self.imap() as client:
+            return self._changes(self.team.replay(client))
+
+    def holder(self, ticket_id: str) -> ClaimInfo:
+        """Who holds ``ticket_id`` right now, by the local fold and server-time estimate."""
+        with self.store.read() as conn:
+            row = q.ticket_rows(conn, [ticket_id]).get(ticket_id)
+            if row is None:
+                state = conn.execute(sql_text(
+                    "SELECT claimed_by, claimed_at, claim_active_at, claim_lease, claim_event, "
+                    "status FROM ticket_state WHERE ticket_id = :t"), {"t": ticket_id}
+                ).mappings().first()
+                row = dict(state) if state else {"claimed_by": None}
+        self._decorate(row)
+        return ClaimInfo(ticket_id, row.get("claimed_by"), parse_db_time(row.get("claimed_at")),
+                         row.get("claim_event") if row.get("claimed_by") else None)
+
+    def claim(self, ticket: str) -> ClaimInfo:
+        """Claim ``ticket`` for this agent; raise ConflictError naming the holder."""
+        tid = self.resolve_ticket(ticket)
+        self.refresh_team()
+        current = self.holder(tid)
+        if current.agent and current.agent != self.agent:
+            raise ConflictError(current.conflict_message())
+        ev = self.event("claim", tid, lease=self.profile.lease_minutes * 60)
+        _changes, fold = self.publish(ev)
+        outcome = fold.outcomes.get(ev.id)
+        if outcome is None or not outcome.accepted:
+            info = self.holder(tid)
+            raise ConflictError(info.conflict_message())
+        return ClaimInfo(tid, self.agent, outcome.since, ev.id)
+
+    def renew(self, ticket: str) -> bool:
+        """Extend this agent's lease (an open composer calls this); False if not held."""
+        tid = self.resolve_ticket(ticket)
+        current = self.holder(tid)
+        if current.agent != self.agent or not current.event:
+            return False
+        self.publish(self.event("renew", tid, claim=current.event))
+        return self.holder(tid).agent == self.agent
+
+    def release(self, ticket: str) -> Changes:
+        tid = self.resolve_ticket(ticket)
+        return self.publish(self.event("release", tid))[0]
+
+    def takeover(self, ticket: str) -> ClaimInfo:
+        """Take a ticket over from its holder (who is told); ConflictError if it moved on."""
+        tid = self.resolve_ticket(ticket)
+        self.refresh_team()
+        current = self.holder(tid)
+        ev = self.event("takeover", tid, replaces=current.event,
+                        lease=self.profile.lease_minutes * 60)
+        _changes, fold = self.publish(ev)
+        outcome = fold.outcomes.get(ev.id)
+        if outcome is None or not outcome.accepted:
+            raise ConflictError(self.holder(tid).conflict_message())
+        return ClaimInfo(tid, self.agent, outcome.since, ev.id, previous=outcome.previous)
+
+    def set_status(self, ticket: str, status: str, **extra: Any) -> Changes:
+        tid = self.resolve_ticket(ticket)
+        return self.publish(self.event("status", tid, status=status, **extra))[0]
+
+    def close_ticket(self, ticket: str, cared: bool | None = None) -> Changes:
+        """Close (which also releases the claim); ``cared`` is the agent's self-check."""
+        extra = {} if cared is None else {"cared": cared}
+        return self.set_status(ticket, "closed", **extra)
+
+    def reopen(self, ticket: str) -> Changes:
+        return self.set_status(ticket, "open")
+
+    # --- customers -------------------------------------------------------------
+
+    def update_customer(self, email: str, *, vip: bool | None = None, tier: str | None = None,
+                        white_glove: bool | None = None, note: str | None = None,
+                        **profile: str | None) -> Changes:
+        """Publish every requested change to a customer as one batch of events."""
+        email = normalise_email(email)
+        fields = {k: v for k, v in profile.items() if k in PROFILE_FIELDS}
+        unknown = set(profile) - set(PROFILE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown customer fields: {', '.join(sorted(unknown))}")
+        if fields.get("birthday"):
+            check_birthday(str(fields["birthday"]))
+        events = []
+        if vip is not None:
+            events.append(self.event("vip", email, vip=vip, tier=(tier or "VIP") if vip else None))
+        if white_glove is not None:
+            events.append(self.event("white-glove", email, on=white_glove))
+        if note:
+            events.append(self.event("note", email, text=note, **fields))
+        elif fields:
+            events.append(self.event("profile", email, **fields))
+        if not events:
+            return Changes(set(), set())
+        return self.publish(*events)[0]
+
+    def delete_note(self, email: str, note_id: str) -> Changes:
+        return self.publish(self.event("note-delete", normalise_email(email), note=note_id))[0]
+
+    def customer(self, email: str) -> dict[str, Any]:
+        email = normalise_email(email)
+        with self.store.read() as conn:
+            row = conn.execute(sql_text("SELECT * FROM customers WHERE email = :e"),
+                               {"e": email}).mappings().first()
+            if row is None:
+                raise NotFoundError(f"No customer {email} is known yet.")
+            notes = conn.execute(sql_text(
+                "SELECT n.id, n.agent, n.text, n.at FROM notes n LEFT JOIN team_events e "
+                "ON e.event_id = n.id WHERE n.customer_email = :e AND n.deleted = 0 "
+                "ORDER BY e.uid, n.id"), {"e": email}).mappings().all()
+            tickets = q.customer_ticket_ids(conn, email)
+        return {
+            "email": row["email"], "name": row["name"], "organisation": row["organisation"],
+            "vip": bool(row["vip"]), "vip_tier": row["vip_tier"],
+            "white_glove": bool(row["white_glove"]), "preferred_name": row["preferred_name"],
+            "birthday": row["birthday"], "heard_from": row["heard_from"],
+            "notes": [{"id": n["id"], "agent": n["agent"], "text": n["text"],
+                       "at": iso(n["at"])} for n in notes],
+            "tickets": tickets,
+        }
+
+
+@dataclass
+class ClaimInfo:
+    ticket: str
+    agent: str | None
+    since: datetime | None
+    event: str | None
+    previous: str | None = None
+
+    def conflict_message(self) -> str:
+        since = self.since.strftime("%Y-%m-%d %H:%M UTC") if self.since else "just now"
+        return f"Ticket {self.ticket} is held by {self.agent} since {since}."
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if "@" not in email or " " in email:
+        raise NotFoundError(f"'{email}' is not an e-mail address.")
+    return email
+
+
+def check_birthday(value: str) -> None:
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise HelpdeskError(f"Birthday '{value}' should look like 1980-04-23.") from None

@@ -19,6 +19,7 @@ import ipaddress
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,7 +87,9 @@ def _port_bindable(port: int) -> bool:
         return True
 
 
-def _poll(predicate: Any, timeout: float, what: str, interval: float = 0.005) -> None:
+def _poll(
+    predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.005
+) -> None:
     """Call ``predicate()`` until it is truthy; TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -237,6 +240,7 @@ class ImapServer:
     _argv: list[str] = field(default_factory=list, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _doveconf: str | None = field(default=None, repr=False)
+    _greeting: bytes = field(default=b"* OK", repr=False)  # expected in the greeting
     # One cached logged-in connection for the data helpers (append, messages,
     # ...): pymap spends ~170 ms hashing the password on every login.
     _helper_client: imapclient.IMAPClient | None = field(default=None, repr=False)
@@ -404,13 +408,14 @@ class ImapServer:
     def reset_uidvalidity(self, folder: str) -> None:
         """Give ``folder`` a new, higher UIDVALIDITY; keep its messages.
 
-        All messages are re-appended (same bytes, flags and INTERNALDATE), so
-        they also get NEW UIDs - exactly what a client sees when a server
-        rebuilds a mailbox. Sessions that have the folder selected may be
-        disconnected by the server.
+        All messages are re-appended (same bytes, flags and INTERNALDATE) -
+        what a client sees when a server rebuilds a mailbox. Sessions that
+        have the folder selected may be disconnected (Dovecot sends BYE).
 
-        Dovecot: works for every folder incl. INBOX (uses ``doveadm``).
-        pymap: works for folders other than INBOX (delete + re-create).
+        Dovecot: any folder incl. INBOX (expunge, ``doveadm mailbox update
+        --uid-validity``, re-append); the new UIDs are above all old ones.
+        pymap: folders other than INBOX (delete + re-create); UIDs restart
+        at 101, so old and new UIDs may coincide.
         """
         with self._helper() as c:
             old = int(c.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
@@ -466,7 +471,18 @@ class ImapServer:
             )
         finally:
             log.close()
-        proc = self._proc
+        try:
+            self._await_greeting(self._proc)
+            if self.kind == "pymap":
+                # pymap starts with INBOX only; the app expects a Sent folder.
+                self.create_folder("Sent")
+        except BaseException:
+            self._drop_helper()
+            _kill_group(self._proc)
+            self._proc = None
+            raise
+
+    def _await_greeting(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         ctx = self.ssl_context()
         while True:
@@ -477,23 +493,22 @@ class ImapServer:
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _kill_group(proc)
-                self._proc = None
                 raise ServerStartError(
                     f"{self.kind} did not greet on port {self.port} within "
                     f"{START_TIMEOUT}s:\n" + _tail(self._log_path)
                 )
             try:
-                greeting = _read_greeting(self.host, self.port, min(remaining, 5.0), ctx)
+                greeting = _read_greeting(self.host, self.port, min(remaining, 0.5), ctx)
             except (OSError, ssl.SSLError):
                 time.sleep(0.005)
                 continue
-            if greeting.startswith(b"* OK"):
-                break
+            # Check it is OUR server (a unique token for Dovecot), not another
+            # process that grabbed the port after free_port().
+            if greeting.startswith(b"* OK") and self._greeting in greeting:
+                if proc.poll() is None:
+                    return
+                continue  # reported as "exited" above
             time.sleep(0.005)
-        if self.kind == "pymap":
-            # pymap starts with INBOX only; the app expects a Sent folder.
-            self.create_folder("Sent")
 
 
 def _ensure_folder(c: imapclient.IMAPClient, folder: str) -> None:
@@ -624,6 +639,7 @@ def _dovecot_conf(
     port: int,
     ident: dict[str, str | int],
     tls_files: tuple[Path, Path, Path] | None,
+    greeting: str,
 ) -> str:
     home = workdir / "mail" / "shared"
     run = workdir / "run"
@@ -677,6 +693,7 @@ log_path = {log}
 info_log_path = {log}
 listen = {HOST}
 protocols = imap
+login_greeting = {greeting}
 {ssl_part}default_internal_user = {ident["internal"]}
 default_internal_group = {ident["group"]}
 default_login_user = {ident["login"]}
@@ -717,6 +734,7 @@ log_path = {log}
 info_log_path = {log}
 listen = {HOST}
 protocols = imap
+login_greeting = {greeting}
 {ssl_part}default_internal_user = {ident["internal"]}
 default_internal_group = {ident["group"]}
 default_login_user = {ident["login"]}
@@ -777,7 +795,8 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
         for _attempt in range(5):
             port = free_port()
             conf = workdir / "dovecot.conf"
-            conf.write_text(_dovecot_conf(version, workdir, port, ident, tls_files))
+            greeting = f"helpdesk-test-{secrets.token_hex(6)} ready."
+            conf.write_text(_dovecot_conf(version, workdir, port, ident, tls_files, greeting))
             server = ImapServer(
                 host=HOST,
                 port=port,
@@ -791,6 +810,7 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
                 log_file=str(workdir / "dovecot.log"),
                 _argv=["dovecot", "-F", "-c", str(conf)],
                 _doveconf=str(conf),
+                _greeting=greeting.encode(),
             )
             try:
                 server._launch()

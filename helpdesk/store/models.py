@@ -63,6 +63,13 @@ class Ticket(Base):
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime)
     first_in_at: Mapped[datetime | None] = mapped_column(DateTime)
     first_out_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class TicketState(Base):
+    """Team state of a ticket (status register and claim lock), folded from the log."""
+
+    __tablename__ = "ticket_state"
+    ticket_id: Mapped[str] = mapped_column(String, primary_key=True)
     status: Mapped[str] = mapped_column(String, default="open", index=True)
     status_stamp: Mapped[int] = mapped_column(Integer, default=0)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -70,6 +77,7 @@ class Ticket(Base):
     claim_event: Mapped[str | None] = mapped_column(String)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     claim_active_at: Mapped[datetime | None] = mapped_column(DateTime)
+    claim_lease: Mapped[int | None] = mapped_column(Integer)  # seconds, from the claim event
 
 
 class Message(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -35,25 +35,28 @@ class TicketQuery:
     sort: str = "updated"  # updated | created | waiting
     descending: bool = True
     now: datetime | None = None  # server-time estimate, for lease expiry
-    lease: timedelta = timedelta(minutes=30)
+
+
+STATUS = "coalesce(s.status, 'open')"
+FROM = ("FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id "
+        "LEFT JOIN customers c ON c.email = t.customer_email")
 
 
 def _view_clause(q: TicketQuery, params: dict[str, Any]) -> str:
-    live_claim = "(t.claimed_by IS NOT NULL AND t.claim_active_at > :lease_cutoff)"
-    params["lease_cutoff"] = (q.now - q.lease) if q.now else datetime.min
-    if q.view == "open":
-        return "t.status = 'open'"
-    if q.view == "pending":
-        return "t.status = 'pending'"
-    if q.view == "closed":
-        return "t.status = 'closed'"
+    # A claim is live while server time is before its last activity plus its own lease.
+    live_claim = ("(s.claimed_by IS NOT NULL AND "
+                  "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
+    params["now"] = (q.now or datetime.min).isoformat(sep=" ")
+    if q.view in ("open", "pending", "closed"):
+        params["status"] = q.view
+        return f"{STATUS} = :status"
     if q.view == "unclaimed":
-        return f"t.status != 'closed' AND NOT {live_claim}"
+        return f"{STATUS} != 'closed' AND NOT {live_claim}"
     if q.view == "mine":
         params["agent"] = q.agent
-        return f"t.status != 'closed' AND t.claimed_by = :agent AND {live_claim}"
+        return f"{STATUS} != 'closed' AND s.claimed_by = :agent AND {live_claim}"
     if q.view == "vip":
-        return "t.status != 'closed' AND c.vip = 1"
+        return f"{STATUS} != 'closed' AND c.vip = 1"
     return "1 = 1"
 
 
@@ -70,8 +73,7 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None) -> li
     order = f"{column} {'DESC' if q.descending else 'ASC'}, t.id"
     if q.vip_first:
         order = "coalesce(c.vip, 0) DESC, " + order
-    sql = (f"SELECT t.id FROM tickets t LEFT JOIN customers c ON c.email = t.customer_email "
-           f"WHERE {' AND '.join(where)} ORDER BY {order}")
+    sql = f"SELECT t.id {FROM} WHERE {' AND '.join(where)} ORDER BY {order}"
     if limit:
         sql += f" LIMIT {int(limit)}"
     return [r[0] for r in conn.execute(text(sql), params)]
@@ -81,19 +83,19 @@ def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
     out = {}
     for view in VIEWS:
         params: dict[str, Any] = {}
-        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now, lease=q.lease),
+        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now),
                               params)
-        out[view] = int(conn.execute(text(
-            "SELECT count(*) FROM tickets t LEFT JOIN customers c ON c.email = t.customer_email "
-            f"WHERE {clause}"), params).scalar() or 0)
+        out[view] = int(conn.execute(text(f"SELECT count(*) {FROM} WHERE {clause}"),
+                                     params).scalar() or 0)
     return out
 
 
 TICKET_COLUMNS = (
-    "t.id, t.subject, t.customer_email, c.name AS customer_name, c.preferred_name, t.status, "
-    "t.claimed_by, t.claimed_at, t.claim_active_at, coalesce(c.vip, 0) AS vip, c.vip_tier, "
+    "t.id, t.subject, t.customer_email, c.name AS customer_name, c.preferred_name, "
+    f"{STATUS} AS status, s.claimed_by, s.claimed_at, s.claim_active_at, s.claim_lease, "
+    "s.claim_event, coalesce(c.vip, 0) AS vip, c.vip_tier, "
     "coalesce(c.white_glove, 0) AS white_glove, t.message_count, t.created_at, t.updated_at, "
-    "t.snippet, t.waiting_since, t.closed_at, t.first_in_at, t.first_out_at")
+    "t.snippet, t.waiting_since, s.closed_at, t.first_in_at, t.first_out_at")
 
 
 def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -104,8 +106,7 @@ def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         params = {f"i{j}": t for j, t in enumerate(chunk)}
         marks = ", ".join(f":i{j}" for j in range(len(chunk)))
         for r in conn.execute(text(
-                f"SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN customers c "
-                f"ON c.email = t.customer_email WHERE t.id IN ({marks})"), params).mappings():
+                f"SELECT {TICKET_COLUMNS} {FROM} WHERE t.id IN ({marks})"), params).mappings():
             out[r["id"]] = dict(r)
     return out
 
