@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import imapclient
 from sqlalchemy import text as sql_text
@@ -29,6 +30,10 @@ from helpdesk.store import queries as q
 from helpdesk.team.events import Event
 from helpdesk.team.fold import PROFILE_FIELDS, FoldResult, parse_db_time
 from helpdesk.team.log import TeamLog
+
+if TYPE_CHECKING:
+    from helpdesk.feedback import FeedbackCards
+    from helpdesk.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +99,18 @@ class Desk:
     @property
     def agent(self) -> str:
         return self.profile.agent
+
+    @cached_property
+    def cards(self) -> FeedbackCards:
+        """Feedback cards: the board, adding customers, close-the-loop mail."""
+        from helpdesk.feedback import FeedbackCards
+        return FeedbackCards(self)
+
+    @cached_property
+    def metrics(self) -> ServiceMetrics:
+        """NPS, response and resolution times, the cared rate."""
+        from helpdesk.metrics import ServiceMetrics
+        return ServiceMetrics(self)
 
     def close(self) -> None:
         with self._client_lock:

@@ -161,3 +161,116 @@ class TeamEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
     subject: Mapped[str | None] = mapped_column(String, index=True)
     body: Mapped[str] = mapped_column(Text)
+
+
+class Outbox(Base):
+    """Outgoing mail, stored before any network I/O (see helpdesk/mail/outbox.py)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String, default="reply")
+    ticket_id: Mapped[str | None] = mapped_column(String, index=True)
+    message_id: Mapped[str] = mapped_column(String, unique=True)
+    agent: Mapped[str] = mapped_column(String)
+    to_addrs: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String, default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    smtp_accepted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    close_after: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_copy_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    meta: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    stamp: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    agent: Mapped[str | None] = mapped_column(String)
+
+
+class Draft(Base):
+    __tablename__ = "drafts"
+    ticket_id: Mapped[str] = mapped_column(String, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class BoardColumn(Base):
+    __tablename__ = "board_columns"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    position: Mapped[int] = mapped_column(Integer)
+    stamp: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    column_id: Mapped[str] = mapped_column(String, default="ideas")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String)
+    title_stamp: Mapped[int] = mapped_column(Integer, default=0)
+    column_stamp: Mapped[int] = mapped_column(Integer, default=0)
+    merged_into: Mapped[str | None] = mapped_column(String)
+    shipped_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CardCustomer(Base):
+    __tablename__ = "card_customers"
+    card_id: Mapped[str] = mapped_column(String, primary_key=True)
+    email: Mapped[str] = mapped_column(String, primary_key=True, index=True)
+    ticket_id: Mapped[str | None] = mapped_column(String)
+    quote: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+    added_by: Mapped[str] = mapped_column(String)
+    event_id: Mapped[str] = mapped_column(String)
+
+
+class CardNotified(Base):
+    __tablename__ = "card_notified"
+    card_id: Mapped[str] = mapped_column(String, primary_key=True)
+    email: Mapped[str] = mapped_column(String, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    message_id: Mapped[str | None] = mapped_column(String)
+
+
+class Survey(Base):
+    __tablename__ = "surveys"
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String, index=True)
+    customer: Mapped[str] = mapped_column(String)
+    sent_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    ticket_id: Mapped[str | None] = mapped_column(String)
+    customer: Mapped[str | None] = mapped_column(String)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    source: Mapped[str] = mapped_column(String)
+    agent: Mapped[str | None] = mapped_column(String)
+
+
+class Cared(Base):
+    __tablename__ = "cared"
+    event_id: Mapped[str] = mapped_column(String, primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String)
+    agent: Mapped[str] = mapped_column(String)
+    value: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)

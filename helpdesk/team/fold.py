@@ -217,6 +217,11 @@ def _status(ctx: FoldContext) -> None:
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
     st = _state(ctx.cur, ticket)
+    cared = ctx.event.data.get("cared")
+    if isinstance(cared, bool):
+        ctx.cur.execute("INSERT OR IGNORE INTO cared (event_id, ticket_id, agent, value, at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (ctx.event.id, ticket, ctx.event.agent, cared, db_time(ctx.at)))
     if ctx.uid <= st["stamp"]:
         return
     closed_at = db_time(ctx.at) if status == "closed" else None
@@ -308,6 +313,7 @@ def reset_team_state(cur: sqlite3.Cursor) -> None:
     cur.execute("DELETE FROM ticket_state")
     cur.execute("DELETE FROM notes")
     cur.execute("DELETE FROM team_events")
+    cur.execute("DELETE FROM cared")
     cur.execute("UPDATE customers SET vip = 0, vip_tier = NULL, vip_stamp = 0, white_glove = 0, "
                 "white_glove_stamp = 0, preferred_name = NULL, preferred_name_stamp = 0, "
                 "birthday = NULL, birthday_stamp = 0, heard_from = NULL, heard_from_stamp = 0")
