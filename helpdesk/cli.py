@@ -85,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("--heard-from", metavar="TEXT", help='"how did you hear about us?"')
     cu.add_argument("--json", action="store_true")
 
+    rp = sub.add_parser("reply", help="reply to a ticket (exit 3 if a teammate holds it)")
+    rp.add_argument("ticket")
+    rp.add_argument("--body-file", required=True, metavar="FILE",
+                    help="the reply text ('-' reads standard input)")
+    rp.add_argument("--close", action="store_true", help="close the ticket once sent")
+
+    ob = sub.add_parser("outbox", help="pending and failed outgoing mail")
+    ob.add_argument("--json", action="store_true")
+    ob.add_argument("--retry", type=int, metavar="ID", help="send a failed or held item again")
+    ob.add_argument("--discard", type=int, metavar="ID", help="drop an unsent item")
+
+    tp = sub.add_parser("templates", help="saved replies shared by the team")
+    tp_sub = tp.add_subparsers(dest="action", metavar="ACTION")
+    tp.add_argument("--json", action="store_true")
+    tadd = tp_sub.add_parser("add", help="add or replace a saved reply")
+    tadd.add_argument("name")
+    tadd.add_argument("--body-file", required=True, metavar="FILE")
+    tdel = tp_sub.add_parser("delete", help="delete a saved reply")
+    tdel.add_argument("name")
+
     pw = sub.add_parser("set-password", help="store the IMAP or SMTP password in the OS keyring")
     pw.add_argument("protocol", choices=("imap", "smtp"))
 
@@ -212,6 +232,65 @@ def cmd_customer(desk: Desk, args: argparse.Namespace) -> int:
     for n in data["notes"]:
         print(f"  note {n['id'][:8]} by {n['agent']} at {n['at']}: {n['text']}")
     print(f"  tickets: {', '.join(data['tickets']) or 'none'}")
+    return 0
+
+
+def _read_body(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise HelpdeskError(f"Cannot read {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise HelpdeskError(f"{path} is not UTF-8 text.") from None
+
+
+@command("reply")
+def cmd_reply(desk: Desk, args: argparse.Namespace) -> int:
+    result = desk.reply(args.ticket, _read_body(args.body_file), close=args.close)
+    print(result["message"])
+    return 1 if result["state"] == "failed" else 0
+
+
+@command("outbox")
+def cmd_outbox(desk: Desk, args: argparse.Namespace) -> int:
+    if args.retry is not None:
+        desk.retry_outbox(args.retry)
+        desk.flush_outbox(force=True)
+    if args.discard is not None:
+        desk.discard_outbox(args.discard)
+    items = desk.outbox()
+    if args.json:
+        emit_json(items)
+        return 0
+    if not items:
+        print("The outbox is empty.")
+    for i in items:
+        print(f"{i['id']:>4}  {i['state']:<9} #{i['ticket_id'] or '-'}  {i['to'][0]}  "
+              f"{i['subject'][:50]}" + (f"\n      {i['last_error']}" if i["last_error"] else ""))
+    return 0
+
+
+@command("templates")
+def cmd_templates(desk: Desk, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        desk.save_template(args.name, _read_body(args.body_file))
+        print(f"Saved reply '{args.name}' stored for the team.")
+        return 0
+    if args.action == "delete":
+        desk.delete_template(args.name)
+        print(f"Saved reply '{args.name}' deleted.")
+        return 0
+    items = desk.templates()
+    if args.json:
+        emit_json(items)
+    elif not items:
+        print("No saved replies yet.")
+    else:
+        for t in items:
+            print(f"{t['name']}: {t['body'][:70]!r}")
     return 0
 
 

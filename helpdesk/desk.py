@@ -25,6 +25,7 @@ from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundErr
 from helpdesk.mail.imap import connect, logout_quietly
 from helpdesk.mail.push import LoopStatus, PushLoop, describe_error
 from helpdesk.mail.sync import MailSync, SyncResult, utcnow
+from helpdesk.replies import Replies
 from helpdesk.store import Store, open_store
 from helpdesk.store import queries as q
 from helpdesk.team.events import Event
@@ -101,6 +102,10 @@ class Desk:
         return self.profile.agent
 
     @cached_property
+    def replies(self) -> Replies:
+        return Replies(self)
+
+    @cached_property
     def cards(self) -> FeedbackCards:
         """Feedback cards: the board, adding customers, close-the-loop mail."""
         from helpdesk.feedback import FeedbackCards
@@ -162,10 +167,13 @@ class Desk:
 
     def _sync_hooks(self) -> list[Callable[[imapclient.IMAPClient], Changes]]:
         """Extra work per sync pass after the mail folders."""
-        return [self._replay_team]
+        return [self._replay_team, self._flush_outbox]
 
     def _replay_team(self, client: imapclient.IMAPClient) -> Changes:
         return self._changes(self.team.replay(client))
+
+    def _flush_outbox(self, client: imapclient.IMAPClient) -> Changes:
+        return self.replies.flush(client)
 
     def _changes(self, fold: FoldResult) -> Changes:
         if fold.taken_over:
@@ -322,11 +330,18 @@ class Desk:
 
     # --- team intents ----------------------------------------------------------
 
-    def publish(self, *events: Event) -> tuple[Changes, FoldResult]:
-        """Append events to the team log and fold up to them (confirmed, settle-checked)."""
-        with self.imap() as client:
-            before = utcnow()
-            fold = self.team.publish(client, list(events))
+    def publish(self, *events: Event, client: imapclient.IMAPClient | None = None
+                ) -> tuple[Changes, FoldResult]:
+        """Append events to the team log and fold up to them (confirmed, settle-checked).
+
+        Uses ``client`` when the caller owns a connection (the sync thread), else
+        this desk's own intent connection.
+        """
+        if client is None:
+            with self.imap() as own:
+                return self.publish(*events, client=own)
+        before = utcnow()
+        fold = self.team.publish(client, list(events))
         at = self.team.server_time_of_event(events[-1].id)
         if at is not None:
             # Server clock minus ours, measured at the midpoint of the round trip.
@@ -359,16 +374,20 @@ class Desk:
     def claim(self, ticket: str) -> ClaimInfo:
         """Claim ``ticket`` for this agent; raise ConflictError naming the holder."""
         tid = self.resolve_ticket(ticket)
-        self.refresh_team()
+        with self.imap() as client:
+            return self.claim_on(client, tid)
+
+    def claim_on(self, client: imapclient.IMAPClient, tid: str) -> ClaimInfo:
+        """Claim on a connection the caller owns (catch up first, then append and confirm)."""
+        self._changes(self.team.replay(client))
         current = self.holder(tid)
         if current.agent and current.agent != self.agent:
             raise ConflictError(current.conflict_message())
         ev = self.event("claim", tid, lease=self.profile.lease_minutes * 60)
-        _changes, fold = self.publish(ev)
+        _changes, fold = self.publish(ev, client=client)
         outcome = fold.outcomes.get(ev.id)
         if outcome is None or not outcome.accepted:
-            info = self.holder(tid)
-            raise ConflictError(info.conflict_message())
+            raise ConflictError(self.holder(tid).conflict_message())
         return ClaimInfo(tid, self.agent, outcome.since, ev.id)
 
     def renew(self, ticket: str) -> bool:
@@ -408,6 +427,82 @@ class Desk:
 
     def reopen(self, ticket: str) -> Changes:
         return self.set_status(ticket, "open")
+
+    # --- replies (helpdesk/replies.py) ---------------------------------------------
+
+    def composer(self, ticket: str) -> dict[str, Any]:
+        """Recipient, subject, greeting by preferred name, VIP / white-glove reminders."""
+        return self.replies.composer(ticket)
+
+    def reply(self, ticket: str, body: str, close: bool = False) -> dict[str, Any]:
+        """Send (or safely queue) a reply; ConflictError if a teammate holds the ticket."""
+        return self.replies.reply(ticket, body, close)
+
+    def queue_mail(self, *, kind: str, to: str, subject: str, body: str,
+                   ticket_id: str | None = None, in_reply_to: str | None = None,
+                   references: list[str] | None = None,
+                   meta: dict[str, Any] | None = None) -> tuple[int, str]:
+        """Queue other outgoing mail (surveys, shipped-feature notes); sync sends it."""
+        return self.replies.queue_mail(kind=kind, to=to, subject=subject, body=body,
+                                       ticket_id=ticket_id, in_reply_to=in_reply_to,
+                                       references=references, meta=meta)
+
+    def flush_outbox(self, force: bool = False) -> Changes:
+        with self.imap() as client:
+            return self.replies.flush(client, force=force)
+
+    def outbox(self, ticket: str | None = None, pending_only: bool = False
+               ) -> list[dict[str, Any]]:
+        states = ("queued", "sending", "accepted", "failed", "held", "uncertain")
+        if pending_only:
+            states = ("queued", "sending", "accepted")
+        return [i.public() for i in self.replies.outbox.items(ticket, states)]
+
+    def retry_outbox(self, item_id: int) -> None:
+        self.replies.outbox.requeue(item_id)
+
+    def discard_outbox(self, item_id: int) -> None:
+        self.replies.outbox.discard(item_id)
+
+    def templates(self) -> list[dict[str, str]]:
+        return self.replies.templates()
+
+    def save_template(self, name: str, body: str) -> Changes:
+        if not name.strip() or not body.strip():
+            raise HelpdeskError("A saved reply needs a name and a text.")
+        return self.publish(self.event("template", name.strip(), body=body))[0]
+
+    def delete_template(self, name: str) -> Changes:
+        return self.publish(self.event("template-delete", name.strip()))[0]
+
+    def render_template(self, body: str, ticket: str) -> str:
+        return self.replies.render_template(body, ticket)
+
+    def save_draft(self, ticket: str, body: str) -> None:
+        """Autosave the composer (local only; survives a crash)."""
+        with self.store.begin() as conn:
+            conn.execute(sql_text(
+                "INSERT INTO drafts (ticket_id, body, updated_at) VALUES (:t, :b, :u) "
+                "ON CONFLICT (ticket_id) DO UPDATE SET body = excluded.body, "
+                "updated_at = excluded.updated_at"), {"t": ticket, "b": body, "u": utcnow()})
+
+    def draft(self, ticket: str) -> str | None:
+        with self.store.read() as conn:
+            value = conn.execute(sql_text("SELECT body FROM drafts WHERE ticket_id = :t"),
+                                 {"t": ticket}).scalar()
+        return str(value) if value is not None else None
+
+    def discard_draft(self, ticket: str) -> None:
+        with self.store.begin() as conn:
+            conn.execute(sql_text("DELETE FROM drafts WHERE ticket_id = :t"), {"t": ticket})
+
+    def attachment(self, message_pk: int, index: int) -> tuple[str, str, bytes]:
+        """(filename, content type, bytes), fetched from the server on demand."""
+        return self.replies.attachment(message_pk, index)
+
+    def inline_images(self, message_pk: int) -> dict[str, bytes]:
+        """Inline ``cid:`` images of a message, by Content-ID."""
+        return self.replies.inline_images(message_pk)
 
     # --- customers -------------------------------------------------------------
 
@@ -486,3 +581,4 @@ def check_birthday(value: str) -> None:
         datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
         raise HelpdeskError(f"Birthday '{value}' should look like 1980-04-23.") from None
+

@@ -192,6 +192,13 @@ def _clean_css(style: str) -> str | None:
     return "; ".join(kept) if kept else None
 
 
+def _has_host(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return False
+
+
 def _make_attribute_filter(cid_scheme: str) -> Callable[[str, str, str], str | None]:
     image_schemes = _REMOTE_IMAGE_SCHEMES | {"cid", cid_scheme}
 
@@ -205,7 +212,7 @@ def _make_attribute_filter(cid_scheme: str) -> Callable[[str, str, str], str | N
             scheme = _scheme(url)
             if scheme not in _LINK_SCHEMES:
                 return None
-            if scheme in ("http", "https") and not urlsplit(url).hostname:
+            if scheme in ("http", "https") and not _has_host(url):
                 return None
             return url
         if attr == "src":
@@ -216,7 +223,7 @@ def _make_attribute_filter(cid_scheme: str) -> Callable[[str, str, str], str | N
             if scheme not in image_schemes:
                 return None
             if scheme in _REMOTE_IMAGE_SCHEMES:
-                return url if urlsplit(url).hostname else None
+                return url if _has_host(url) else None
             content_id = url[len(scheme) + 1:].strip().strip("<>")
             return f"{cid_scheme}:{content_id}" if content_id else None
         if attr in ("alt", "title"):
