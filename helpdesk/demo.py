@@ -64,6 +64,7 @@ import platformdirs
 
 from helpdesk.config import APP_NAME, ImapSettings, Profile, SmtpSettings
 from helpdesk.errors import HelpdeskError
+from helpdesk.team.events import Event, encode
 
 log = logging.getLogger("helpdesk.demo")
 
@@ -548,6 +549,69 @@ def fill_mailbox(host: str, port: int, username: str, password: str,
             client.logout()
 
 
+def seed_events(messages: Sequence[DemoMessage], seed: list[dict[str, Any]]) -> list[Event]:
+    """Team-log events for the demo's starting state (VIPs, notes, feedback cards)."""
+    from helpdesk.mail.conversations import ticket_for
+    from helpdesk.mail.parse import parse_message
+
+    tickets: dict[str, str] = {}
+    for m in messages:
+        if m.folder == INBOX:
+            parsed = parse_message(m.raw)
+            if parsed.from_addr and parsed.from_addr not in tickets:
+                tickets[parsed.from_addr] = ticket_for(parsed)[0]
+    agent = "demo-lead"
+    events: list[Event] = []
+    for item in seed:
+        kind, who = item.get("type"), str(item.get("customer", ""))
+        if kind == "vip":
+            events.append(Event("vip", agent, who, {"vip": bool(item.get("vip", True)),
+                                                    "tier": item.get("tier")}))
+        elif kind == "white-glove":
+            events.append(Event("white-glove", agent, who, {"on": bool(item.get("on", True))}))
+        elif kind == "note":
+            data = {k: item[k] for k in ("text", "preferred_name", "birthday", "heard_from")
+                    if item.get(k)}
+            events.append(Event("note", agent, who, data))
+        elif kind == "card":
+            events.extend(card_seed_events(agent, item, tickets))
+    return events
+
+
+def card_seed_events(agent: str, item: dict[str, Any], tickets: dict[str, str]) -> list[Event]:
+    """card-create plus one card-add per customer who asked (see helpdesk/feedback.py)."""
+    import uuid
+
+    card_id = uuid.uuid4().hex
+    out = [Event("card-create", agent, card_id, {
+        "title": item.get("title", ""), "description": item.get("description", ""),
+        "column": item.get("column", "ideas")})]
+    for address in item.get("requested_by", []):
+        out.append(Event("card-add", agent, card_id, {
+            "email": address, "ticket": tickets.get(address), "quote": None}))
+    return out
+
+
+def seed_team_log(host: str, port: int, username: str, password: str,
+                  messages: Sequence[DemoMessage], seed: list[dict[str, Any]]) -> int:
+    """APPEND the demo's starting team state to the team log folder."""
+    import imapclient
+
+    events = seed_events(messages, seed)
+    client = imapclient.IMAPClient(host, port, ssl=False, timeout=30)
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        client.login(username, password)
+        if not client.folder_exists(TEAM_FOLDER):
+            client.create_folder(TEAM_FOLDER)
+        for event in events:
+            client.append(TEAM_FOLDER, encode(event, event.id), [b"\\Seen"])
+        return len(events)
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
+
+
 # --- the server process ------------------------------------------------------------
 
 
@@ -666,6 +730,8 @@ async def serve(directory: Path, server_id: str, resources: Path = RESOURCES) ->
         messages = load_demo_messages(resources)
         count = await asyncio.to_thread(fill_mailbox, HOST, imap_port, DEMO_USER,
                                         DEMO_PASSWORD, messages)
+        await asyncio.to_thread(seed_team_log, HOST, imap_port, DEMO_USER, DEMO_PASSWORD,
+                                messages, team_seed(resources))
         state = {
             "server_id": server_id, "pid": os.getpid(), "host": HOST,
             "imap_port": imap_port, "smtp_port": smtp_port,
