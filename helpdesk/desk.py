@@ -378,11 +378,18 @@ class Desk:
             return self.claim_on(client, tid)
 
     def claim_on(self, client: imapclient.IMAPClient, tid: str) -> ClaimInfo:
-        """Claim on a connection the caller owns (catch up first, then append and confirm)."""
-        self._changes(self.team.replay(client))
+        """Claim on a connection the caller owns.
+
+        When the local fold shows a teammate holding the ticket, catch up first (it
+        may have been released) and refuse without appending if it is still held.
+        Otherwise the log decides: APPEND, fold up to our event, settle check.
+        """
         current = self.holder(tid)
         if current.agent and current.agent != self.agent:
-            raise ConflictError(current.conflict_message())
+            self._changes(self.team.replay(client))
+            current = self.holder(tid)
+            if current.agent and current.agent != self.agent:
+                raise ConflictError(current.conflict_message())
         ev = self.event("claim", tid, lease=self.profile.lease_minutes * 60)
         _changes, fold = self.publish(ev, client=client)
         outcome = fold.outcomes.get(ev.id)

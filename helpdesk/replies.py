@@ -28,6 +28,7 @@ from helpdesk.mail.compose import (
     render_placeholders,
 )
 from helpdesk.mail.conversations import reply_subject
+from helpdesk.mail.imap import examine
 from helpdesk.mail.outbox import Outbox, OutboxItem
 from helpdesk.mail.parse import extract_attachment, parse_message
 from helpdesk.mail.sync import utcnow
@@ -256,7 +257,7 @@ class Replies:
         folder = self.desk.profile.imap.sent_folder
         if not folder or not client.folder_exists(folder):
             return False
-        client.select_folder(folder, readonly=True)
+        examine(client, folder)
         return bool(client.search(["HEADER", "Message-ID", f"<{message_id}>"]))
 
     # --- attachments on demand ----------------------------------------------------------
@@ -275,7 +276,7 @@ class Replies:
                 "ON f.id = l.folder_id WHERE l.message_pk = :i"), {"i": message_pk}).all()
         with self.desk.imap() as client:
             for folder, uidvalidity, uid in places:
-                info = client.select_folder(folder, readonly=True)
+                info = examine(client, folder)
                 found = [uid] if int(info[b"UIDVALIDITY"]) == uidvalidity else []
                 if not found and row[1]:
                     found = client.search(["HEADER", "Message-ID", f"<{row[1]}>"])

@@ -6,6 +6,7 @@ An :class:`imapclient.IMAPClient` is not thread-safe: whoever calls
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -84,11 +85,17 @@ def connect(settings: ImapSettings, password: str | None = None,
 
 
 def _no_delay(client: imapclient.IMAPClient) -> None:
-    """imapclient writes a command in pieces; without TCP_NODELAY each waits ~40 ms."""
+    """imapclient writes a command in pieces; without TCP_NODELAY each waits ~40 ms.
+
+    imapclient also turns on imaplib's protocol trace, which formats every line
+    read; off unless debug logging is wanted (it halves bulk FETCH parsing).
+    """
     try:
         client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):
         pass
+    if not logging.getLogger("imapclient").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
 
 
 def connector(settings: ImapSettings) -> Callable[[], imapclient.IMAPClient]:
@@ -96,6 +103,22 @@ def connector(settings: ImapSettings) -> Callable[[], imapclient.IMAPClient]:
     def make() -> imapclient.IMAPClient:
         return connect(settings)
     return make
+
+
+def examine(client: imapclient.IMAPClient, folder: str) -> dict[bytes, Any]:
+    """SELECT ``folder`` read-only (EXAMINE) and remember it was the last one selected.
+
+    Every read-only selection in the core goes through here, so code that wants a
+    folder selected can skip a round trip when it already is.
+    """
+    client.helpdesk_selected = None  # type: ignore[attr-defined]
+    info = dict(client.select_folder(folder, readonly=True))
+    client.helpdesk_selected = folder  # type: ignore[attr-defined]
+    return info
+
+
+def selected(client: imapclient.IMAPClient) -> str | None:
+    return getattr(client, "helpdesk_selected", None)
 
 
 def logout_quietly(client: Any) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, text
 
 from helpdesk.config import Profile
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
+from helpdesk.mail.imap import examine
 from helpdesk.mail.parse import ParsedMessage, parse_message
 from helpdesk.store import Store
 
@@ -124,7 +125,7 @@ class MailSync:
         return result
 
     def sync_folder(self, client: imapclient.IMAPClient, name: str, role: str) -> SyncResult:
-        info = client.select_folder(name, readonly=True)
+        info = examine(client, name)
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
         modseq = int(info[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in info else None

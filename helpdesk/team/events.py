@@ -26,6 +26,7 @@ VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
 NONCE_HEADER = "X-Helpdesk-Nonce"
 _SAFE_SUBJECT = re.compile(r"[^\w@.+-]")
+_EVENT_ID = re.compile(r"[0-9a-f]{8,64}")
 
 # Event types this version understands (decode rejects others; replay skips them).
 TYPES = frozenset({
@@ -98,7 +99,7 @@ def decode_body(body: bytes) -> Event:
                                         ("type", "id", "agent", "subject", "data"))
     if etype not in TYPES:
         raise EventError(f"unknown event type {etype!r}")
-    if not isinstance(eid, str) or not re.fullmatch(r"[0-9a-f]{8,64}", eid):
+    if not isinstance(eid, str) or not _EVENT_ID.fullmatch(eid):
         raise EventError("event with a bad id")
     if not isinstance(agent, str) or not agent or len(agent) > 200:
         raise EventError("event without an agent")

@@ -35,7 +35,7 @@ STATUSES = ("open", "pending", "closed")
 
 def db_time(dt: datetime) -> str:
     """The text form SQLAlchemy uses for DateTime in SQLite (always with microseconds)."""
-    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return dt.isoformat(" ", "microseconds")
 
 
 def parse_db_time(value: Any) -> datetime | None:
@@ -66,6 +66,7 @@ class FoldResult:
     taken_over: list[tuple[str, str, str]] = field(default_factory=list)  # ticket, from, by
     events: int = 0
     skipped: int = 0
+    uids: set[int] = field(default_factory=set)  # log UIDs read (events or not)
 
     def merge(self, other: FoldResult) -> None:
         self.tickets |= other.tickets
@@ -75,6 +76,7 @@ class FoldResult:
         self.taken_over.extend(other.taken_over)
         self.events += other.events
         self.skipped += other.skipped
+        self.uids |= other.uids
 
 
 @dataclass
@@ -121,11 +123,15 @@ def apply_event(cur: sqlite3.Cursor, event: Event, uid: int, at: datetime, body:
 
 # --- claims ----------------------------------------------------------------------
 
+_STATE_SQL = ("SELECT claimed_by, claim_event, claimed_at, claim_active_at, claim_lease, "
+              "status, status_stamp FROM ticket_state WHERE ticket_id = ?")
+
+
 def _state(cur: sqlite3.Cursor, ticket: str) -> dict[str, Any]:
-    cur.execute("INSERT OR IGNORE INTO ticket_state (ticket_id) VALUES (?)", (ticket,))
-    row = cur.execute("SELECT claimed_by, claim_event, claimed_at, claim_active_at, "
-                      "claim_lease, status, status_stamp FROM ticket_state WHERE ticket_id = ?",
-                      (ticket,)).fetchone()
+    row = cur.execute(_STATE_SQL, (ticket,)).fetchone()
+    if row is None:
+        cur.execute("INSERT INTO ticket_state (ticket_id) VALUES (?)", (ticket,))
+        row = (None, None, None, None, None, "open", 0)
     keys = ("claimed_by", "claim_event", "claimed_at", "active_at", "lease", "status", "stamp")
     return dict(zip(keys, row, strict=True))
 

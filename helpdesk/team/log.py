@@ -18,28 +18,72 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import imapclient
 from sqlalchemy import text
 
+from helpdesk.mail.imap import examine, selected
 from helpdesk.store import Store
 from helpdesk.team.events import NONCE_HEADER, Event, EventError, decode_body, encode
 from helpdesk.team.fold import FoldResult, apply_event, db_time, parse_db_time, reset_team_state
 
 log = logging.getLogger(__name__)
 
-FETCH_BATCH = 2000
+FETCH_BATCH = 5000
 _APPENDUID = re.compile(rb"APPENDUID\s+(\d+)\s+(\d+)", re.IGNORECASE)
+_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(
+    rb'INTERNALDATE "\s?(\d{1,2})-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"')
+_QUOTED_BODY = re.compile(rb'BODY\[TEXT\] "((?:[^"\\]|\\.)*)"')
+_NEW_ITEM = re.compile(rb"^\d+ \(")
+_MONTHS = {m: i for i, m in enumerate(
+    (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+     b"Dec"), start=1)}
 
 
-def _utc(dt: Any) -> datetime:
-    if not isinstance(dt, datetime):
-        return datetime.now(UTC).replace(tzinfo=None)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
+def _internaldate(text: bytes) -> datetime | None:
+    m = _INTERNALDATE.search(text)
+    if not m:
+        return None
+    day, mon, year, hh, mm, ss, sign, oh, om = m.groups()
+    local = datetime(int(year), _MONTHS.get(mon, 1), int(day), int(hh), int(mm), int(ss))
+    offset = timedelta(hours=int(oh), minutes=int(om))
+    return local - offset if sign == b"+" else local + offset
+
+
+def fetch_events(client: imapclient.IMAPClient, uid_range: str
+                 ) -> list[tuple[int, datetime, bytes]]:
+    """(uid, INTERNALDATE as naive UTC, body) for a UID range, in UID order.
+
+    The team log is read in bulk by every new desktop, so this reads imaplib's
+    raw answer with two regular expressions instead of imapclient's general
+    response parser (about twice as fast on a 100,000-event log).
+    """
+    typ, data = client._imap.uid("FETCH", uid_range, "(INTERNALDATE BODY.PEEK[TEXT])")
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(f"UID FETCH failed: {data!r}")
+    records: list[list[bytes]] = []
+    for item in data:
+        if isinstance(item, tuple):
+            records.append([item[0], item[1], b""])
+        elif isinstance(item, bytes):
+            if _NEW_ITEM.match(item):
+                quoted = _QUOTED_BODY.search(item)
+                records.append([item, quoted.group(1) if quoted else b"", b""])
+            elif records:
+                records[-1][2] += item
+    out: list[tuple[int, datetime, bytes]] = []
+    for head, body, tail in records:
+        meta = head + b" " + tail
+        uid = _UID.search(meta)
+        when = _internaldate(meta)
+        if uid is None or when is None:
+            continue  # an unsolicited FETCH (flag change), not ours
+        out.append((int(uid.group(1)), when, body))
+    out.sort(key=lambda r: r[0])
+    return out
 
 
 @dataclass
@@ -54,39 +98,58 @@ class TeamLog:
     def __init__(self, store: Store, folder: str) -> None:
         self.store = store
         self.folder = folder
-        self._selected_on: int | None = None
 
     # --- cursor ----------------------------------------------------------------
 
     def cursor(self) -> tuple[int | None, int, datetime | None]:
         """(uidvalidity, last folded uid, server clock T of the last event)."""
         with self.store.read() as conn:
-            v = self.store.get_meta("team.uidvalidity", conn)
-            c = self.store.get_meta("team.cursor", conn)
-            t = self.store.get_meta("team.clock", conn)
+            rows = dict(conn.execute(text(
+                "SELECT key, value FROM meta WHERE key IN "
+                "('team.uidvalidity', 'team.cursor', 'team.clock')")).all())
+        v, c, t = rows.get("team.uidvalidity"), rows.get("team.cursor"), rows.get("team.clock")
         return (int(v) if v else None, int(c or 0), parse_db_time(t) if t else None)
 
     # --- folder ----------------------------------------------------------------
 
     def select(self, client: imapclient.IMAPClient) -> dict[bytes, Any]:
+        """EXAMINE the log folder, creating it when missing."""
         try:
-            return dict(client.select_folder(self.folder, readonly=True))
+            return examine(client, self.folder)
         except imapclient.exceptions.IMAPClientError:
             if client.folder_exists(self.folder):
                 raise
             client.create_folder(self.folder)
             log.info("created the team log folder %s", self.folder)
-            return dict(client.select_folder(self.folder, readonly=True))
+            return examine(client, self.folder)
 
     # --- replay ----------------------------------------------------------------
 
     def replay(self, client: imapclient.IMAPClient, upto: int | None = None) -> FoldResult:
-        """Fold every new event (optionally stopping after UID ``upto``)."""
+        """Fold every new event (or up to UID ``upto``).
+
+        When the log is not the selected folder, EXAMINE it first (UIDVALIDITY
+        check, cheap no-change exit via UIDNEXT, bounded batches). When it is
+        (right after our own APPEND), one UID FETCH of the new range is enough.
+        """
+        known_v, cursor, _clock = self.cursor()
+        result = FoldResult()
+        if selected(client) == self.folder and known_v is not None:
+            if upto is None:
+                client.noop()  # lets the server show what others appended meanwhile
+                fetched = fetch_events(client, f"{cursor + 1}:*")
+            elif upto <= cursor:
+                return result
+            else:
+                fetched = fetch_events(client, f"{cursor + 1}:{upto}")
+                if upto not in {uid for uid, _at, _body in fetched}:
+                    client.noop()  # our own APPEND not in this view yet: resync and retry
+                    fetched = fetch_events(client, f"{cursor + 1}:{upto}")
+            result.merge(self._fold(known_v, fetched, cursor, upto))
+            return result
         info = self.select(client)
         uidvalidity = int(info[b"UIDVALIDITY"])
         exists = int(info.get(b"EXISTS", 0))
-        known_v, cursor, _clock = self.cursor()
-        result = FoldResult()
         if known_v != uidvalidity:
             if known_v is not None:
                 log.warning("team log UIDVALIDITY changed (%s -> %s): rebuilding team state "
@@ -94,16 +157,20 @@ class TeamLog:
             self._reset(uidvalidity)
             cursor = 0
             result.tickets.add("*")
-        uidnext = info.get(b"UIDNEXT")
-        if uidnext is not None and int(uidnext) <= cursor + 1 and upto is None:
+        uidnext = int(info.get(b"UIDNEXT", 0)) or None
+        last = upto if upto is not None else (uidnext - 1 if uidnext else None)
+        if last is not None and last <= cursor:
             return result
-        uids = sorted(u for u in client.search(["UID", f"{cursor + 1}:*"]) if u > cursor)
-        if upto is not None:
-            uids = [u for u in uids if u <= upto]
-        for i in range(0, len(uids), FETCH_BATCH):
-            batch = uids[i:i + FETCH_BATCH]
-            data = client.fetch(batch, ["INTERNALDATE", "BODY.PEEK[TEXT]"])
-            result.merge(self._fold_batch(uidvalidity, batch, data))
+        if last is None:  # no UIDNEXT: one open-ended fetch
+            result.merge(self._fold(uidvalidity, fetch_events(client, f"{cursor + 1}:*"),
+                                    cursor, None))
+        else:
+            lo = cursor + 1
+            while lo <= last:
+                hi = min(last, lo + FETCH_BATCH - 1)
+                result.merge(self._fold(uidvalidity, fetch_events(client, f"{lo}:{hi}"),
+                                        lo - 1, hi))
+                lo = hi + 1
         if upto is None and exists and self._seen_count() < exists:
             # More messages than we ever read: one became visible below our cursor.
             log.warning("team log: a message appeared below the replay cursor; rebuilding")
@@ -127,31 +194,31 @@ class TeamLog:
         result.tickets.add("*")
         return result
 
-    def _fold_batch(self, uidvalidity: int, batch: list[int],
-                    data: dict[int, dict[bytes, Any]]) -> FoldResult:
+    def _fold(self, uidvalidity: int, events: list[tuple[int, datetime, bytes]], after: int,
+              upto: int | None) -> FoldResult:
+        """Fold fetched events with UID > ``after`` in one transaction with the cursor."""
         result = FoldResult()
+        events = [e for e in events if e[0] > after and (upto is None or e[0] <= upto)]
+        if not events:
+            return result
         with self.store.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            clock_text = self.store.get_meta("team.clock", conn)
-            clock = parse_db_time(clock_text) if clock_text else None
-            seen = int(self.store.get_meta("team.seen", conn) or 0)
-            for uid in batch:
-                item = data.get(uid)
-                if item is None:
-                    continue  # expunged meanwhile
+            rows = dict(cur.execute("SELECT key, value FROM meta WHERE key IN "
+                                    "('team.clock', 'team.seen')").fetchall())
+            clock = parse_db_time(rows["team.clock"]) if rows.get("team.clock") else None
+            seen = int(rows.get("team.seen") or 0)
+            for uid, at, body in events:
                 seen += 1
-                at = _utc(item.get(b"INTERNALDATE"))
+                result.uids.add(uid)
                 clock = at if clock is None or at > clock else clock  # monotone clamp
-                body = next((v for k, v in item.items() if k.startswith(b"BODY[TEXT]")), b"")
                 try:
-                    event = decode_body(body or b"")
+                    event = decode_body(body)
                 except EventError as exc:
                     log.warning("team log: skipped message uid %d: %s", uid, exc)
                     result.skipped += 1
                     continue
-                apply_event(cur, event, uid, clock, (body or b"").decode("utf-8", "replace"),
-                            result)
-            self.store.set_meta("team.cursor", str(max(batch)), conn)
+                apply_event(cur, event, uid, clock, body.decode("utf-8", "replace"), result)
+            self.store.set_meta("team.cursor", str(events[-1][0]), conn)
             self.store.set_meta("team.seen", str(seen), conn)
             if clock is not None:
                 self.store.set_meta("team.clock", db_time(clock), conn)
@@ -166,36 +233,46 @@ class TeamLog:
         before = None
         if not uidplus:
             before = int(client.folder_status(self.folder, [b"UIDNEXT"])[b"UIDNEXT"])
-        response = client.append(self.folder, encode(event, nonce), flags=[imapclient.SEEN])
+        try:
+            response = client.append(self.folder, encode(event, nonce), flags=[imapclient.SEEN])
+        except imapclient.exceptions.IMAPClientError:
+            if client.folder_exists(self.folder):
+                raise
+            client.create_folder(self.folder)
+            response = client.append(self.folder, encode(event, nonce), flags=[imapclient.SEEN])
         raw = response if isinstance(response, bytes) else str(response).encode()
         m = _APPENDUID.search(raw)
         if m:
             return int(m.group(2))
-        self.select(client)
+        if selected(client) != self.folder:
+            self.select(client)
         found = client.search(["UID", f"{before or 1}:*", "HEADER", NONCE_HEADER, nonce])
         if not found:
-            raise RuntimeError("the server did not show the appended team event")
+            raise imapclient.exceptions.IMAPClientError(
+                "the server did not show the appended team event")
         return int(min(found))
 
     def publish(self, client: imapclient.IMAPClient, events: list[Event]) -> FoldResult:
-        """Append ``events``, fold the log up to the last of them, settle-check, return."""
+        """Append ``events``, fold the log up to the last of them, settle-check, return.
+
+        Round trips on a server with UIDPLUS when the log is already selected:
+        APPEND (one per event), UID FETCH of the new range, and the settle check
+        (one UID SEARCH).
+        """
         _v, cursor_before, _t = self.cursor()
-        self.select(client)
         last = 0
         for event in events:
             last = max(last, self.append(client, event))
         result = self.replay(client, upto=last)
-        # Settle check: did anything become visible in the range we just read?
-        client.noop()
-        visible = client.search(["UID", f"{cursor_before + 1}:{last}"])
-        with self.store.read() as conn:
-            folded = conn.execute(text(
-                "SELECT count(*) FROM team_events WHERE uid > :a AND uid <= :b"),
-                {"a": cursor_before, "b": last}).scalar() or 0
-        if len([u for u in visible if cursor_before < u <= last]) > folded + result.skipped:
+        if selected(client) != self.folder:
+            self.select(client)
+        # Settle check: did anything become visible below our event that we did not read?
+        visible = {u for u in client.search(["UID", f"{cursor_before + 1}:{last}"])
+                   if cursor_before < u <= last}
+        if visible - result.uids:
             log.warning("team log: late message detected before confirming; rebuilding")
             rebuilt = self.rebuild(client)
-            rebuilt.outcomes.update({k: v for k, v in rebuilt.outcomes.items()})
+            rebuilt.outcomes = {**result.outcomes, **rebuilt.outcomes}
             return rebuilt
         return result
 

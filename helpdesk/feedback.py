@@ -1,0 +1,640 @@
+"""Feedback cards: who asked for what, the team's board, telling customers it shipped.
+
+Team state, folded from the team log like everything else (DESIGN.md):
+
+- ``card-create`` (subject: the new card id = the event id): title, description,
+  column. Created "by title" (``by_title``), a card whose title a card created
+  earlier in log order already has becomes a merge into that card, so two desktops
+  typing the same new title at once still end with one card.
+- ``card-update`` (subject: a card id): title/description, last-writer-wins by log
+  UID (``title_stamp`` stamps both). Subject ``column:<id>``: rename a board column.
+- ``card-move``: the column, last-writer-wins (``column_stamp``).
+- ``card-add``: customer (email), ticket, quote. An add-wins set keyed
+  ``(card, email)``: adds never conflict, the first add keeps its ticket and
+  quote (later adds only fill in what is missing), the same customer twice
+  counts once.
+- ``card-merge`` (subject: the merged card, ``into``): the merged card leaves the
+  board; its customers count for the card it went into. ``merged_into`` chains
+  are resolved when reading, so an add that raced a merge still counts. A merge
+  that would make a cycle, or of a card already merged, is ignored.
+- ``card-notified`` (``email``, ``message_id``): the first per (card group,
+  customer) in log order wins; the desktop whose event won sends the mail, so a
+  customer is never told twice even when two agents click at once.
+
+The fold handlers register on import; :class:`FeedbackCards` is the facade
+(``desk.cards``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Connection
+from sqlalchemy import text as sql_text
+
+from helpdesk import card_rank
+from helpdesk.card_export import FORMATS, board_csv, board_markdown
+from helpdesk.errors import HelpdeskError, NotFoundError
+from helpdesk.mail.compose import first_name, new_message_id
+from helpdesk.team import fold
+from helpdesk.team.events import Event
+from helpdesk.team.fold import FoldContext, db_time, handler
+
+if TYPE_CHECKING:
+    from helpdesk.desk import Changes, Desk
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_COLUMNS", "SHIPPED", "CardMatch", "FeedbackCards"]
+
+DEFAULT_COLUMNS = (("ideas", "Ideas"), ("known-issues", "Known issues"), ("next-up", "Next up"),
+                   ("in-progress", "In progress"), ("shipped", "Shipped"))
+SHIPPED = "shipped"
+COLUMN_SUBJECT = "column:"
+MAX_TITLE, MAX_DESCRIPTION, MAX_QUOTE, MAX_COLUMN_NAME = 200, 5000, 2000, 60
+SORTS = ("votes", "age")
+Sort = Literal["votes", "age"]
+_CARD_ID = re.compile(r"[0-9a-f]{8,64}")
+
+# Every card id with the id of the board card it counts for (merge chains resolved).
+_TREE = """WITH RECURSIVE tree(id, root) AS (
+    SELECT id, id FROM cards WHERE merged_into IS NULL
+    UNION SELECT c.id, tree.root FROM cards c JOIN tree ON c.merged_into = tree.id)"""
+# The board card a card counts for (itself unless merged), by following merged_into.
+_ROOT = """WITH RECURSIVE up(id, next, depth) AS (
+    SELECT id, merged_into, 0 FROM cards WHERE id = :id
+    UNION ALL SELECT c.id, c.merged_into, up.depth + 1 FROM cards c JOIN up ON c.id = up.next
+    WHERE up.depth < 1000)
+SELECT id FROM up WHERE next IS NULL"""
+# A board card and every card merged into it, directly or through others.
+_GROUP = """WITH RECURSIVE grp(id) AS (
+    SELECT :root UNION SELECT c.id FROM cards c JOIN grp ON c.merged_into = grp.id)"""
+
+
+# --- fold ------------------------------------------------------------------------
+
+def _line(value: Any, limit: int) -> str:
+    """One line of text (titles, names): whitespace collapsed, at most ``limit`` long."""
+    return " ".join(str(value or "").split())[:limit]
+
+
+def _block(value: Any, limit: int) -> str:
+    """Free text (descriptions, quotes): line breaks kept, ends trimmed."""
+    return str(value or "").strip()[:limit]
+
+
+def _root_of(cur: sqlite3.Cursor, card_id: str) -> str | None:
+    row = cur.execute(_ROOT, {"id": card_id}).fetchone()
+    return str(row[0]) if row else None
+
+
+def _touch(ctx: FoldContext, card_id: str) -> None:
+    root = _root_of(ctx.cur, card_id) or card_id
+    ctx.cur.execute("UPDATE cards SET updated_at = ? WHERE id = ?", (db_time(ctx.at), root))
+    ctx.result.cards = True
+
+
+def _column_exists(cur: sqlite3.Cursor, column: str) -> bool:
+    return cur.execute("SELECT 1 FROM board_columns WHERE id = ?", (column,)).fetchone() \
+        is not None
+
+
+def _title_key(title: str) -> str:
+    return card_rank.normalise(title)
+
+
+@handler("card-create")
+def _card_create(ctx: FoldContext) -> None:
+    card_id, data = ctx.event.subject, ctx.event.data
+    if not _CARD_ID.fullmatch(card_id):
+        raise ValueError("bad card id")
+    title = _line(data["title"], MAX_TITLE)
+    if not title:
+        raise ValueError("card without a title")
+    column = str(data.get("column") or "ideas")
+    if not _column_exists(ctx.cur, column):
+        column = "ideas"
+    at = db_time(ctx.at)
+    ctx.cur.execute(
+        "INSERT OR IGNORE INTO cards (id, title, description, column_id, created_at, "
+        "updated_at, created_by, title_stamp, column_stamp, shipped_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (card_id, title, _block(data.get("description"), MAX_DESCRIPTION), column, at, at,
+         ctx.event.agent, ctx.uid, ctx.uid, at if column == SHIPPED else None))
+    if ctx.cur.rowcount and data.get("by_title"):
+        key = _title_key(title)
+        for other, other_title in ctx.cur.execute(
+                "SELECT c.id, c.title FROM cards c JOIN team_events e ON e.event_id = c.id "
+                "WHERE c.merged_into IS NULL AND c.id != ? ORDER BY e.uid",
+                (card_id,)).fetchall():
+            if _title_key(other_title) == key:
+                ctx.cur.execute("UPDATE cards SET merged_into = ? WHERE id = ?",
+                                (other, card_id))
+                break
+    ctx.result.cards = True
+
+
+@handler("card-update")
+def _card_update(ctx: FoldContext) -> None:
+    subject, data = ctx.event.subject, ctx.event.data
+    if subject.startswith(COLUMN_SUBJECT):
+        column = subject[len(COLUMN_SUBJECT):]
+        name = _line(data["name"], MAX_COLUMN_NAME)
+        if not name or not _column_exists(ctx.cur, column):
+            raise ValueError(f"cannot rename column {column!r} to {name!r}")
+        ctx.cur.execute("UPDATE board_columns SET name = ?, stamp = ? WHERE id = ? AND stamp < ?",
+                        (name, ctx.uid, column, ctx.uid))
+        ctx.result.cards = True
+        return
+    title = _line(data["title"], MAX_TITLE) if data.get("title") is not None else None
+    description = _block(data["description"], MAX_DESCRIPTION) \
+        if data.get("description") is not None else None
+    if title == "":
+        raise ValueError("a card title cannot be empty")
+    ctx.cur.execute(
+        "UPDATE cards SET title = coalesce(?, title), description = coalesce(?, description), "
+        "title_stamp = ? WHERE id = ? AND title_stamp < ?",
+        (title, description, ctx.uid, subject, ctx.uid))
+    _touch(ctx, subject)
+
+
+@handler("card-move")
+def _card_move(ctx: FoldContext) -> None:
+    card_id, column = ctx.event.subject, str(ctx.event.data["column"])
+    if not _column_exists(ctx.cur, column):
+        raise ValueError(f"unknown column {column!r}")
+    at = db_time(ctx.at)
+    ctx.cur.execute(
+        "UPDATE cards SET shipped_at = CASE WHEN :col != 'shipped' THEN NULL "
+        "WHEN column_id = 'shipped' THEN shipped_at ELSE :at END, column_id = :col, "
+        "column_stamp = :uid WHERE id = :id AND column_stamp < :uid",
+        {"col": column, "at": at, "uid": ctx.uid, "id": card_id})
+    _touch(ctx, card_id)
+
+
+@handler("card-add")
+def _card_add(ctx: FoldContext) -> None:
+    card_id, data = ctx.event.subject, ctx.event.data
+    email = str(data["email"]).strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise ValueError("customer is not an e-mail address")
+    ticket = str(data["ticket"])[:64] if data.get("ticket") else None
+    quote = _block(data.get("quote"), MAX_QUOTE) or None
+    ctx.cur.execute(
+        "INSERT OR IGNORE INTO card_customers (card_id, email, ticket_id, quote, added_at, "
+        "added_by, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (card_id, email, ticket, quote, db_time(ctx.at), ctx.event.agent, ctx.event.id))
+    if not ctx.cur.rowcount:
+        # Add-wins set: the earliest add stays; a later one only fills in the blanks.
+        ctx.cur.execute("UPDATE card_customers SET ticket_id = coalesce(ticket_id, ?), "
+                        "quote = coalesce(quote, ?) WHERE card_id = ? AND email = ?",
+                        (ticket, quote, card_id, email))
+    _touch(ctx, card_id)
+
+
+@handler("card-merge")
+def _card_merge(ctx: FoldContext) -> None:
+    card_id, into = ctx.event.subject, str(ctx.event.data["into"])
+    row = ctx.cur.execute("SELECT merged_into FROM cards WHERE id = ?", (card_id,)).fetchone()
+    target = _root_of(ctx.cur, into)
+    if row is None or target is None:
+        raise ValueError("merge of an unknown card")
+    if row[0] is not None or target == card_id:
+        log.info("team log: ignored merge of card %s into %s (already merged, or a cycle)",
+                 card_id[:8], into[:8])
+        return
+    ctx.cur.execute("UPDATE cards SET merged_into = ?, updated_at = ? WHERE id = ?",
+                    (into, db_time(ctx.at), card_id))
+    _touch(ctx, target)
+
+
+@handler("card-notified")
+def _card_notified(ctx: FoldContext) -> None:
+    email = str(ctx.event.data["email"]).strip().lower()
+    root = _root_of(ctx.cur, ctx.event.subject)
+    if root is None:
+        raise ValueError("notification for an unknown card")
+    told = ctx.cur.execute(
+        _GROUP + " SELECT 1 FROM card_notified n JOIN grp ON grp.id = n.card_id "
+        "WHERE n.email = :email", {"root": root, "email": email}).fetchone()
+    if told is None:
+        message_id = ctx.event.data.get("message_id")
+        ctx.cur.execute("INSERT INTO card_notified (card_id, email, at, message_id) "
+                        "VALUES (?, ?, ?, ?)",
+                        (root, email, db_time(ctx.at), str(message_id) if message_id else None))
+        ctx.result.cards = True
+
+
+def reset_cards(cur: sqlite3.Cursor) -> None:
+    """Forget every card (a rebuild from the log); the board gets its default columns."""
+    for table in ("card_notified", "card_customers", "cards", "board_columns"):
+        cur.execute(f"DELETE FROM {table}")
+    cur.executemany("INSERT INTO board_columns (id, name, position, stamp) VALUES (?, ?, ?, 0)",
+                    [(cid, name, i) for i, (cid, name) in enumerate(DEFAULT_COLUMNS)])
+
+
+if reset_cards not in fold.RESETTERS:
+    fold.RESETTERS.append(reset_cards)
+
+
+# --- the facade --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CardMatch:
+    """A card as the picker ranks it for a ticket (``score`` 0-100, higher is better)."""
+
+    id: str
+    title: str
+    description: str
+    column: str
+    votes: int
+    score: float
+    has_customer: bool  # this ticket's customer is already on the card
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(value: Any) -> str | None:
+    from helpdesk.desk import iso
+    return iso(value)
+
+
+def _like_fold(value: str | None) -> str:
+    return card_rank.normalise(value or "")
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class FeedbackCards:
+    """Cards for one desk: reading is local; every change is a team-log event."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    # --- reading -----------------------------------------------------------------
+
+    def columns(self) -> list[dict[str, Any]]:
+        """The board's columns in order: ``{id, name, position}``."""
+        with self.desk.store.read() as conn:
+            return [dict(r) for r in conn.execute(sql_text(
+                "SELECT id, name, position FROM board_columns ORDER BY position, id")).mappings()]
+
+    def resolve(self, card: str) -> str:
+        """The board card named by an id or unambiguous id prefix (>= 4 characters).
+
+        A card merged into another resolves to the card it went into.
+        """
+        cid = card.strip().lstrip("#").lower()
+        with self.desk.store.read() as conn:
+            found = [r[0] for r in conn.execute(sql_text("SELECT id FROM cards WHERE id = :c"),
+                                                {"c": cid})]
+            if not found and len(cid) >= 4:
+                found = [r[0] for r in conn.execute(sql_text(
+                    "SELECT id FROM cards WHERE id LIKE :p ESCAPE '\\' LIMIT 2"),
+                    {"p": _like_pattern(cid)[1:]})]
+            if len(found) > 1:
+                raise NotFoundError(f"'{card}' names more than one card; give more of its id.")
+            if found:
+                root = conn.execute(sql_text(_ROOT), {"id": found[0]}).scalar()
+                if root:
+                    return str(root)
+        raise NotFoundError(f"No card '{card}'. List cards with 'cards'.")
+
+    def resolve_column(self, column: str) -> str:
+        """A column id from its id or its (current) name, any case."""
+        want = card_rank.normalise(column).replace(" ", "-")
+        columns = self.columns()
+        for c in columns:
+            if want in (c["id"], card_rank.normalise(c["name"]).replace(" ", "-")):
+                return str(c["id"])
+        names = ", ".join(f"{c['id']} ({c['name']})" for c in columns)
+        raise NotFoundError(f"No column '{column}'. Columns: {names}.")
+
+    def cards(self, search: str = "", sort: Sort = "votes") -> list[dict[str, Any]]:
+        """Board cards (merged ones left out), most votes first or oldest first.
+
+        ``votes`` counts distinct customers, including those of merged cards.
+        ``search`` matches words in the title, description or a customer's address,
+        ignoring case and accents.
+        """
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {SORTS}")
+        words = card_rank.normalise(search).split()
+        params: dict[str, Any] = {}
+        where = ""
+        for i, word in enumerate(words):
+            params[f"w{i}"] = _like_pattern(word)
+            where += (f" AND (hd_fold(c.title) LIKE :w{i} ESCAPE '\\' "
+                      f"OR hd_fold(c.description) LIKE :w{i} ESCAPE '\\' "
+                      f"OR EXISTS (SELECT 1 FROM card_customers cc JOIN tree t "
+                      f"ON t.id = cc.card_id WHERE t.root = c.id "
+                      f"AND cc.email LIKE :w{i} ESCAPE '\\'))")
+        order = "votes DESC, c.updated_at DESC, e.uid DESC" if sort == "votes" \
+            else "c.created_at, e.uid"
+        with self.desk.store.read() as conn:
+            self._register_functions(conn)
+            rows = [dict(r) for r in conn.execute(sql_text(
+                f"{_TREE}, votes(root, n) AS (SELECT tree.root, count(DISTINCT cc.email) "
+                f"FROM card_customers cc JOIN tree ON tree.id = cc.card_id GROUP BY tree.root) "
+                f"SELECT c.id, c.title, c.description, c.column_id, c.created_at, c.updated_at, "
+                f"coalesce(v.n, 0) AS votes FROM cards c LEFT JOIN votes v ON v.root = c.id "
+                f"LEFT JOIN team_events e ON e.event_id = c.id "
+                f"WHERE c.merged_into IS NULL{where} ORDER BY {order}"), params).mappings()]
+            customers = self._members(conn, (
+                "SELECT cc.card_id, cc.email, e.uid FROM card_customers cc "
+                "LEFT JOIN team_events e ON e.event_id = cc.event_id"))
+            notified = self._members(conn, "SELECT card_id, email, at FROM card_notified")
+        return [{
+            "id": r["id"], "title": r["title"], "description": r["description"],
+            "column": r["column_id"], "votes": int(r["votes"]),
+            "customers": customers.get(r["id"], []), "notified": notified.get(r["id"], []),
+            "created_at": _iso(r["created_at"]), "updated_at": _iso(r["updated_at"]),
+        } for r in rows]
+
+    @staticmethod
+    def _register_functions(conn: Connection) -> None:
+        raw = conn.connection.driver_connection
+        if raw is not None:
+            raw.create_function("hd_fold", 1, _like_fold, deterministic=True)
+
+    @staticmethod
+    def _members(conn: Connection, select: str) -> dict[str, list[str]]:
+        """Board card id -> emails from ``select`` (rows of card id, email), in order."""
+        out: dict[str, list[str]] = {}
+        for root, email in conn.execute(sql_text(
+                f"{_TREE}, m(card_id, email, ord) AS ({select}) "
+                f"SELECT tree.root, m.email FROM m JOIN tree ON tree.id = m.card_id "
+                f"GROUP BY tree.root, m.email ORDER BY min(m.ord), m.email")):
+            out.setdefault(root, []).append(email)
+        return out
+
+    def card(self, card_id: str) -> dict[str, Any]:
+        """One card with every customer: ``{email, name, preferred_name, ticket_id, quote,
+        added_at, added_by, notified_at}``, in the order they were added."""
+        root = self.resolve(card_id)
+        with self.desk.store.read() as conn:
+            row = conn.execute(sql_text(
+                "SELECT c.*, b.name AS column_name FROM cards c "
+                "LEFT JOIN board_columns b ON b.id = c.column_id WHERE c.id = :id"),
+                {"id": root}).mappings().one()
+            group = {"root": root}
+            adds = conn.execute(sql_text(
+                f"{_GROUP} SELECT cc.email, cc.ticket_id, cc.quote, cc.added_at, cc.added_by, "
+                f"cu.name, cu.preferred_name FROM card_customers cc "
+                f"JOIN grp ON grp.id = cc.card_id "
+                f"LEFT JOIN team_events e ON e.event_id = cc.event_id "
+                f"LEFT JOIN customers cu ON cu.email = cc.email "
+                f"ORDER BY e.uid, cc.added_at"), group).mappings().all()
+            told = {r["email"]: r["at"] for r in conn.execute(sql_text(
+                f"{_GROUP} SELECT n.email, min(n.at) AS at FROM card_notified n "
+                f"JOIN grp ON grp.id = n.card_id GROUP BY n.email"), group).mappings()}
+            merged = [dict(r) for r in conn.execute(sql_text(
+                f"{_GROUP} SELECT c.id, c.title FROM cards c JOIN grp ON grp.id = c.id "
+                f"WHERE c.id != :root ORDER BY c.created_at"), group).mappings()]
+        customers: dict[str, dict[str, Any]] = {}
+        for a in adds:
+            seen = customers.get(a["email"])
+            if seen is None:
+                customers[a["email"]] = {
+                    "email": a["email"], "name": a["name"], "preferred_name": a["preferred_name"],
+                    "ticket_id": a["ticket_id"], "quote": a["quote"],
+                    "added_at": _iso(a["added_at"]), "added_by": a["added_by"],
+                    "notified_at": _iso(told.get(a["email"]))}
+            elif not seen["quote"] and a["quote"]:
+                seen.update(quote=a["quote"], ticket_id=a["ticket_id"] or seen["ticket_id"])
+        return {
+            "id": root, "title": row["title"], "description": row["description"],
+            "column": row["column_id"], "column_name": row["column_name"],
+            "votes": len(customers), "customers": list(customers.values()),
+            "notified": [e for e in customers if e in told],
+            "merged": merged, "created_by": row["created_by"],
+            "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
+            "shipped_at": _iso(row["shipped_at"]),
+        }
+
+    def rank(self, ticket_id: str, limit: int = 20) -> list[CardMatch]:
+        """Board cards ranked by how well they match the ticket (see :mod:`card_rank`)."""
+        ticket = self.desk.ticket(ticket_id)
+        first = next((m for m in ticket["messages"]
+                      if m["direction"] == "in" and m["auto"] in (None, "none")),
+                     ticket["messages"][0] if ticket["messages"] else None)
+        subject, body = card_rank.ticket_query(ticket["subject"] or "",
+                                               first["text"] if first else "")
+        cards = self.cards()
+        ranked = card_rank.rank(subject, body,
+                                (card_rank.CardText(c["id"], c["title"], c["description"])
+                                 for c in cards))
+        by_id = {c["id"]: c for c in cards}
+        customer = (ticket["customer"] or "").lower()
+        # Equal scores (often 0: nothing in common) fall back to the most asked-for card.
+        ranked.sort(key=lambda pair: (-pair[1], -by_id[pair[0]]["votes"]))
+        return [CardMatch(cid, by_id[cid]["title"], by_id[cid]["description"],
+                          by_id[cid]["column"], by_id[cid]["votes"], score,
+                          customer in by_id[cid]["customers"])
+                for cid, score in ranked[:limit]]
+
+    def find_by_title(self, title: str) -> str | None:
+        """The board card with this title (any case, accents aside), oldest first."""
+        key = _title_key(title)
+        with self.desk.store.read() as conn:
+            for cid, other in conn.execute(sql_text(
+                    "SELECT c.id, c.title FROM cards c LEFT JOIN team_events e "
+                    "ON e.event_id = c.id WHERE c.merged_into IS NULL ORDER BY e.uid")):
+                if _title_key(other) == key:
+                    return str(cid)
+        return None
+
+    def export(self, fmt: str) -> str:
+        """The board as ``csv`` or ``md`` (Markdown)."""
+        if fmt not in FORMATS:
+            raise HelpdeskError(f"Export format must be one of: {', '.join(FORMATS)}.")
+        columns, cards = self.columns(), self.cards()
+        return board_csv(columns, cards) if fmt == "csv" else board_markdown(columns, cards)
+
+    # --- changing (every change is a team-log event) -------------------------------
+
+    def _title(self, title: str | None) -> str:
+        clean = _line(title, MAX_TITLE)
+        if not clean:
+            raise HelpdeskError("A card needs a title.")
+        return clean
+
+    def create(self, title: str, description: str = "", column: str = "ideas",
+               by_title: bool = False) -> str:
+        """A new card (no customer yet); returns its id."""
+        card_id = uuid.uuid4().hex
+        column = self.resolve_column(column)
+        self.desk.publish(self._create_event(card_id, self._title(title), description, column,
+                                             by_title))
+        return self.resolve(card_id)
+
+    def _create_event(self, card_id: str, title: str, description: str, column: str,
+                      by_title: bool) -> Event:
+        """The card id is the id of the event that creates it."""
+        data: dict[str, Any] = {"title": title,
+                                "description": _block(description, MAX_DESCRIPTION),
+                                "column": column}
+        if by_title:
+            data["by_title"] = True
+        return Event(type="card-create", agent=self.desk.agent, subject=card_id, data=data,
+                     id=card_id)
+
+    def add(self, ticket_id: str, card_id: str | None = None, title: str | None = None,
+            quote: str | None = None, description: str = "") -> str:
+        """Record the ticket's customer (with the ticket and an optional quote) on a card.
+
+        ``card_id`` names an existing card; else ``title`` finds a card with that title
+        or creates it. Returns the id of the board card the customer now counts for.
+        """
+        ticket = self.desk.ticket(ticket_id)
+        email = (ticket["customer"] or "").strip().lower()
+        if "@" not in email:
+            raise HelpdeskError(f"Ticket {ticket['id']} has no customer address to record.")
+        events = []
+        if card_id:
+            target = self.resolve(card_id)
+        elif title is not None and title.strip():
+            clean = self._title(title)
+            found = self.find_by_title(clean)
+            if found:
+                target = found
+            else:
+                target = uuid.uuid4().hex
+                events.append(self._create_event(target, clean, description, "ideas", True))
+        else:
+            raise HelpdeskError("Name a card (its id) or a title for a new card.")
+        data: dict[str, Any] = {"email": email, "ticket": ticket["id"]}
+        if quote and quote.strip():
+            data["quote"] = _block(quote, MAX_QUOTE)
+        events.append(self.desk.event("card-add", target, **data))
+        self.desk.publish(*events)
+        return self.resolve(target)
+
+    def move(self, card_id: str, column_id: str) -> Changes:
+        cid, column = self.resolve(card_id), self.resolve_column(column_id)
+        return self.desk.publish(self.desk.event("card-move", cid, column=column))[0]
+
+    def rename_column(self, column_id: str, name: str) -> Changes:
+        column, clean = self.resolve_column(column_id), _line(name, MAX_COLUMN_NAME)
+        if not clean:
+            raise HelpdeskError("A column needs a name.")
+        return self.desk.publish(self.desk.event("card-update", COLUMN_SUBJECT + column,
+                                                 name=clean))[0]
+
+    def update(self, card_id: str, title: str | None = None,
+               description: str | None = None) -> Changes:
+        cid = self.resolve(card_id)
+        data: dict[str, Any] = {}
+        if title is not None:
+            data["title"] = self._title(title)
+        if description is not None:
+            data["description"] = _block(description, MAX_DESCRIPTION)
+        if not data:
+            from helpdesk.desk import Changes
+            return Changes(set(), set())
+        return self.desk.publish(self.desk.event("card-update", cid, **data))[0]
+
+    def merge(self, card_id: str, into_id: str) -> Changes:
+        """Merge ``card_id`` into ``into_id``: every customer kept, counted once."""
+        cid, into = self.resolve(card_id), self.resolve(into_id)
+        if cid == into:
+            raise HelpdeskError("A card cannot be merged into itself.")
+        return self.desk.publish(self.desk.event("card-merge", cid, into=into))[0]
+
+    def ship(self, card_id: str, notify: bool = False) -> list[int]:
+        """Move the card to Shipped; with ``notify`` queue the close-the-loop emails.
+
+        Returns the outbox ids of the queued emails (the next sync sends them).
+        """
+        cid = self.resolve(card_id)
+        if self.card(cid)["column"] != SHIPPED:
+            self.move(cid, SHIPPED)
+        if not notify:
+            return []
+        return self.send_notifications(cid, self.notification_drafts(cid))
+
+    # --- close the loop ------------------------------------------------------------
+
+    def notification_drafts(self, card_id: str) -> list[dict[str, Any]]:
+        """One personalised email per customer of the card not yet told it shipped."""
+        card = self.card(card_id)
+        team = self.desk.profile.smtp.from_name or "The support team"
+        return [{"email": c["email"], "name": _greeting_name(c),
+                 "ticket_id": c["ticket_id"], **_draft(card, c, self.desk.agent, team)}
+                for c in card["customers"] if not c["notified_at"]]
+
+    def send_notifications(self, card_id: str, drafts: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Queue the (possibly edited) drafts through the outbox, each customer once ever.
+
+        First a ``card-notified`` event per customer is published and folded; only the
+        customers whose winning event (first in log order) is ours get mail from this
+        desktop, so two desktops sending at once never tell anyone twice.
+        """
+        card = self.card(card_id)
+        root = card["id"]
+        on_card = {c["email"]: c for c in card["customers"] if not c["notified_at"]}
+        sender = self.desk.profile.smtp.from_address
+        planned: list[tuple[str, str, Mapping[str, Any]]] = []
+        for draft in drafts:
+            email = str(draft.get("email", "")).strip().lower()
+            if email not in on_card:
+                log.warning("card %s: not notifying %s (not on the card, or already told)",
+                            root[:8], email)
+                continue
+            if any(email == p[0] for p in planned):
+                continue
+            planned.append((email, new_message_id(sender), draft))
+        if not planned:
+            return []
+        self.desk.publish(*[self.desk.event("card-notified", root, email=email, message_id=mid,
+                                            ticket=on_card[email]["ticket_id"])
+                            for email, mid, _d in planned])
+        with self.desk.store.read() as conn:
+            winners = {r[0]: r[1] for r in conn.execute(sql_text(
+                f"{_GROUP} SELECT n.email, n.message_id FROM card_notified n "
+                f"JOIN grp ON grp.id = n.card_id"), {"root": root})}
+        queued: list[int] = []
+        for email, mid, draft in planned:
+            if winners.get(email) != mid:
+                log.info("card %s: %s was already told by a teammate", root[:8], email)
+                continue
+            outbox_id, _message_id = self.desk.queue_mail(
+                kind="notify", to=email, subject=str(draft["subject"]), body=str(draft["body"]),
+                ticket_id=on_card[email]["ticket_id"], meta={"card": root, "notice": mid})
+            queued.append(int(outbox_id))
+        return queued
+
+
+# --- drafts ------------------------------------------------------------------------
+
+def _greeting_name(customer: Mapping[str, Any]) -> str:
+    """Preferred name, else the given name from the display name or address, else "there"."""
+    preferred = (customer.get("preferred_name") or "").strip()
+    return preferred or first_name(customer.get("name"), customer.get("email")) or "there"
+
+
+def _draft(card: Mapping[str, Any], customer: Mapping[str, Any], agent: str,
+           team: str) -> dict[str, str]:
+    title = card["title"]
+    quote = (customer.get("quote") or "").strip()
+    if quote:
+        quoted = "\n".join("> " + line for line in quote.splitlines())
+        asked = (f"When you wrote to us, you asked for this:\n\n{quoted}\n\n"
+                 f"We listened: \"{title}\" is now available.")
+    else:
+        asked = f"You asked us for \"{title}\". We listened: it is now available."
+    body = (f"Hi {_greeting_name(customer)},\n\n{asked}\n\n"
+            "Thank you for taking the time to tell us: requests like yours decide what we "
+            "build next. If it does not work the way you hoped, just reply to this email.\n\n"
+            f"Best wishes,\n{agent}\n{team}\n")
+    return {"subject": f"You asked, we built it: {title}", "body": body}
