@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     tdel = tp_sub.add_parser("delete", help="delete a saved reply")
     tdel.add_argument("name")
 
+    from helpdesk import cli_metrics
+    cli_metrics.add_parsers(sub)
+
     pw = sub.add_parser("set-password", help="store the IMAP or SMTP password in the OS keyring")
     pw.add_argument("protocol", choices=("imap", "smtp"))
 
@@ -194,8 +197,11 @@ def cmd_release(desk: Desk, args: argparse.Namespace) -> int:
 
 @command("close")
 def cmd_close(desk: Desk, args: argparse.Namespace) -> int:
-    desk.close_ticket(args.ticket, cared=None if args.cared is None else args.cared == "yes")
+    tid = desk.resolve_ticket(args.ticket)
+    desk.close_ticket(tid, cared=None if args.cared is None else args.cared == "yes")
     print("Closed.")
+    if desk.metrics.survey_after_close(tid):
+        print("A one-question satisfaction survey is queued for the customer.")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import imapclient
 from sqlalchemy import text as sql_text
 
+import helpdesk.metrics  # noqa: F401  (registers its team-log fold handlers)
 from helpdesk.config import Profile
 from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
@@ -154,6 +155,9 @@ class Desk:
                 changes = Changes(set(result.tickets), set(), new_inbound=result.new_inbound)
                 for hook in self._sync_hooks():
                     changes.merge(hook(client))
+                # Survey answers among the new mail become NPS scores (every desktop alike).
+                scored = self.metrics.after_sync(set(changes.tickets))
+                changes.merge(Changes(scored, set()))
             except HelpdeskError as exc:
                 self._record_error(exc)
                 raise
