@@ -25,7 +25,7 @@ from helpdesk.config import Profile
 from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
 from helpdesk.mail.push import LoopStatus, PushLoop, describe_error
-from helpdesk.mail.sync import MailSync, SyncResult, utcnow
+from helpdesk.mail.sync import MailSync, SyncResult, refresh_tickets, utcnow
 from helpdesk.replies import Replies
 from helpdesk.store import Store, open_store
 from helpdesk.store import queries as q
@@ -157,6 +157,9 @@ class Desk:
                     changes.merge(hook(client))
                 # Survey answers among the new mail become NPS scores (every desktop alike).
                 scored = self.metrics.after_sync(set(changes.tickets))
+                if scored - {"*"}:
+                    with self.store.begin() as conn:
+                        refresh_tickets(conn, scored - {"*"})
                 changes.merge(Changes(scored, set()))
             except HelpdeskError as exc:
                 self._record_error(exc)

@@ -319,3 +319,24 @@ def test_cli_claim_conflict_exit_3_and_customer_json(dovecot: Any, tmp_path: Pat
     assert cli(cb, "customer", email, "--birthday", "31/01/1990").returncode == 1
     assert cli(ca, "close", tid).returncode == 0
     assert cli(ca, "reopen", tid).returncode == 0
+
+
+def test_customer_writing_after_close_reopens_on_every_desktop(dovecot: Any,
+                                                             tmp_path: Path) -> None:
+    with dovecot.session() as c:
+        c.append("INBOX", b"From: ann@example.org\r\nSubject: Broken\r\n"
+                          b"Message-ID: <r1@example.org>\r\n\r\nIt broke.\r\n")
+    a, b = desks(dovecot, tmp_path, "agent-a", "agent-b")
+    tid = a.tickets("all")[0]["id"]
+    a.close_ticket(tid)
+    b.sync_once()
+    assert b.tickets("open") == [] and [t["id"] for t in b.tickets("closed")] == [tid]
+    later = datetime.now(UTC) + timedelta(seconds=2)  # INTERNALDATE has 1 s resolution
+    with dovecot.session() as c:
+        c.append("INBOX", b"From: ann@example.org\r\nSubject: Re: Broken\r\n"
+                          b"Message-ID: <r2@example.org>\r\nIn-Reply-To: <r1@example.org>\r\n"
+                          b"\r\nStill broken!\r\n", msg_time=later)
+    for desk in (a, b):
+        desk.sync_once()
+        assert [t["id"] for t in desk.tickets("open")] == [tid]
+        assert desk.tickets("closed") == []

@@ -305,7 +305,9 @@ def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
         marks = ", ".join(f":t{j}" for j in range(len(chunk)))
         rows = conn.execute(text(
             "SELECT ticket_id, received_at, direction, auto_kind, subject, from_addr, to_addrs, "
-            f"substr(text, 1, 2000) AS body FROM messages WHERE ticket_id IN ({marks}) "
+            "substr(text, 1, 2000) AS body, EXISTS (SELECT 1 FROM scores sc WHERE sc.id = "
+            "'mail:' || coalesce(m.message_id, m.dedup_key)) AS scored "
+            f"FROM messages m WHERE ticket_id IN ({marks}) "
             "ORDER BY ticket_id, received_at, id"), params).mappings().all()
         by_ticket: dict[str, list[Any]] = {}
         for r in rows:
@@ -316,6 +318,7 @@ def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
                 "UPDATE tickets SET subject = :subject, customer_email = :customer, "
                 "created_at = :created, updated_at = :updated, message_count = :count, "
                 "snippet = :snippet, waiting_since = :waiting, first_in_at = :first_in, "
+                "last_in_at = :last_in, "
                 "first_out_at = :first_out WHERE id = :id"), updates)
 
 
@@ -326,7 +329,8 @@ def _parse_dt(value: Any) -> datetime:
 
 
 def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
-    customer_msgs = [m for m in msgs if m["direction"] == "in" and m["auto_kind"] == "none"]
+    customer_msgs = [m for m in msgs if m["direction"] == "in" and m["auto_kind"] == "none"
+                     and not m["scored"]]
     inbound = [m for m in msgs if m["direction"] == "in"]
     outbound = [m for m in msgs if m["direction"] == "out"]
     customer = None
@@ -341,7 +345,7 @@ def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
     for m in msgs:
         if m["direction"] == "out":
             waiting = None
-        elif m["auto_kind"] == "none" and waiting is None:
+        elif m["auto_kind"] == "none" and not m["scored"] and waiting is None:
             waiting = m["received_at"]
     latest = (customer_msgs or msgs)[-1]
     return {
@@ -349,5 +353,6 @@ def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
         "created": msgs[0]["received_at"], "updated": msgs[-1]["received_at"],
         "count": len(msgs), "snippet": snippet(latest["body"] or ""), "waiting": waiting,
         "first_in": customer_msgs[0]["received_at"] if customer_msgs else None,
+        "last_in": customer_msgs[-1]["received_at"] if customer_msgs else None,
         "first_out": outbound[0]["received_at"] if outbound else None,
     }

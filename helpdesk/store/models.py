@@ -62,6 +62,7 @@ class Ticket(Base):
     snippet: Mapped[str] = mapped_column(Text, default="")
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime)
     first_in_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_in_at: Mapped[datetime | None] = mapped_column(DateTime)
     first_out_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
@@ -72,6 +73,7 @@ class TicketState(Base):
     ticket_id: Mapped[str] = mapped_column(String, primary_key=True)
     status: Mapped[str] = mapped_column(String, default="open", index=True)
     status_stamp: Mapped[int] = mapped_column(Integer, default=0)
+    status_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
     claimed_by: Mapped[str | None] = mapped_column(String, index=True)
     claim_event: Mapped[str | None] = mapped_column(String)

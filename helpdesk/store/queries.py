@@ -37,7 +37,12 @@ class TicketQuery:
     now: datetime | None = None  # server-time estimate, for lease expiry
 
 
-STATUS = "coalesce(s.status, 'open')"
+# A customer writing after a ticket was closed (or set pending) reopens it, on every
+# desktop alike and without an event: last_in_at is the customer's latest message
+# (auto-replies, bounces and survey answers excluded).
+STATUS = ("(CASE WHEN s.status IN ('closed', 'pending') "
+          "AND julianday(t.last_in_at) > julianday(s.status_at) "
+          "THEN 'open' ELSE coalesce(s.status, 'open') END)")
 FROM = ("FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id "
         "LEFT JOIN customers c ON c.email = t.customer_email")
 

@@ -231,8 +231,9 @@ def _status(ctx: FoldContext) -> None:
     if ctx.uid <= st["stamp"]:
         return
     closed_at = db_time(ctx.at) if status == "closed" else None
-    ctx.cur.execute("UPDATE ticket_state SET status = ?, status_stamp = ?, closed_at = ? "
-                    "WHERE ticket_id = ?", (status, ctx.uid, closed_at, ticket))
+    ctx.cur.execute("UPDATE ticket_state SET status = ?, status_stamp = ?, status_at = ?, "
+                    "closed_at = ? WHERE ticket_id = ?",
+                    (status, ctx.uid, db_time(ctx.at), closed_at, ticket))
     if status == "closed":
         _clear_claim(ctx.cur, ticket)
     ctx.result.tickets.add(ticket)

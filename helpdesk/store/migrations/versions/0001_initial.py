@@ -21,14 +21,16 @@ DDL = [
         id VARCHAR PRIMARY KEY, thread_key VARCHAR NOT NULL, subject TEXT NOT NULL DEFAULT '',
         customer_email VARCHAR, created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL,
         message_count INTEGER NOT NULL DEFAULT 0, snippet TEXT NOT NULL DEFAULT '',
-        waiting_since DATETIME, first_in_at DATETIME, first_out_at DATETIME)""",
+        waiting_since DATETIME, first_in_at DATETIME, last_in_at DATETIME,
+        first_out_at DATETIME)""",
     "CREATE INDEX ix_tickets_customer_email ON tickets (customer_email)",
     "CREATE INDEX ix_tickets_updated_at ON tickets (updated_at)",
     # Team state per ticket, folded from the log; keyed by ticket id alone because a
     # teammate's event may arrive before this desktop has synced the ticket's mail.
     """CREATE TABLE ticket_state (
         ticket_id VARCHAR PRIMARY KEY, status VARCHAR NOT NULL DEFAULT 'open',
-        status_stamp INTEGER NOT NULL DEFAULT 0, closed_at DATETIME, claimed_by VARCHAR,
+        status_stamp INTEGER NOT NULL DEFAULT 0, status_at DATETIME, closed_at DATETIME,
+        claimed_by VARCHAR,
         claim_event VARCHAR, claimed_at DATETIME, claim_active_at DATETIME,
         claim_lease INTEGER)""",
     "CREATE INDEX ix_ticket_state_status ON ticket_state (status)",
