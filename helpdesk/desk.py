@@ -467,7 +467,8 @@ class Desk:
 
     def outbox(self, ticket: str | None = None, pending_only: bool = False
                ) -> list[dict[str, Any]]:
-        states = ("queued", "sending", "accepted", "failed", "held", "uncertain")
+        states: tuple[str, ...] = ("queued", "sending", "accepted", "failed", "held",
+                                   "uncertain")
         if pending_only:
             states = ("queued", "sending", "accepted")
         return [i.public() for i in self.replies.outbox.items(ticket, states)]

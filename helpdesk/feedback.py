@@ -593,6 +593,9 @@ class FeedbackCards:
                 continue
             if any(email == p[0] for p in planned):
                 continue
+            # Planned before the mail exists: it tells our winning event from a teammate's.
+            # queue_mail picks its own Message-ID for now, so the mail's real one is in
+            # the outbox; the planned id travels in its meta as "notice".
             planned.append((email, new_message_id(sender), draft))
         if not planned:
             return []

@@ -111,9 +111,9 @@ def examine(client: imapclient.IMAPClient, folder: str) -> dict[bytes, Any]:
     Every read-only selection in the core goes through here, so code that wants a
     folder selected can skip a round trip when it already is.
     """
-    client.helpdesk_selected = None  # type: ignore[attr-defined]
+    client.helpdesk_selected = None
     info = dict(client.select_folder(folder, readonly=True))
-    client.helpdesk_selected = folder  # type: ignore[attr-defined]
+    client.helpdesk_selected = folder
     return info
 
 

@@ -62,7 +62,7 @@ def _naive_utc(dt: Any) -> datetime | None:
     if not isinstance(dt, datetime):
         return None
     if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
+        return dt.astimezone(UTC).replace(tzinfo=None)
     return dt
 
 

@@ -69,6 +69,13 @@ class Store:
         self.engine.dispose()
 
 
+def raw_cursor(conn: Connection) -> sqlite3.Cursor:
+    """The sqlite3 cursor under a SQLAlchemy connection (for hot loops such as replay)."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver.cursor()
+
+
 def _plain_store_error(exc: OperationalError, path: Path) -> StoreError:
     msg = str(exc.orig) if exc.orig else str(exc)
     if "disk" in msg and ("full" in msg or "I/O" in msg):

@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from helpdesk.mail.imap import examine, selected
 from helpdesk.store import Store
+from helpdesk.store.engine import raw_cursor
 from helpdesk.team.events import NONCE_HEADER, Event, EventError, decode_body, encode
 from helpdesk.team.fold import FoldResult, apply_event, db_time, parse_db_time, reset_team_state
 
@@ -104,7 +105,7 @@ class TeamLog:
     def cursor(self) -> tuple[int | None, int, datetime | None]:
         """(uidvalidity, last folded uid, server clock T of the last event)."""
         with self.store.read() as conn:
-            rows = dict(conn.execute(text(
+            rows: dict[str, str | None] = dict(conn.execute(text(
                 "SELECT key, value FROM meta WHERE key IN "
                 "('team.uidvalidity', 'team.cursor', 'team.clock')")).all())
         v, c, t = rows.get("team.uidvalidity"), rows.get("team.cursor"), rows.get("team.clock")
@@ -182,7 +183,7 @@ class TeamLog:
 
     def _reset(self, uidvalidity: int) -> None:
         with self.store.begin() as conn:
-            reset_team_state(conn.connection.driver_connection.cursor())
+            reset_team_state(raw_cursor(conn))
             self.store.set_meta("team.uidvalidity", str(uidvalidity), conn)
             self.store.set_meta("team.cursor", "0", conn)
             self.store.set_meta("team.clock", None, conn)
@@ -202,7 +203,7 @@ class TeamLog:
         if not events:
             return result
         with self.store.begin() as conn:
-            cur = conn.connection.driver_connection.cursor()
+            cur = raw_cursor(conn)
             rows = dict(cur.execute("SELECT key, value FROM meta WHERE key IN "
                                     "('team.clock', 'team.seen')").fetchall())
             clock = parse_db_time(rows["team.clock"]) if rows.get("team.clock") else None
