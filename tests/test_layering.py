@@ -1,0 +1,23 @@
+"""The core stays Qt-free: nothing under helpdesk/ imports PySide6."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_no_pyside_import_in_core_sources() -> None:
+    pattern = re.compile(r"^\s*(from|import)\s+PySide6", re.MULTILINE)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "helpdesk").rglob("*.py")
+                 if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+def test_importing_the_core_loads_no_qt() -> None:
+    code = ("import sys, helpdesk.desk, helpdesk.cli, helpdesk.demo, helpdesk.metrics\n"
+            "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
