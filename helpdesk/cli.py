@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     tdel = tp_sub.add_parser("delete", help="delete a saved reply")
     tdel.add_argument("name")
 
-    from helpdesk import cli_metrics
+    from helpdesk import cli_cards, cli_metrics
+    cli_cards.add_parsers(sub)
     cli_metrics.add_parsers(sub)
 
     pw = sub.add_parser("set-password", help="store the IMAP or SMTP password in the OS keyring")

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import imapclient
 from sqlalchemy import text as sql_text
 
-import helpdesk.metrics  # noqa: F401  (registers its team-log fold handlers)
+import helpdesk.feedback
+import helpdesk.metrics  # noqa: F401
 from helpdesk.config import Profile
 from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
@@ -454,12 +455,13 @@ class Desk:
 
     def queue_mail(self, *, kind: str, to: str, subject: str, body: str,
                    ticket_id: str | None = None, in_reply_to: str | None = None,
-                   references: list[str] | None = None,
-                   meta: dict[str, Any] | None = None) -> tuple[int, str]:
+                   references: list[str] | None = None, meta: dict[str, Any] | None = None,
+                   message_id: str | None = None) -> tuple[int, str]:
         """Queue other outgoing mail (surveys, shipped-feature notes); sync sends it."""
         return self.replies.queue_mail(kind=kind, to=to, subject=subject, body=body,
                                        ticket_id=ticket_id, in_reply_to=in_reply_to,
-                                       references=references, meta=meta)
+                                       references=references, meta=meta,
+                                       message_id=message_id)
 
     def flush_outbox(self, force: bool = False) -> Changes:
         with self.imap() as client:

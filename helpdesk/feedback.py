@@ -593,9 +593,8 @@ class FeedbackCards:
                 continue
             if any(email == p[0] for p in planned):
                 continue
-            # Planned before the mail exists: it tells our winning event from a teammate's.
-            # queue_mail picks its own Message-ID for now, so the mail's real one is in
-            # the outbox; the planned id travels in its meta as "notice".
+            # Planned before the mail exists: it tells our winning event from a teammate's,
+            # and it is the Message-ID the notification goes out with.
             planned.append((email, new_message_id(sender), draft))
         if not planned:
             return []
@@ -613,7 +612,7 @@ class FeedbackCards:
                 continue
             outbox_id, _message_id = self.desk.queue_mail(
                 kind="notify", to=email, subject=str(draft["subject"]), body=str(draft["body"]),
-                ticket_id=on_card[email]["ticket_id"], meta={"card": root, "notice": mid})
+                ticket_id=on_card[email]["ticket_id"], meta={"card": root}, message_id=mid)
             queued.append(int(outbox_id))
         return queued
 

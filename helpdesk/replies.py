@@ -147,15 +147,19 @@ class Replies:
     def queue_mail(self, *, kind: str, to: str, subject: str, body: str,
                    ticket_id: str | None = None, in_reply_to: str | None = None,
                    references: list[str] | None = None, close_after: bool = False,
-                   meta: dict[str, Any] | None = None) -> tuple[int, str]:
-        """Store an outgoing message durably (nothing sent yet); returns (id, Message-ID)."""
+                   meta: dict[str, Any] | None = None, message_id: str | None = None
+                   ) -> tuple[int, str]:
+        """Store an outgoing message durably (nothing sent yet); returns (id, Message-ID).
+
+        ``message_id`` may be planned by the caller (e.g. named in a team event first).
+        """
         settings = self.desk.profile.smtp
         if not settings.host or not settings.from_address:
             raise HelpdeskError("Sending needs an [smtp] section with host and from_address "
                                 "in the profile.")
         if not is_address(to):
             raise HelpdeskError(f"'{to}' is not an e-mail address.")
-        message_id = new_message_id(settings.from_address)
+        message_id = message_id or new_message_id(settings.from_address)
         raw = build(Outgoing(from_address=settings.from_address, from_name=self._from_name(),
                              to=[to], subject=subject, body=body, in_reply_to=in_reply_to,
                              references=references or [], ticket_id=ticket_id), message_id)
