@@ -7,9 +7,11 @@ An :class:`imapclient.IMAPClient` is not thread-safe: whoever calls
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import imapclient
@@ -119,6 +121,73 @@ def examine(client: imapclient.IMAPClient, folder: str) -> dict[bytes, Any]:
 
 def selected(client: imapclient.IMAPClient) -> str | None:
     return getattr(client, "helpdesk_selected", None)
+
+
+_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(
+    rb'INTERNALDATE "\s?(\d{1,2})-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"')
+_QUOTED_BODY = re.compile(rb'BODY\[[A-Z]*\] "((?:[^"\\]|\\.)*)"')
+_NEW_ITEM = re.compile(rb"^\d+ \(")
+_MONTHS = {m: i for i, m in enumerate(
+    (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+     b"Dec"), start=1)}
+
+
+def _internaldate(text: bytes) -> datetime | None:
+    m = _INTERNALDATE.search(text)
+    if not m:
+        return None
+    day, mon, year, hh, mm, ss, sign, oh, om = m.groups()
+    local = datetime(int(year), _MONTHS.get(mon, 1), int(day), int(hh), int(mm), int(ss))
+    offset = timedelta(hours=int(oh), minutes=int(om))
+    return local - offset if sign == b"+" else local + offset
+
+
+def fetch_bodies(client: imapclient.IMAPClient, uids: str, section: str = "TEXT"
+                 ) -> list[tuple[int, datetime, bytes]]:
+    """(uid, INTERNALDATE as naive UTC, body section) for a UID set, in UID order.
+
+    Read-only (BODY.PEEK). Bulk reads (initial sync, a new desktop replaying the
+    team log) read imaplib's raw answer with a few regular expressions instead of
+    imapclient's general response parser: about twice as fast.
+    """
+    typ, data = client._imap.uid("FETCH", uids, f"(INTERNALDATE BODY.PEEK[{section}])")
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(f"UID FETCH failed: {data!r}")
+    records: list[list[bytes]] = []
+    for item in data:
+        if isinstance(item, tuple):
+            records.append([item[0], item[1], b""])
+        elif isinstance(item, bytes):
+            if _NEW_ITEM.match(item):
+                quoted = _QUOTED_BODY.search(item)
+                records.append([item, quoted.group(1) if quoted else b"", b""])
+            elif records:
+                records[-1][2] += item
+    out: list[tuple[int, datetime, bytes]] = []
+    for head, body, tail in records:
+        meta = head + b" " + tail
+        uid = _UID.search(meta)
+        when = _internaldate(meta)
+        if uid is None or when is None:
+            continue  # an unsolicited FETCH (flag change), not ours
+        out.append((int(uid.group(1)), when, body))
+    out.sort(key=lambda r: r[0])
+    return out
+
+
+def uid_set(uids: list[int]) -> str:
+    """A compact IMAP UID set ("3:7,9") for sorted ``uids``."""
+    parts: list[str] = []
+    start = prev = uids[0]
+    for uid in uids[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = uid
+    parts.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(parts)
 
 
 def logout_quietly(client: Any) -> None:

@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import multiprocessing
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,9 +35,10 @@ from sqlalchemy import Connection, text
 
 from helpdesk.config import Profile
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
-from helpdesk.mail.imap import examine
+from helpdesk.mail.imap import examine, fetch_bodies, uid_set
 from helpdesk.mail.parse import ParsedMessage, parse_message
 from helpdesk.store import Store
+from helpdesk.store.engine import db_time, raw_cursor
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ FULL_FETCH_LIMIT = 12 * 1024 * 1024
 PARTIAL_BYTES = 1024 * 1024
 BATCH_BYTES = 16 * 1024 * 1024
 MAX_FTS_BODY = 100_000
+PARALLEL_MIN = 400  # new messages in one folder before parsing moves to worker processes
 FREEMAIL = frozenset({
     "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
     "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "proton.me",
@@ -64,6 +71,46 @@ def _naive_utc(dt: Any) -> datetime | None:
     if dt.tzinfo is not None:
         return dt.astimezone(UTC).replace(tzinfo=None)
     return dt
+
+
+class ParsePool:
+    """Parse on worker processes during big syncs (parsing is most of the CPU time).
+
+    Small syncs (the everyday case) parse inline; a pool of spawned processes
+    (safe beside Qt threads) serves initial syncs and large backlogs.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.executor: ProcessPoolExecutor | None = None
+        workers = min(4, os.cpu_count() or 1)
+        if count >= PARALLEL_MIN and workers > 1:
+            try:
+                self.executor = ProcessPoolExecutor(
+                    max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            except (OSError, ValueError) as exc:  # e.g. no /dev/shm: parse inline
+                log.info("parsing inline: %s", exc)
+
+    def __enter__(self) -> Callable[[list[bytes]], Callable[[], list[ParsedMessage]]]:
+        return self.submit
+
+    def submit(self, raws: list[bytes]) -> Callable[[], list[ParsedMessage]]:
+        """Start parsing ``raws``; the returned call waits for (or does) the work."""
+        if self.executor is None:
+            return lambda: [parse_message(r) for r in raws]
+        results = self.executor.map(parse_message, raws, chunksize=25)
+
+        def collect() -> list[ParsedMessage]:
+            try:
+                return list(results)
+            except BrokenProcessPool as exc:  # a worker died: parse here instead
+                log.warning("parser worker failed (%s); parsing in the main process", exc)
+                self.executor = None
+                return [parse_message(r) for r in raws]
+        return collect
+
+    def __exit__(self, *exc: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -149,10 +196,21 @@ class MailSync:
         uids.sort()
         if uids:
             sizes = self._sizes(client, uids)
-            for batch in self._batches(uids, sizes):
-                fetched = self._fetch(client, batch, sizes)
-                result.merge(self._store_batch(folder["id"], uidvalidity, role, fetched,
-                                               max(batch)))
+            with ParsePool(len(uids)) as parse:
+                # One batch of look-ahead: while workers parse batch k, fetch batch k+1.
+                pending: tuple[list[int], list[IncomingMessage],
+                               Callable[[], list[ParsedMessage]]] | None
+                pending = None
+                for batch in self._batches(uids, sizes):
+                    fetched = self._fetch(client, batch, sizes)
+                    parsing = parse([m.raw for m in fetched])
+                    if pending is not None:
+                        result.merge(self._store_batch(folder["id"], uidvalidity, role,
+                                                       pending[1], pending[2], max(pending[0])))
+                    pending = (batch, fetched, parsing)
+                if pending is not None:
+                    result.merge(self._store_batch(folder["id"], uidvalidity, role, pending[1],
+                                                   pending[2], max(pending[0])))
         self._mark_synced(folder["id"], uidnext, modseq)
         return result
 
@@ -190,14 +248,11 @@ class MailSync:
         large = [u for u in uids if sizes.get(u, 0) > FULL_FETCH_LIMIT]
         out: list[IncomingMessage] = []
         if small:
-            data = client.fetch(small, ["BODY.PEEK[]", "INTERNALDATE"])
-            for uid in small:
-                item = data.get(uid)
-                if item is None:  # expunged between SEARCH and FETCH
-                    continue
-                raw = item.get(b"BODY[]") or b""
-                out.append(IncomingMessage(uid, raw, _naive_utc(item.get(b"INTERNALDATE"))
-                                           or utcnow()))
+            wanted = set(small)
+            # Messages expunged between SEARCH and FETCH are simply absent.
+            for uid, when, raw in fetch_bodies(client, uid_set(small), ""):
+                if uid in wanted:
+                    out.append(IncomingMessage(uid, raw, when))
         if large:
             spec = f"BODY.PEEK[TEXT]<0.{PARTIAL_BYTES}>"
             data = client.fetch(large, ["BODY.PEEK[HEADER]", spec, "INTERNALDATE"])
@@ -220,80 +275,72 @@ class MailSync:
         return "in"
 
     def _store_batch(self, folder_id: int, uidvalidity: int, role: str,
-                     messages: list[IncomingMessage], max_uid: int) -> SyncResult:
-        parsed_rows = []
-        for m in messages:
-            parsed = parse_message(m.raw)
-            if m.truncated:
-                parsed.defects.append("message too large: only the first part was fetched")
-            parsed_rows.append((m, parsed))
+                     messages: list[IncomingMessage],
+                     parse_done: Callable[[], list[ParsedMessage]], max_uid: int) -> SyncResult:
+        parsed_all = parse_done()
         result = SyncResult()
         with self.store.begin() as conn:
-            for m, parsed in parsed_rows:
-                pk, new, ticket_id = self._insert_message(conn, m, parsed, role)
-                conn.execute(text(
-                    "INSERT OR IGNORE INTO locations (folder_id, uidvalidity, uid, message_pk) "
-                    "VALUES (:f, :v, :u, :pk)"),
-                    {"f": folder_id, "v": uidvalidity, "u": m.uid, "pk": pk})
+            cur = raw_cursor(conn)
+            for m, parsed in zip(messages, parsed_all, strict=True):
+                if m.truncated:
+                    parsed.defects.append("message too large: only the first part was fetched")
+                pk, new, ticket_id = self._insert_message(cur, m, parsed, role)
+                cur.execute("INSERT OR IGNORE INTO locations (folder_id, uidvalidity, uid, "
+                            "message_pk) VALUES (?, ?, ?, ?)", (folder_id, uidvalidity, m.uid, pk))
                 if new:
                     result.new_messages += 1
                     result.tickets.add(ticket_id)
                     if self._direction(parsed, role) == "in" and parsed.auto_kind == "none":
                         result.new_inbound.append((ticket_id, parsed.from_addr))
             refresh_tickets(conn, result.tickets)
-            conn.execute(text("UPDATE folders SET last_uid = max(last_uid, :u) WHERE id = :id"),
-                         {"u": max_uid, "id": folder_id})
+            cur.execute("UPDATE folders SET last_uid = max(last_uid, ?) WHERE id = ?",
+                        (max_uid, folder_id))
         return result
 
-    def _insert_message(self, conn: Connection, m: IncomingMessage, parsed: ParsedMessage,
+    def _insert_message(self, cur: sqlite3.Cursor, m: IncomingMessage, parsed: ParsedMessage,
                         role: str) -> tuple[int, bool, str]:
         key = dedup_key(parsed, m.raw)
-        existing = conn.execute(text("SELECT id, ticket_id FROM messages WHERE dedup_key = :k"),
-                                {"k": key}).first()
+        existing = cur.execute("SELECT id, ticket_id FROM messages WHERE dedup_key = ?",
+                               (key,)).fetchone()
         if existing:
             return int(existing[0]), False, str(existing[1])
         ticket_id, thread = ticket_for(parsed)
         direction = self._direction(parsed, role)
-        conn.execute(text(
-            "INSERT INTO tickets (id, thread_key, subject, created_at, updated_at) "
-            "VALUES (:id, :k, :s, :t, :t) ON CONFLICT (id) DO NOTHING"),
-            {"id": ticket_id, "k": thread, "s": parsed.subject, "t": m.internal_date})
-        pk = conn.execute(text(
+        received = db_time(m.internal_date)
+        cur.execute("INSERT INTO tickets (id, thread_key, subject, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (ticket_id, thread, parsed.subject, received, received))
+        pk = cur.execute(
             'INSERT INTO messages (dedup_key, ticket_id, message_id, in_reply_to, "references", '
             "subject, from_addr, from_name, to_addrs, cc_addrs, reply_to, date_header, "
             "received_at, direction, auto_kind, text, html, attachments, defects, size, raw) "
-            "VALUES (:dk, :t, :mid, :irt, :refs, :subj, :fa, :fn, :to, :cc, :rt, :dh, :ra, "
-            ":dir, :auto, :text, :html, :att, :defects, :size, :raw) RETURNING id"),
-            {"dk": key, "t": ticket_id, "mid": parsed.message_id, "irt": parsed.in_reply_to,
-             "refs": " ".join(parsed.references), "subj": parsed.subject,
-             "fa": parsed.from_addr, "fn": parsed.from_name,
-             "to": json.dumps(parsed.to, ensure_ascii=False),
-             "cc": json.dumps(parsed.cc, ensure_ascii=False), "rt": parsed.reply_to,
-             "dh": parsed.date, "ra": m.internal_date, "dir": direction,
-             "auto": parsed.auto_kind, "text": parsed.text, "html": parsed.html,
-             "att": json.dumps([a.as_dict() for a in parsed.attachments], ensure_ascii=False),
-             "defects": json.dumps(parsed.defects) if parsed.defects else None,
-             "size": len(m.raw), "raw": m.raw if parsed.defects else None}).scalar_one()
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (key, ticket_id, parsed.message_id, parsed.in_reply_to, " ".join(parsed.references),
+             parsed.subject, parsed.from_addr, parsed.from_name,
+             json.dumps(parsed.to, ensure_ascii=False), json.dumps(parsed.cc, ensure_ascii=False),
+             parsed.reply_to, db_time(parsed.date) if parsed.date else None, received,
+             direction, parsed.auto_kind, parsed.text, parsed.html,
+             json.dumps([a.as_dict() for a in parsed.attachments], ensure_ascii=False),
+             json.dumps(parsed.defects) if parsed.defects else None, len(m.raw),
+             m.raw if parsed.defects else None)).fetchone()[0]
         customer = " ".join(filter(None, [parsed.from_name, parsed.from_addr]
                                    + [f"{n} {a}" for n, a in parsed.to]))
-        conn.execute(text("INSERT INTO messages_fts (rowid, subject, body, customer) "
-                          "VALUES (:id, :s, :b, :c)"),
-                     {"id": pk, "s": parsed.subject, "b": parsed.text[:MAX_FTS_BODY],
-                      "c": customer})
+        cur.execute("INSERT INTO messages_fts (rowid, subject, body, customer) "
+                    "VALUES (?, ?, ?, ?)", (pk, parsed.subject, parsed.text[:MAX_FTS_BODY],
+                                             customer))
         if direction == "in" and parsed.from_addr and parsed.auto_kind == "none":
-            upsert_customer(conn, parsed.from_addr, parsed.from_name)
+            upsert_customer(cur, parsed.from_addr, parsed.from_name)
         elif direction == "out":
             for name, addr in parsed.to:
                 if addr not in self.ours:
-                    upsert_customer(conn, addr, name or None)
+                    upsert_customer(cur, addr, name or None)
         return int(pk), True, ticket_id
 
 
-def upsert_customer(conn: Connection, address: str, name: str | None) -> None:
-    conn.execute(text(
-        "INSERT INTO customers (email, name, organisation) VALUES (:e, :n, :o) "
-        "ON CONFLICT (email) DO UPDATE SET name = coalesce(excluded.name, customers.name)"),
-        {"e": address, "n": name or None, "o": organisation_for(address)})
+def upsert_customer(cur: sqlite3.Cursor, address: str, name: str | None) -> None:
+    cur.execute("INSERT INTO customers (email, name, organisation) VALUES (?, ?, ?) "
+                "ON CONFLICT (email) DO UPDATE SET name = coalesce(excluded.name, customers.name)",
+                (address, name or None, organisation_for(address)))
 
 
 def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:

@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,19 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def db_time(dt: datetime) -> str:
+    """The text form SQLAlchemy uses for DateTime in SQLite (always with microseconds)."""
+    return dt.isoformat(" ", "microseconds")
+
+
+def parse_db_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
 
 
 def raw_cursor(conn: Connection) -> sqlite3.Cursor:

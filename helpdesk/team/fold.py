@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from helpdesk.store.engine import db_time as db_time  # re-exported for fold handlers
+from helpdesk.store.engine import parse_db_time as parse_db_time
 from helpdesk.team.events import Event
 
 log = logging.getLogger(__name__)
@@ -31,19 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = 30 * 60
 MIN_LEASE, MAX_LEASE = 60, 7 * 24 * 3600
 STATUSES = ("open", "pending", "closed")
-
-
-def db_time(dt: datetime) -> str:
-    """The text form SQLAlchemy uses for DateTime in SQLite (always with microseconds)."""
-    return dt.isoformat(" ", "microseconds")
-
-
-def parse_db_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 @dataclass
