@@ -1,0 +1,510 @@
+#!/usr/bin/env python
+"""UI benchmark: the main window on a 100,000-ticket store (not a test).
+
+Builds a fresh store with N tickets (default 100,000) by direct SQL inserts,
+then measures, all in this run:
+
+* launch -> interactive list: from opening the desk (store open + migration
+  check) through building and showing the main window to the first ticket rows
+  painted by the list delegate (in this process, Qt already imported), and the
+  same from a cold ``python`` process start (interpreter, imports, QApplication);
+* references: a bare QTableView over a 100,000-row in-memory model (show ->
+  painted), and the core's SQL ``ticket_ids`` for the start view alone;
+* search applied: typing a term (the debounce firing) -> the query ran on the
+  worker and the model was reset, for several terms; reference: the SQL alone;
+* the longest main-thread stall (a 5 ms QTimer heartbeat, gaps between beats)
+  while a background sync of 2,000 new messages runs against a private Dovecot
+  (tests/servers.py, filled with tests/mailgen.py), with the window showing the
+  newest tickets; reference: the same heartbeat with nothing running.
+
+Usage (from the repo root; runs offscreen unless a display is set)::
+
+    python bench/ui_bench.py                 # 100,000 tickets, 2,000-message sync
+    python bench/ui_bench.py --tickets 20000 --sync 500
+
+Targets: interactive in under 1.5 s, search applied in under 100 ms, no main-thread
+stall over 50 ms. Exits 1 only on PROBLEM lines (a step failed), not on missed targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+for _p in (str(ROOT), str(TESTS)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TARGET_LAUNCH_S = 1.5
+TARGET_SEARCH_S = 0.100
+TARGET_STALL_S = 0.050
+HEARTBEAT_MS = 5
+SEARCH_TERMS = ("invoice", "dark mode", "customer4711", "refund double", "zzzz-nothing")
+
+WORDS = ["invoice", "refund", "login", "password", "export", "import", "calendar", "sync",
+         "crash", "dark", "mode", "theme", "seats", "billing", "shipping", "parcel", "account",
+         "delete", "notebook", "share", "page", "printer", "font", "backup", "restore",
+         "android", "iphone", "windows", "linux", "update", "slow", "error", "upload"]
+NAMES = ("Ana Pérez", "Björn Åkesson", "Chloé Dubois", "Dmitri Ivanov", "Eun-ji Kim",
+         "Grace Hopper", "Hiroshi Tanaka", "Ingrid Sørensen", "José Núñez", "Liam O'Brien",
+         "Margaret Okafor", "Noah Williams", "Olga Petrova", "Ravi Kumar", "Zoë Adams")
+
+PROBLEMS: list[str] = []
+COLD_PARTS: dict[str, float] = {}
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def verdict(value: float, target: float) -> str:
+    return "OK" if value < target else "MISSED"
+
+
+# --- the store ----------------------------------------------------------------------
+
+def build_store(path: Path, n: int, seed: int = 3) -> float:
+    """A migrated store with ``n`` tickets (one message each), customers, some claims."""
+    from helpdesk.store import open_store
+
+    started = time.perf_counter()
+    open_store(path).close()  # schema via the real migrations
+    rng = random.Random(seed)
+    now = datetime.utcnow().replace(microsecond=0)
+    n_customers = max(10, n // 5)
+    customers = []
+    for i in range(n_customers):
+        name = rng.choice(NAMES)
+        vip = 1 if rng.random() < 0.02 else 0
+        customers.append((f"customer{i}@example{i % 97}.test", name, f"Org {i % 500}", vip,
+                          "Gold" if vip else None, 1 if rng.random() < 0.01 else 0))
+    tickets, messages, fts, states = [], [], [], []
+    for i in range(n):
+        tid = f"{i:08x}"
+        email, name = customers[rng.randrange(n_customers)][:2]
+        subject = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7))).capitalize()
+        body = (f"Hello, {subject.lower()} happens since yesterday. " +
+                " ".join(rng.choice(WORDS) for _ in range(40)))
+        created = now - timedelta(minutes=rng.randint(0, 60 * 24 * 365))
+        updated = created + timedelta(minutes=rng.randint(0, 600))
+        waiting = created if rng.random() < 0.6 else None
+        c, u = created.isoformat(sep=" "), updated.isoformat(sep=" ")
+        tickets.append((tid, f"<{tid}@bench>", subject, email, c, u, 1, body[:140],
+                        waiting.isoformat(sep=" ") if waiting else None, c))
+        messages.append((i + 1, f"bench:{tid}", tid, f"{tid}@bench", subject, email, name,
+                         "[]", c, "in", body))
+        fts.append((i + 1, subject, body, f"{name} {email}"))
+        r = rng.random()
+        if r < 0.30:
+            states.append((tid, "closed", u, None, None, None))
+        elif r < 0.35:
+            agent = rng.choice(("agent-b", "agent-c"))
+            states.append((tid, "open", None, agent, u, u))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    with conn:
+        conn.executemany("INSERT INTO customers (email, name, organisation, vip, vip_tier, "
+                         "white_glove) VALUES (?, ?, ?, ?, ?, ?)", customers)
+        conn.executemany("INSERT INTO tickets (id, thread_key, subject, customer_email, "
+                         "created_at, updated_at, message_count, snippet, waiting_since, "
+                         "first_in_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tickets)
+        conn.executemany("INSERT INTO messages (id, dedup_key, ticket_id, message_id, subject, "
+                         "from_addr, from_name, to_addrs, received_at, direction, text) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+        conn.executemany("INSERT INTO messages_fts (rowid, subject, body, customer) "
+                         "VALUES (?, ?, ?, ?)", fts)
+        conn.executemany("INSERT INTO ticket_state (ticket_id, status, closed_at, claimed_by, "
+                         "claimed_at, claim_active_at, claim_lease) "
+                         "VALUES (?, ?, ?, ?, ?, ?, 315360000)", states)
+    conn.execute("ANALYZE")
+    conn.close()
+    return time.perf_counter() - started
+
+
+# --- helpers --------------------------------------------------------------------------
+
+class FirstPaint:
+    """Records when the ticket delegate first paints a fetched row."""
+
+    def __init__(self) -> None:
+        from ui.delegates import TicketDelegate
+        from ui.models import ROW_ROLE
+
+        self.at: float | None = None
+        original = TicketDelegate.paint
+        probe = self
+
+        def paint(delegate: Any, painter: Any, option: Any, index: Any) -> None:
+            original(delegate, painter, option, index)
+            if probe.at is None and index.data(ROW_ROLE) is not None:
+                probe.at = time.perf_counter()
+
+        TicketDelegate.paint = paint  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.at = None
+
+
+def wait(app: Any, predicate: Callable[[], Any], timeout: float, what: str) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            PROBLEMS.append(f"timed out after {timeout:.0f} s waiting for {what}")
+            return False
+        app.processEvents()
+        time.sleep(0.001)
+    return True
+
+
+def profile_for(store: Path, server: Any | None, agent: str = "agent-a") -> Any:
+    from helpdesk.config import ImapSettings, Profile
+
+    if server is None:  # nothing listens here: the desk never needs the network
+        imap = ImapSettings(host="127.0.0.1", port=9, security="plain", username="agent-a",
+                            password_command="echo x")
+    else:
+        imap = ImapSettings(host=server.host, port=server.port, security="plain",
+                            username=agent, password_command=f"echo {server.users[agent]}",
+                            poll_seconds=60)
+    return Profile(agent=agent, database=store, imap=imap)
+
+
+# --- 1. launch --------------------------------------------------------------------------
+
+def bench_launch(app: Any, store: Path, probe: FirstPaint) -> tuple[float, Any, Any]:
+    from helpdesk.desk import Desk
+    from ui.app import settle_heap
+    from ui.main_window import MainWindow
+    from ui.worker import DeskService
+
+    probe.reset()
+    started = time.perf_counter()
+    desk = Desk(profile_for(store, None))
+    service = DeskService(desk)
+    window = MainWindow(service, persist=False)
+    window.resize(1440, 900)
+    window.show()
+    wait(app, lambda: probe.at is not None, 30, "the first painted rows")
+    elapsed = (probe.at or time.perf_counter()) - started
+    settle_heap()  # as ui.app.run_gui does once the window is up
+    return elapsed, window, service
+
+
+def bench_cold_launch(store: Path) -> float | None:
+    """A new interpreter: spawn -> first rows painted (the child reports its own clock)."""
+    paths = [str(ROOT), str(ROOT / "bench")]
+    code = "\n".join([
+        "import sys, time",
+        f"sys.path[:0] = {paths!r}",
+        "import os; os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')",
+        "t = time.time(); from PySide6.QtWidgets import QApplication",
+        "app = QApplication([]); from ui import style; style.apply(app)",
+        "import helpdesk.desk, ui.main_window; print('QT_AND_IMPORTS', time.time() - t)",
+        "import ui_bench as b",
+        "probe = b.FirstPaint()",
+        f"elapsed, w, s = b.bench_launch(app, __import__('pathlib').Path({str(store)!r}), probe)",
+        "print('LAUNCH', elapsed)",
+        "print('PAINTED', probe.at and (time.time() - (time.perf_counter() - probe.at)))",
+        "s.stop()",
+    ])
+    spawned = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "QT_QPA_PLATFORM": os.environ.get(
+                              "QT_QPA_PLATFORM", "offscreen")})
+    parts = dict(line.split(None, 1) for line in proc.stdout.splitlines() if " " in line)
+    if parts.get("PAINTED", "None") != "None":
+        total = float(parts["PAINTED"]) - spawned
+        COLD_PARTS.update(imports=float(parts["QT_AND_IMPORTS"]), launch=float(parts["LAUNCH"]),
+                          interpreter=total - float(parts["QT_AND_IMPORTS"])
+                          - float(parts["LAUNCH"]))
+        return total
+    PROBLEMS.append(f"cold launch failed: {proc.stderr.strip()[-400:]}")
+    return None
+
+
+def bench_bare_table(app: Any, n: int) -> float:
+    from PySide6.QtCore import QAbstractTableModel, Qt
+    from PySide6.QtWidgets import QTableView
+
+    rows = [(f"{i:08x}", f"Subject {i}", f"customer{i}@example.test") for i in range(n)]
+
+    class Bare(QAbstractTableModel):
+        painted: float | None = None
+
+        def rowCount(self, parent: Any = None) -> int:
+            return 0 if parent is not None and parent.isValid() else len(rows)
+
+        def columnCount(self, parent: Any = None) -> int:
+            return 0 if parent is not None and parent.isValid() else 3
+
+        def data(self, index: Any, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+            if role == Qt.ItemDataRole.DisplayRole:
+                if Bare.painted is None:
+                    Bare.painted = time.perf_counter()
+                return rows[index.row()][index.column()]
+            return None
+
+    started = time.perf_counter()
+    view = QTableView()
+    view.setModel(Bare())
+    view.verticalHeader().setDefaultSectionSize(24)
+    view.verticalHeader().setSectionResizeMode(view.verticalHeader().ResizeMode.Fixed)
+    view.resize(900, 800)
+    view.show()
+    wait(app, lambda: Bare.painted is not None, 30, "the bare table")
+    for _ in range(5):
+        app.processEvents()
+    elapsed = (Bare.painted or time.perf_counter()) - started
+    view.close()
+    return elapsed
+
+
+# --- 2. search ------------------------------------------------------------------------
+
+def bench_search(app: Any, window: Any) -> list[tuple[str, float, int, float]]:
+    """Per term: (term, applied seconds, hits, SQL-only seconds)."""
+    out = []
+    column = window.column
+    for term in SEARCH_TERMS:
+        window.service.wait_idle()
+        applied: list[float] = []
+        window.list_applied.connect(applied.append)
+        column.search.setText(term)
+        column._debounce.stop()   # measure from the moment the debounce fires
+        started = time.perf_counter()
+        column.query_changed.emit()
+        wait(app, lambda a=applied: bool(a), 30, f"search '{term}'")
+        elapsed = time.perf_counter() - started
+        window.list_applied.disconnect(applied.append)
+        hits = window.model.rowCount()
+        desk = window.desk
+        t = time.perf_counter()
+        desk.ticket_ids(window.view, term)
+        sql = time.perf_counter() - t
+        out.append((term, elapsed, hits, sql))
+    column.search.setText("")
+    column._debounce.stop()
+    applied2: list[float] = []
+    window.list_applied.connect(applied2.append)
+    column.query_changed.emit()
+    wait(app, lambda: bool(applied2), 30, "clearing the search")
+    return out
+
+
+# --- 3. stalls during sync ---------------------------------------------------------------
+
+class Heartbeat:
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(HEARTBEAT_MS)
+        self.timer.timeout.connect(self._beat)
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        self.gaps = []
+        self.last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        return self.gaps
+
+
+def run_loop(app: Any, seconds: float, until: Callable[[], bool] | None = None) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > deadline or (until is not None and until()):
+            loop.quit()
+
+    poll = QTimer()
+    poll.timeout.connect(check)
+    poll.start(20)
+    loop.exec()
+    poll.stop()
+
+
+def bench_sync_stall(app: Any, store: Path, n_sync: int
+                     ) -> tuple[list[float], list[float], float, int] | None:
+    from mailgen import generate
+    from servers import start_dovecot
+
+    from helpdesk.desk import Desk
+    from ui.app import settle_heap
+    from ui.main_window import MainWindow
+    from ui.worker import DeskService
+
+    progress(f"starting Dovecot and filling it with {n_sync:,} messages")
+    server = start_dovecot()
+    try:
+        with server.session() as c:
+            for raw in generate(n_sync, seed=11, start=datetime(2031, 1, 1).astimezone()):
+                c.append("INBOX", raw)
+        desk = Desk(profile_for(store, server))
+        service = DeskService(desk)
+        window = MainWindow(service, persist=False)
+        window.resize(1440, 900)
+        window.show()
+        window.sidebar.select("all")
+        wait(app, lambda: window.view == "all" and window.model.rowCount() > 0, 30, "the list")
+        run_loop(app, 1.0)
+        settle_heap()
+
+        beat = Heartbeat()
+        beat.start()
+        run_loop(app, 3.0)
+        idle = beat.stop()
+
+        statuses: list[Any] = []
+        service.sync_status.connect(statuses.append)
+        before = desk.status()["messages"]
+        progress("background sync running; measuring main-thread gaps")
+        beat.start()
+        started = time.perf_counter()
+        service.start_sync()
+        run_loop(app, 300, lambda: bool(statuses))
+        sync_s = time.perf_counter() - started
+        run_loop(app, 2.0)  # the UI catches up: list, counts, rows
+        busy = beat.stop()
+        after = desk.status()["messages"]
+        if not statuses or not statuses[0].ok:
+            PROBLEMS.append(f"sync did not finish cleanly: {statuses[:1]}")
+        if after - before != n_sync:
+            PROBLEMS.append(f"expected {n_sync} new messages in the store, got {after - before}")
+        window.close()
+        service.stop()
+        desk.close()
+        return idle, busy, sync_s, after - before
+    finally:
+        server.stop()
+
+
+def gap_summary(gaps: list[float]) -> str:
+    if not gaps:
+        return "no beats"
+    ordered = sorted(gaps)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    over = sum(1 for g in gaps if g > TARGET_STALL_S)
+    return (f"{len(gaps)} beats, median {ms(statistics.median(gaps))}, p99 {ms(p99)}, "
+            f"max {ms(max(gaps))}, {over} over {ms(TARGET_STALL_S)}")
+
+
+# --- main ---------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=100_000)
+    parser.add_argument("--sync", type=int, default=2_000, help="messages for the sync stall")
+    parser.add_argument("--skip-sync", action="store_true")
+    parser.add_argument("--skip-cold", action="store_true")
+    args = parser.parse_args()
+
+    from PySide6.QtWidgets import QApplication
+
+    from ui import style
+
+    app = QApplication(sys.argv[:1])
+    style.apply(app)
+    work = Path(tempfile.mkdtemp(prefix="helpdesk-uibench-"))
+    store = work / "desk.sqlite3"
+    progress(f"building a store with {args.tickets:,} tickets")
+    build_s = build_store(store, args.tickets)
+    progress(f"store built in {build_s:.1f} s")
+
+    probe = FirstPaint()
+    bare = bench_bare_table(app, args.tickets)
+    launch, window, service = bench_launch(app, store, probe)
+    run_loop(app, 1.0)
+    service.wait_idle()
+    t = time.perf_counter()
+    start_ids = window.desk.ticket_ids(window.view)
+    sql_start = time.perf_counter() - t
+    searches = bench_search(app, window)
+    window.close()
+    service.stop()
+    service.desk.close()
+    cold = None if args.skip_cold else bench_cold_launch(store)
+    stall = None if args.skip_sync else bench_sync_stall(app, store, args.sync)
+
+    print()
+    print(f"UI benchmark: {args.tickets:,} tickets (store built in {build_s:.1f} s), "
+          f"platform {app.platformName()}, Python {sys.version.split()[0]}")
+    print("-" * 100)
+    rows: list[tuple[str, str, str]] = []
+    rows.append(("launch -> interactive list (desk open, window built and shown, "
+                 "first rows painted)", ms(launch),
+                 f"target < {ms(TARGET_LAUNCH_S)}: {verdict(launch, TARGET_LAUNCH_S)}"))
+    if cold is not None:
+        rows.append(("  same from a cold process (python start, imports, QApplication)",
+                     ms(cold), f"target < {ms(TARGET_LAUNCH_S)}: "
+                     f"{verdict(cold, TARGET_LAUNCH_S)}"))
+        if COLD_PARTS:
+            rows.append(("    of which: interpreter start / Qt + imports + style / "
+                         "desk -> painted",
+                         f"{ms(COLD_PARTS['interpreter'])} / {ms(COLD_PARTS['imports'])} / "
+                         f"{ms(COLD_PARTS['launch'])}", ""))
+    rows.append((f"  reference: bare QTableView, {args.tickets:,}-row in-memory model, "
+                 "show -> painted", ms(bare), ""))
+    rows.append((f"  reference: SQL ticket_ids('{window.view}') alone "
+                 f"({len(start_ids):,} ids)", ms(sql_start), ""))
+    applied = [s[1] for s in searches]
+    worst = max(applied)
+    rows.append(("search applied (debounce fired -> worker query -> model reset), worst",
+                 ms(worst), f"target < {ms(TARGET_SEARCH_S)}: "
+                 f"{verdict(worst, TARGET_SEARCH_S)}"))
+    for term, elapsed, hits, sql in searches:
+        rows.append((f"  '{term}': {hits:,} hits (SQL alone {ms(sql)})", ms(elapsed), ""))
+    if stall is not None:
+        idle, busy, sync_s, n_new = stall
+        longest = max(busy) - HEARTBEAT_MS / 1000 if busy else float("inf")
+        rows.append((f"longest main-thread stall during a background sync of {n_new:,} "
+                     "messages", ms(longest), f"target <= {ms(TARGET_STALL_S)}: "
+                     f"{verdict(longest, TARGET_STALL_S + 1e-9)}"))
+        rows.append(("  heartbeat during sync + UI refresh", gap_summary(busy), ""))
+        rows.append(("  reference: same heartbeat, idle", gap_summary(idle), ""))
+        rows.append(("  sync pass (start -> first status)", ms(sync_s), ""))
+    width = max(len(r[0]) for r in rows) + 2
+    for label, value, note in rows:
+        print(f"{label:<{width}} {value:>10}   {note}")
+    try:
+        print(f"load average: {os.getloadavg()[0]:.2f} (figures mean most on an idle machine)")
+    except OSError:
+        pass
+    for p in PROBLEMS:
+        print("PROBLEM:", p)
+    return 1 if PROBLEMS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""First-run setup: 'Test connection' says what failed; saving writes the profile + keyring."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import MemoryKeyring
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+from servers import start_dovecot
+
+from helpdesk.config import KEYRING_SERVICE, load_profile
+from ui.setup_dialog import SetupDialog
+
+
+@pytest.fixture
+def dialog(qtbot: QtBot, tmp_path: Path) -> SetupDialog:
+    d = SetupDialog(path=tmp_path / "profile.toml")
+    qtbot.addWidget(d)
+    d.show()
+    return d
+
+
+def _fill(d: SetupDialog, server: Any, password: str, security: str = "plain") -> None:
+    d.agent.setText("agent-a")
+    d.imap.set_security(security)
+    d.imap.host.setText(server.host)
+    d.imap.port.setValue(server.port)
+    d.imap.username.setText("agent-a")
+    d.imap.password.setText(password)
+
+
+def _test(qtbot: QtBot, d: SetupDialog) -> tuple[bool, str]:
+    with qtbot.waitSignal(d.tested, timeout=20_000) as blocker:
+        qtbot.mouseClick(d.test_button, Qt.MouseButton.LeftButton)
+    ok, message = blocker.args
+    assert d.result.text() == message and d.result.isVisible()
+    return ok, message
+
+
+def test_wrong_password_is_named(qtbot: QtBot, dialog: SetupDialog, dovecot: Any) -> None:
+    _fill(dialog, dovecot, "not-the-password")
+    ok, message = _test(qtbot, dialog)
+    assert not ok
+    assert "rejected the user name or password" in message and "agent-a" in message
+    assert "not-the-password" not in message
+
+
+def test_right_password_connects(qtbot: QtBot, dialog: SetupDialog, dovecot: Any) -> None:
+    _fill(dialog, dovecot, dovecot.users["agent-a"])
+    ok, message = _test(qtbot, dialog)
+    assert ok and message.startswith("Connected to 127.0.0.1 as agent-a")
+
+
+@pytest.fixture
+def tls_dovecot() -> Iterator[Any]:
+    server = start_dovecot(tls=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_untrusted_certificate_is_named(qtbot: QtBot, dialog: SetupDialog,
+                                         tls_dovecot: Any) -> None:
+    _fill(dialog, tls_dovecot, tls_dovecot.users["agent-a"], security="tls")
+    ok, message = _test(qtbot, dialog)
+    assert not ok
+    assert "certificate that is not trusted" in message
+    # With the server's CA given, the same settings connect.
+    dialog.ca_file.setText(tls_dovecot.ca_file)
+    ok, message = _test(qtbot, dialog)
+    assert ok, message
+
+
+def test_nothing_listening_is_named(qtbot: QtBot, dialog: SetupDialog, dovecot: Any) -> None:
+    from servers import free_port
+
+    _fill(dialog, dovecot, "x")
+    dialog.imap.port.setValue(free_port())
+    ok, message = _test(qtbot, dialog)
+    assert not ok and "refused the connection" in message
+
+
+def test_save_writes_the_profile_and_the_keyring(
+        qtbot: QtBot, dialog: SetupDialog, dovecot: Any, memory_keyring: MemoryKeyring) -> None:
+    _fill(dialog, dovecot, "s3cret")
+    dialog.smtp.host.setText("smtp.example.com")
+    dialog.smtp.set_security("starttls")
+    dialog.from_address.setText("support@example.com")
+    dialog.from_name.setText("{agent} at Example")
+    with qtbot.waitSignal(dialog.saved, timeout=5_000):
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    data = tomllib.loads(dialog.path.read_text(encoding="utf-8"))
+    assert data["agent"] == "agent-a"
+    assert data["imap"]["host"] == dovecot.host and data["imap"]["port"] == dovecot.port
+    assert data["imap"]["security"] == "plain" and data["imap"]["folders"] == ["INBOX"]
+    assert data["imap"]["team_folder"] == "HelpDesk/Log"
+    assert data["smtp"] == {"host": "smtp.example.com", "port": 587, "security": "starttls",
+                            "username": "", "from_address": "support@example.com",
+                            "from_name": "{agent} at Example"}
+    assert "s3cret" not in dialog.path.read_text(encoding="utf-8")
+    profile = load_profile(dialog.path)
+    assert profile.agent == "agent-a" and profile.imap.username == "agent-a"
+    key = (KEYRING_SERVICE, profile.imap.keyring_user("imap"))
+    assert memory_keyring.store[key] == "s3cret"
+
+
+def test_missing_fields_are_asked_for(qtbot: QtBot, dialog: SetupDialog) -> None:
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert "Enter your name" in dialog.result.text()
+    assert not dialog.path.exists()

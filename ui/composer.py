@@ -1,0 +1,359 @@
+"""The composer: reply in place, under the conversation.
+
+Opening it loads the reply context (recipient, greeting by preferred name,
+white-glove reminder), the saved draft and the saved replies. While it is open
+the draft is autosaved every few seconds and the claim lease is renewed. Sending
+goes through ``desk.reply`` on the worker; a teammate holding the ticket comes
+back as a conflict and the text stays where it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import format as fmt
+from ui import style
+from ui.help_sheet import keys, tip
+from ui.style import C
+from ui.widgets import ElidedLabel
+from ui.worker import DeskService
+
+AUTOSAVE_MS = 3000
+CaredAsk = Callable[[Callable[[bool | None], None]], None]
+
+
+class Composer(QFrame):
+    """Reply editor for one ticket (see the module docstring)."""
+
+    sent = Signal(str, dict)   # ticket id, desk.reply result
+    send_failed = Signal(str)  # plain-language reason (a conflict keeps the text)
+    closed = Signal()
+    opened = Signal(str)       # ticket id, once context and draft are in
+
+    def __init__(self, service: DeskService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.ticket_id: str | None = None
+        self.context: dict[str, Any] = {}
+        self.templates: list[dict[str, str]] = []
+        self.ask_cared: CaredAsk | None = None
+        self.unclaimed = False
+        self._saved_text = ""
+        self._initial_text = ""
+        self._seq = 0
+        self._sending = False
+        self.setObjectName("composer")
+        self.hide()
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(16, 10, 16, 12)
+        lay.setSpacing(8)
+        head = QHBoxLayout()
+        head.setSpacing(8)
+        icon = QLabel()
+        icon.setPixmap(style.pixmap("reply", C.accent, 16))
+        head.addWidget(icon)
+        self.to_label = QLabel()
+        self.to_label.setObjectName("composerTo")
+        head.addWidget(self.to_label)
+        self.subject_label = ElidedLabel()
+        self.subject_label.setObjectName("muted")
+        head.addWidget(self.subject_label, 1)
+        self.templates_button = QToolButton()
+        self.templates_button.setText("Saved replies")
+        self.templates_button.setIcon(style.icon("note", C.muted))
+        self.templates_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.templates_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.templates_button.setToolTip("Insert a saved reply ({first_name}, {ticket}, {agent} "
+                                         "are filled in)")
+        self.templates_menu = QMenu(self)
+        self.templates_button.setMenu(self.templates_menu)
+        head.addWidget(self.templates_button)
+        close = QToolButton()
+        close.setIcon(style.icon("close", C.muted))
+        close.setAutoRaise(True)
+        close.setToolTip("Close the composer; the draft is kept (Esc)")
+        close.clicked.connect(lambda: self.close_composer())
+        head.addWidget(close)
+        lay.addLayout(head)
+
+        self.reminder = QLabel()
+        self.reminder.setObjectName("reminder")
+        self.reminder.setWordWrap(True)
+        self.reminder.hide()
+        lay.addWidget(self.reminder)
+
+        self.editor = QPlainTextEdit()
+        self.editor.setObjectName("editor")
+        self.editor.setPlaceholderText("Write your reply…")
+        self.editor.setMinimumHeight(150)
+        self.editor.setTabChangesFocus(True)
+        lay.addWidget(self.editor, 1)
+
+        foot = QHBoxLayout()
+        self.state = QLabel()
+        self.state.setObjectName("composerState")
+        self.state.setWordWrap(True)
+        foot.addWidget(self.state, 1)
+        self.send_close_button = QPushButton("Send and close")
+        self.send_close_button.setToolTip(tip("Send the reply and close the ticket", "send_close"))
+        self.send_close_button.clicked.connect(lambda: self.send(close=True))
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("primary")
+        self.send_button.setIcon(style.icon("send", "#ffffff"))
+        self.send_button.setToolTip(tip("Send the reply", "send"))
+        self.send_button.clicked.connect(lambda: self.send())
+        foot.addWidget(self.send_close_button)
+        foot.addWidget(self.send_button)
+        lay.addLayout(foot)
+
+        ctx = Qt.ShortcutContext.WidgetWithChildrenShortcut
+        for seq in keys("send"):
+            QShortcut(seq, self, lambda: self.send(), context=ctx)
+        for seq in keys("send_close"):
+            QShortcut(seq, self, lambda: self.send(close=True), context=ctx)
+        QShortcut(QKeySequence("Esc"), self, lambda: self.close_composer(), context=ctx)
+
+        self._autosave = QTimer(self)
+        self._autosave.setInterval(AUTOSAVE_MS)
+        self._autosave.timeout.connect(self.save_draft)
+        self._renew = QTimer(self)
+        self._renew.timeout.connect(self._renew_claim)
+
+    # --- open / close -----------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.isVisible() and self.ticket_id is not None
+
+    def open_for(self, ticket_id: str, unclaimed: bool = False) -> None:
+        if self.ticket_id == ticket_id and self.isVisible():
+            self.editor.setFocus()
+            return
+        if self.ticket_id and self.ticket_id != ticket_id:
+            self.close_composer()
+        self.ticket_id = ticket_id
+        self.unclaimed = unclaimed
+        self._seq += 1
+        seq = self._seq
+        self._set_sending(False)
+        self.editor.clear()
+        self.editor.setEnabled(False)
+        self.to_label.setText("Preparing the reply…")
+        self.subject_label.setText("")
+        self.reminder.hide()
+        self._set_state("")
+        self.show()
+
+        def load(desk: Any) -> tuple[dict[str, Any], str | None, list[dict[str, str]]]:
+            return desk.composer(ticket_id), desk.draft(ticket_id), desk.templates()
+
+        def done(result: tuple[dict[str, Any], str | None, list[dict[str, str]]]) -> None:
+            if shiboken6.isValid(self) and seq == self._seq:
+                self._loaded(*result)
+
+        def failed(message: str) -> None:
+            if shiboken6.isValid(self) and seq == self._seq:
+                self.to_label.setText("Cannot reply to this ticket")
+                self._set_state(message, "error")
+
+        self.service.run(load, on_done=done, on_error=failed)
+
+    def _loaded(self, ctx: dict[str, Any], draft: str | None,
+                templates: list[dict[str, str]]) -> None:
+        self.context = ctx
+        to_text = f"Reply to {ctx.get('to') or ''}"
+        self.to_label.ensurePolished()
+        self.to_label.setText(self.to_label.fontMetrics().elidedText(
+            to_text, Qt.TextElideMode.ElideMiddle, 360))
+        self.to_label.setToolTip(to_text)
+        self.subject_label.setText(str(ctx.get("subject") or ""))
+        reminder = ctx.get("reminder")
+        self.reminder.setText(str(reminder or ""))
+        self.reminder.setProperty("kind", "glove" if ctx.get("white_glove") else "vip")
+        self.reminder.style().unpolish(self.reminder)
+        self.reminder.style().polish(self.reminder)
+        self.reminder.setVisible(bool(reminder))
+        self._set_templates(templates)
+        greeting = str(ctx.get("greeting") or "Hello,")
+        self._initial_text = f"{greeting}\n\n"
+        text = draft if draft else self._initial_text
+        self._saved_text = text
+        self.editor.setEnabled(True)
+        self.editor.setPlainText(text)
+        cursor = self.editor.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        self.editor.setTextCursor(cursor)
+        self.editor.setFocus()
+        if draft:
+            self._set_state("Draft restored.")
+        elif self.unclaimed:
+            self._set_state("Sending will claim this ticket for you.")
+        self._autosave.start()
+        lease = int(getattr(self.service.desk.profile, "lease_minutes", 30))
+        self._renew.start(max(60, lease * 60 // 3) * 1000)
+        self._renew_claim()
+        if self.ticket_id:
+            self.opened.emit(self.ticket_id)
+
+    def close_composer(self, save: bool = True) -> None:
+        if save:
+            self.save_draft()
+        self._autosave.stop()
+        self._renew.stop()
+        self._seq += 1
+        self.ticket_id = None
+        self.hide()
+        self.closed.emit()
+
+    # --- drafts and leases ------------------------------------------------------------
+
+    def text(self) -> str:
+        return self.editor.toPlainText()
+
+    def save_draft(self, quiet: bool = False) -> None:
+        tid = self.ticket_id
+        text = self.text()
+        if not tid or not self.editor.isEnabled() or text == self._saved_text:
+            return
+        self._saved_text = text
+        if text.strip() in ("", self._initial_text.strip()):
+            self.service.run(lambda d: d.discard_draft(tid), on_error=lambda _m: None)
+            return
+
+        def saved(_r: Any) -> None:
+            if (shiboken6.isValid(self) and not quiet and not self._sending
+                    and self.ticket_id == tid and self.state.property("kind") != "error"):
+                self._set_state(f"Draft saved {fmt.stamp(fmt.utcnow())}.")
+
+        self.service.run(lambda d: d.save_draft(tid, text), on_done=saved)
+
+    def _renew_claim(self) -> None:
+        tid = self.ticket_id
+        if tid:
+            self.service.run(lambda d: d.renew(tid), on_error=lambda _m: None)
+
+    # --- saved replies -----------------------------------------------------------------
+
+    def _set_templates(self, templates: list[dict[str, str]]) -> None:
+        self.templates = templates
+        menu = self.templates_menu
+        menu.clear()
+        if not templates:
+            empty = QAction("No saved replies yet", menu)
+            empty.setEnabled(False)
+            menu.addAction(empty)
+        for t in templates:
+            action = QAction(t["name"], menu)
+            action.setToolTip(t["body"][:200])
+            action.triggered.connect(lambda _=False, body=t["body"]: self.insert_template(body))
+            menu.addAction(action)
+        menu.addSeparator()
+        save = QAction("Save this reply as a saved reply…", menu)
+        save.triggered.connect(self._save_as_template)
+        menu.addAction(save)
+
+    def insert_template(self, body: str) -> None:
+        tid = self.ticket_id
+        if not tid:
+            return
+
+        def insert(text: str) -> None:
+            if shiboken6.isValid(self) and self.ticket_id == tid:
+                self.editor.insertPlainText(text)
+                self.editor.setFocus()
+
+        self.service.run(lambda d: d.render_template(body, tid), on_done=insert)
+
+    def _save_as_template(self) -> None:
+        body = self.text().strip()
+        if not body:
+            return
+        name, ok = QInputDialog.getText(self, "Save reply", "Name for this saved reply:")
+        if ok and name.strip():
+            self.service.run(lambda d: d.save_template(name.strip(), body),
+                             on_done=lambda _c: self._reload_templates())
+
+    def _reload_templates(self) -> None:
+        if shiboken6.isValid(self):
+            self.service.run(lambda d: d.templates(), on_done=self._set_templates)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def send(self, close: bool = False) -> None:
+        if not self.ticket_id or self._sending or not self.editor.isEnabled():
+            return
+        if not self.text().strip() or self.text().strip() == self._initial_text.strip():
+            self._set_state("Write something first: the reply is empty.", "error")
+            return
+        if close and self.ask_cared is not None:
+            self.ask_cared(lambda cared: self._send(True, cared))
+        else:
+            self._send(close, None)
+
+    def _send(self, close: bool, cared: bool | None) -> None:
+        tid = self.ticket_id
+        if not tid or not shiboken6.isValid(self):
+            return
+        body = self.text()
+        self._set_sending(True)
+        self._set_state("Sending…")
+
+        def work(desk: Any) -> dict[str, Any]:
+            result: dict[str, Any] = desk.reply(tid, body, close=close)
+            if close and cared is not None and result.get("state") == "sent":
+                desk.close_ticket(tid, cared)
+            return result
+
+        def done(result: dict[str, Any]) -> None:
+            if not shiboken6.isValid(self):
+                return
+            self._set_sending(False)
+            if self.ticket_id == tid:
+                self._saved_text = body
+                self.close_composer(save=False)
+            self.sent.emit(tid, result)
+
+        def failed(message: str) -> None:
+            if not shiboken6.isValid(self):
+                return
+            self._set_sending(False)
+            if self.ticket_id == tid:
+                self._set_state(message, "error")
+                self._saved_text = ""
+                self.save_draft(quiet=True)
+            self.send_failed.emit(message)
+
+        self.service.run(work, on_done=done, on_error=failed)
+
+    def _set_sending(self, sending: bool) -> None:
+        self._sending = sending
+        for w in (self.send_button, self.send_close_button, self.editor):
+            w.setEnabled(not sending)
+
+    def _set_state(self, text: str, kind: str = "") -> None:
+        self.state.setText(text)
+        self.state.setProperty("kind", kind)
+        self.state.style().unpolish(self.state)
+        self.state.style().polish(self.state)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,377 @@
+"""The customer panel: who this is, VIP / white-glove, personal-touch notes, past tickets.
+
+Every edit is an intent on the desk (``update_customer``, ``delete_note``) run on
+the worker; the panel re-reads the customer when the core reports the change.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from helpdesk.desk import Changes
+from ui import format as fmt
+from ui import style
+from ui.conversation import Avatar
+from ui.style import C
+from ui.widgets import ElidedLabel
+from ui.worker import DeskService
+
+TIERS = ("Gold", "Platinum", "Silver", "VIP")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _section(title: str) -> QLabel:
+    label = QLabel(title.upper())
+    label.setObjectName("sectionTitle")
+    return label
+
+
+class NoteCard(QFrame):
+    """A note with its author; × asks once more before removing it for the whole team."""
+
+    remove = Signal(str)
+
+    def __init__(self, note: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.note_id = str(note["id"])
+        self.setObjectName("noteCard")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 6, 8)
+        layout.setSpacing(3)
+        text = QLabel(str(note.get("text") or ""))
+        text.setWordWrap(True)
+        text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(text)
+        foot = QHBoxLayout()
+        who = QLabel(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
+        who.setObjectName("muted")
+        foot.addWidget(who, 1)
+        self.button = QToolButton()
+        self.button.setIcon(style.icon("close", C.faint))
+        self.button.setAutoRaise(True)
+        self.button.setToolTip("Remove this note (for the whole team)")
+        self.button.clicked.connect(self._clicked)
+        foot.addWidget(self.button)
+        layout.addLayout(foot)
+        self._armed = False
+
+    def _clicked(self) -> None:
+        if not self._armed:
+            self._armed = True
+            self.button.setIcon(style.icon("close", C.error))
+            self.button.setText("Remove")
+            self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            self.button.setToolTip("Click again to remove the note for everyone")
+            return
+        self.button.setEnabled(False)
+        self.remove.emit(self.note_id)
+
+
+class CustomerPanel(QScrollArea):
+    """Shows and edits one customer (see the module docstring)."""
+
+    open_ticket = Signal(str)
+    loaded = Signal(str)  # email
+
+    def __init__(self, service: DeskService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.email: str | None = None
+        self.current_ticket: str | None = None
+        self.data: dict[str, Any] | None = None
+        self._seq = 0
+        self._filling = False
+        self.setObjectName("customerPanel")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(290)
+        inner = QWidget()
+        inner.setObjectName("customerInner")
+        self.setWidget(inner)
+        lay = QVBoxLayout(inner)
+        lay.setContentsMargins(16, 16, 16, 16)
+        lay.setSpacing(10)
+
+        top = QHBoxLayout()
+        self.avatar_slot = QHBoxLayout()
+        top.addLayout(self.avatar_slot)
+        who = QVBoxLayout()
+        who.setSpacing(1)
+        self.name = QLabel()
+        self.name.setObjectName("customerName")
+        self.name.setWordWrap(True)
+        self.address = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
+        self.address.setObjectName("muted")
+        self.address.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.organisation = ElidedLabel()
+        self.organisation.setObjectName("muted")
+        for w in (self.name, self.address, self.organisation):
+            who.addWidget(w)
+        top.addLayout(who, 1)
+        lay.addLayout(top)
+
+        self.vip = QCheckBox("VIP customer")
+        self.vip.setToolTip("VIP customers are marked for the whole team and can sort first")
+        self.tier = QComboBox()
+        self.tier.setEditable(True)
+        self.tier.addItems(TIERS)
+        self.tier.setToolTip("VIP tier")
+        vip_row = QHBoxLayout()
+        vip_row.addWidget(self.vip)
+        vip_row.addWidget(self.tier, 1)
+        self.glove = QCheckBox("White-glove")
+        self.glove.setToolTip("Extra reassurance and politeness: replies show a reminder")
+        lay.addWidget(_section("Care"))
+        lay.addLayout(vip_row)
+        lay.addWidget(self.glove)
+        self.vip.toggled.connect(self._vip_changed)
+        self.tier.activated.connect(lambda _i: self._tier_changed())
+        self.tier.lineEdit().editingFinished.connect(self._tier_changed)
+        self.glove.toggled.connect(self._glove_changed)
+
+        lay.addWidget(_section("Personal touch"))
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        form.setHorizontalSpacing(10)
+        form.setVerticalSpacing(6)
+        self.preferred = QLineEdit()
+        self.preferred.setPlaceholderText("e.g. Sam")
+        self.preferred.setToolTip("How they like to be greeted: the composer uses it")
+        self.birthday = QLineEdit()
+        self.birthday.setPlaceholderText("YYYY-MM-DD")
+        self.heard = QLineEdit()
+        self.heard.setPlaceholderText("e.g. a friend")
+        self.heard.setToolTip("How did they hear about us?")
+        form.addRow("Preferred name", self.preferred)
+        form.addRow("Birthday", self.birthday)
+        form.addRow("Heard from", self.heard)
+        lay.addLayout(form)
+        self.field_error = QLabel()
+        self.field_error.setObjectName("errorText")
+        self.field_error.setWordWrap(True)
+        self.field_error.hide()
+        lay.addWidget(self.field_error)
+        for edit, key in ((self.preferred, "preferred_name"), (self.birthday, "birthday"),
+                          (self.heard, "heard_from")):
+            edit.editingFinished.connect(lambda e=edit, k=key: self._field_changed(k, e))
+
+        lay.addWidget(_section("Notes"))
+        self.notes_box = QVBoxLayout()
+        self.notes_box.setSpacing(6)
+        lay.addLayout(self.notes_box)
+        self.new_note = QPlainTextEdit()
+        self.new_note.setObjectName("newNote")
+        self.new_note.setPlaceholderText("Add a note for the team…")
+        self.new_note.setFixedHeight(56)
+        self.new_note.setTabChangesFocus(True)
+        self.add_note = QPushButton("Add note")
+        self.add_note.clicked.connect(self._add_note)
+        lay.addWidget(self.new_note)
+        lay.addWidget(self.add_note, 0, Qt.AlignmentFlag.AlignRight)
+
+        lay.addWidget(_section("Tickets"))
+        self.tickets_box = QVBoxLayout()
+        self.tickets_box.setSpacing(2)
+        lay.addLayout(self.tickets_box)
+        lay.addStretch(1)
+        self._editors = (self.vip, self.tier, self.glove, self.preferred, self.birthday,
+                         self.heard, self.new_note, self.add_note)
+
+    # --- loading ------------------------------------------------------------------
+
+    def show_customer(self, email: str | None, current_ticket: str | None = None) -> None:
+        self.current_ticket = current_ticket
+        if email != self.email:
+            self.data = None
+            self.field_error.hide()
+            self.new_note.clear()
+        self.email = email
+        self.reload()
+
+    def reload(self) -> None:
+        email = self.email
+        self._seq += 1
+        seq = self._seq
+        if not email:
+            self._fill(None, {})
+            return
+
+        def load(desk: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            data = desk.customer(email)
+            return data, desk.ticket_rows(list(data["tickets"][:30]))
+
+        def done(result: tuple[dict[str, Any], dict[str, Any]]) -> None:
+            if shiboken6.isValid(self) and seq == self._seq:
+                self._fill(*result)
+                self.loaded.emit(email)
+
+        def failed(message: str) -> None:
+            if shiboken6.isValid(self) and seq == self._seq:
+                self._fill({"email": email, "name": None, "missing": message}, {})
+
+        self.service.run(load, on_done=done, on_error=failed)
+
+    def on_changed(self, changes: Changes) -> None:
+        if self.email and (self.email in changes.customers or "*" in changes.tickets
+                           or (self.data and set(self.data.get("tickets", []))
+                               & changes.tickets)):
+            self.reload()
+
+    def _fill(self, data: dict[str, Any] | None, rows: dict[str, Any]) -> None:
+        self._filling = True
+        try:
+            self.data = data
+            while self.avatar_slot.count():
+                item = self.avatar_slot.takeAt(0)
+                if item.widget():
+                    item.widget().deleteLater()
+            data = data or {}
+            email = data.get("email") or ""
+            self.avatar_slot.addWidget(Avatar(data.get("name"), email, False, 44))
+            self.name.setText(fmt.display_name(data.get("name"), email))
+            self.address.setText(email)
+            org = data.get("organisation") or ""
+            self.organisation.setText(org)
+            self.organisation.setVisible(bool(org))
+            known = bool(data) and "missing" not in data
+            for w in self._editors:
+                w.setEnabled(known)
+            self.vip.setChecked(bool(data.get("vip")))
+            tier = data.get("vip_tier") or "Gold"
+            if self.tier.findText(tier) < 0:
+                self.tier.addItem(tier)
+            self.tier.setCurrentText(tier)
+            self.tier.setEnabled(known and bool(data.get("vip")))
+            self.glove.setChecked(bool(data.get("white_glove")))
+            for edit, key in ((self.preferred, "preferred_name"), (self.birthday, "birthday"),
+                              (self.heard, "heard_from")):
+                if not edit.hasFocus():
+                    edit.setText(str(data.get(key) or ""))
+                    edit.setCursorPosition(0)
+            self._fill_notes(data.get("notes") or [])
+            self._fill_tickets(data.get("tickets") or [], rows)
+        finally:
+            self._filling = False
+
+    def _fill_notes(self, notes: list[dict[str, Any]]) -> None:
+        _clear(self.notes_box)
+        if not notes:
+            empty = QLabel("No notes yet.")
+            empty.setObjectName("muted")
+            self.notes_box.addWidget(empty)
+        for note in notes:
+            card = NoteCard(note)
+            card.remove.connect(self._remove_note)
+            self.notes_box.addWidget(card)
+
+    def _fill_tickets(self, ids: list[str], rows: dict[str, Any]) -> None:
+        _clear(self.tickets_box)
+        for tid in ids[:30]:
+            row = rows.get(tid, {})
+            subject = str(row.get("subject") or tid)
+            status = str(row.get("status") or "")
+            current = tid == self.current_ticket
+            link = QLabel()
+            link.setObjectName("ticketLink")
+            elided = link.fontMetrics().elidedText(subject, Qt.TextElideMode.ElideRight, 190)
+            when = fmt.stamp(row.get("created_at"))
+            text = (f"<b>{_esc(elided)}</b>" if current else
+                    f"<a href='ticket:{tid}' style='color:{C.accent}; text-decoration:none'>"
+                    f"{_esc(elided)}</a>")
+            link.setText(f"{text}<br><span style='color:{C.muted}'>{_esc(when)}"
+                         f"{' · ' + status if status else ''}</span>")
+            link.setToolTip(f"#{tid}: {subject}")
+            link.linkActivated.connect(lambda href: self.open_ticket.emit(href.split(":", 1)[1]))
+            self.tickets_box.addWidget(link)
+        if len(ids) > 30:
+            more = QLabel(f"and {len(ids) - 30} older tickets")
+            more.setObjectName("muted")
+            self.tickets_box.addWidget(more)
+
+    # --- edits ----------------------------------------------------------------------
+
+    def _update(self, **kw: Any) -> None:
+        email = self.email
+        if not email or self._filling:
+            return
+        self.field_error.hide()
+
+        def failed(message: str) -> None:
+            if shiboken6.isValid(self):
+                self.field_error.setText(message)
+                self.field_error.show()
+                self.reload()
+
+        self.service.run(lambda d: d.update_customer(email, **kw), on_error=failed)
+
+    def _vip_changed(self, on: bool) -> None:
+        self.tier.setEnabled(on)
+        self._update(vip=on, tier=self.tier.currentText().strip() or "VIP" if on else None)
+
+    def _tier_changed(self) -> None:
+        if not self._filling and self.vip.isChecked() and self.data is not None:
+            tier = self.tier.currentText().strip() or "VIP"
+            if tier != (self.data.get("vip_tier") or ""):
+                self._update(vip=True, tier=tier)
+
+    def _glove_changed(self, on: bool) -> None:
+        self._update(white_glove=on)
+
+    def _field_changed(self, key: str, edit: QLineEdit) -> None:
+        if self._filling or self.data is None:
+            return
+        value = edit.text().strip()
+        if value == str(self.data.get(key) or ""):
+            return
+        if key == "birthday" and value and not _DATE_RE.match(value):
+            self.field_error.setText(f"Birthday '{value}' should look like 1980-04-23.")
+            self.field_error.show()
+            return
+        self.data[key] = value
+        self._update(**{key: value or None})
+
+    def _add_note(self) -> None:
+        text = self.new_note.toPlainText().strip()
+        if not text:
+            return
+        self.new_note.clear()
+        self._update(note=text)
+
+    def _remove_note(self, note_id: str) -> None:
+        email = self.email
+        if email:
+            self.service.run(lambda d: d.delete_note(email, note_id),
+                             on_error=lambda m: self.field_error.setText(m))
+
+
+def _clear(layout: QVBoxLayout) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        w = item.widget()
+        if w is not None:
+            w.hide()
+            w.deleteLater()
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,90 @@
+"""Desktop notifications: new mail from VIP customers, optionally any new unclaimed ticket.
+
+The tray is used when the desktop has one; every notification is also kept in
+:attr:`Notifier.sent` (and shown in the window's message bar when the tray is
+missing), so nothing depends on a tray being there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QSystemTrayIcon, QWidget
+
+from helpdesk.desk import Changes
+from ui import format as fmt
+from ui import style
+from ui.worker import DeskService
+
+BULK = 25  # more new messages than this in one pass is an import, not news
+
+
+class Notifier(QObject):
+    open_ticket = Signal(str)
+
+    def __init__(self, service: DeskService, window: QWidget,
+                 fallback: Callable[[str, str], None]) -> None:
+        super().__init__(window)
+        self.service = service
+        self.window = window
+        self.fallback = fallback
+        self.armed = False  # set after the first successful sync: no flood on start-up
+        self.sent: list[tuple[str, str, str]] = []  # (title, text, ticket id)
+        self._last_ticket: str | None = None
+        self.tray: QSystemTrayIcon | None = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = QSystemTrayIcon(style.app_icon(), self)
+            self.tray.setToolTip("Help desk")
+            self.tray.activated.connect(lambda _r: self._raise())
+            self.tray.messageClicked.connect(self._clicked)
+            self.tray.show()
+
+    def handle(self, changes: Changes) -> None:
+        notify_unclaimed = bool(getattr(self.service.desk.profile, "notify_unclaimed", False))
+        if changes.taken_over:
+            for ticket, _me, by in changes.taken_over:
+                self._show("Ticket taken over", f"{by} took over ticket {ticket}.", ticket,
+                           "warn")
+        inbound = changes.new_inbound or []
+        if not self.armed or not inbound or len(inbound) > BULK:
+            return
+        ids = list(dict.fromkeys(t for t, _s in inbound))
+
+        def done(rows: dict[str, dict[str, Any]]) -> None:
+            if not shiboken6.isValid(self):
+                return
+            for tid in ids:
+                row = rows.get(tid)
+                if not row or row.get("status") == "closed":
+                    continue
+                who = fmt.display_name(row.get("customer_name"), row.get("customer_email"))
+                subject = str(row.get("subject") or "(no subject)")
+                if row.get("vip"):
+                    tier = row.get("vip_tier") or "VIP"
+                    self._show(f"New mail from {who} ({tier})", subject, tid, "info")
+                elif (notify_unclaimed and not row.get("claimed_by")
+                      and int(row.get("message_count") or 0) <= 1):
+                    self._show(f"New ticket from {who}", subject, tid, "info")
+
+        self.service.run(lambda d: d.ticket_rows(ids), on_done=done, on_error=lambda _m: None)
+
+    def _show(self, title: str, text: str, ticket: str, kind: str) -> None:
+        self.sent.append((title, text, ticket))
+        self._last_ticket = ticket
+        if self.tray is not None and self.tray.supportsMessages():
+            self.tray.showMessage(title, text, style.app_icon(), 8000)
+        if self.tray is None or not self.window.isActiveWindow():
+            self.fallback(f"{title}: {text}", kind)
+
+    def _clicked(self) -> None:
+        self._raise()
+        if self._last_ticket:
+            self.open_ticket.emit(self._last_ticket)
+
+    def _raise(self) -> None:
+        self.window.showNormal()
+        self.window.raise_()
+        self.window.activateWindow()

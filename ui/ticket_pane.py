@@ -1,0 +1,459 @@
+"""The right-hand side: one ticket's header, claim banner, conversation, composer, customer.
+
+Every action is an intent on the desk run by the worker; the pane reloads the
+ticket when the core reports a change to it (from this desktop or a teammate's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from helpdesk.desk import Changes
+from ui import format as fmt
+from ui import style
+from ui.banner import ClaimBanner
+from ui.composer import Composer
+from ui.conversation import ConversationView
+from ui.customer_panel import CustomerPanel
+from ui.help_sheet import tip
+from ui.style import C
+from ui.worker import DeskService
+
+Notify = Callable[[str, str], None]
+ROW_REFRESH_MS = 60_000
+
+
+class CaredDialog(QDialog):
+    """'Did this customer feel we genuinely cared?' Yes / No / Skip (or cancel)."""
+
+    def __init__(self, subject: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("caredDialog")
+        self.setWindowTitle("Close ticket")
+        self.answer: bool | None = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(22, 18, 22, 14)
+        title = QLabel("Close this ticket?")
+        title.setObjectName("sheetTitle")
+        lay.addWidget(title)
+        sub = QLabel(subject)
+        sub.setObjectName("muted")
+        sub.setWordWrap(True)
+        lay.addWidget(sub)
+        lay.addSpacing(8)
+        lay.addWidget(QLabel("Did this customer feel we genuinely cared?"))
+        row = QHBoxLayout()
+        row.addStretch(1)
+        self.cancel_button = QPushButton("Cancel")
+        self.skip_button = QPushButton("Skip")
+        self.no_button = QPushButton("No")
+        self.yes_button = QPushButton("Yes")
+        self.yes_button.setObjectName("primary")
+        self.yes_button.setDefault(True)
+        for b in (self.cancel_button, self.skip_button, self.no_button, self.yes_button):
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.cancel_button.clicked.connect(self.reject)
+        self.skip_button.clicked.connect(lambda: self._done(None))
+        self.no_button.clicked.connect(lambda: self._done(False))
+        self.yes_button.clicked.connect(lambda: self._done(True))
+
+    def _done(self, answer: bool | None) -> None:
+        self.answer = answer
+        self.accept()
+
+
+def ask_cared(parent: QWidget, subject: str, then: Callable[[bool | None], None]) -> CaredDialog:
+    dialog = CaredDialog(subject, parent)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def finished(code: int) -> None:
+        if code == QDialog.DialogCode.Accepted:
+            then(dialog.answer)
+
+    dialog.finished.connect(finished)
+    dialog.open()
+    return dialog
+
+
+class TicketHeader(QFrame):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ticketHeader")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(20, 14, 14, 12)
+        left = QVBoxLayout()
+        left.setSpacing(3)
+        self.subject = QLabel()
+        self.subject.setObjectName("ticketSubject")
+        self.subject.setWordWrap(True)
+        self.subject.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.meta = QLabel()
+        self.meta.setObjectName("muted")
+        self.meta.setWordWrap(True)
+        self.meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        left.addWidget(self.subject)
+        left.addWidget(self.meta)
+        lay.addLayout(left, 1)
+        self.buttons = QHBoxLayout()
+        self.buttons.setSpacing(6)
+        lay.addLayout(self.buttons)
+
+    def show_row(self, row: dict[str, Any]) -> None:
+        self.subject.setText(str(row.get("subject") or "(no subject)"))
+        bits = [f"#{row.get('id')}"]
+        name = row.get("customer_name")
+        email = row.get("customer_email") or ""
+        bits.append(f"{name} <{email}>" if name else email)
+        n = int(row.get("message_count") or 0)
+        bits.append(f"{n} message{'s' if n != 1 else ''}")
+        status = str(row.get("status") or "open")
+        if status != "open":
+            bits.append(status.capitalize())
+        if row.get("waiting_since") and status != "closed":
+            bits.append(f"waiting {fmt.age(row['waiting_since'])}")
+        self.meta.setText("  ·  ".join(bits))
+
+
+class TicketPane(QStackedWidget):
+    """See the module docstring."""
+
+    open_ticket = Signal(str)
+    ticket_changed = Signal(str)   # a local intent that returns no Changes (claim, takeover)
+    loaded = Signal(str)           # the ticket's conversation is on screen
+
+    def __init__(self, service: DeskService, notify: Notify,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.notify = notify
+        self.agent = service.desk.agent
+        self.ticket_id: str | None = None
+        self.row: dict[str, Any] = {}
+        self._message_ids: list[int] = []
+        self._seq = 0
+
+        empty = QLabel("Select a ticket to read the conversation.")
+        empty.setObjectName("emptyState")
+        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.addWidget(empty)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        left = QWidget()
+        left.setObjectName("ticketColumn")
+        col = QVBoxLayout(left)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self.header = TicketHeader()
+        col.addWidget(self.header)
+        self.banner = ClaimBanner(self.agent)
+        col.addWidget(self.banner)
+        self.vsplit = QSplitter(Qt.Orientation.Vertical)
+        self.vsplit.setChildrenCollapsible(False)
+        self.conversation = ConversationView(service)
+        self.composer = Composer(service)
+        self.vsplit.addWidget(self.conversation)
+        self.vsplit.addWidget(self.composer)
+        self.vsplit.setStretchFactor(0, 3)
+        self.vsplit.setStretchFactor(1, 2)
+        col.addWidget(self.vsplit, 1)
+        self.customer = CustomerPanel(service)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.customer)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setSizes([640, 290])
+        self.addWidget(self.splitter)
+
+        self.reply_button = self._button("Reply", "reply", tip("Reply to the customer", "reply"),
+                                         self.reply)
+        self.close_button = self._button("Close", "closed", tip("Close the ticket", "close"),
+                                         self.close_ticket)
+        more = QToolButton()
+        more.setObjectName("moreButton")
+        more.setIcon(style.icon("more", C.muted))
+        more.setToolTip("More actions")
+        more.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(more)
+        self.pending_action = menu.addAction(style.icon("pending"), "Mark as pending",
+                                             self.mark_pending)
+        self.reopen_action = menu.addAction(style.icon("reopen"), "Reopen", self.reopen)
+        self.release_action = menu.addAction(style.icon("release"), "Release", self.release)
+        menu.addSeparator()
+        menu.addAction(style.icon("card"), tip("Add to a feedback card…", "feedback"),
+                       self.add_to_card)
+        more.setMenu(menu)
+        self.header.buttons.addWidget(more)
+
+        self.banner.claim_clicked.connect(self.claim)
+        self.banner.takeover_clicked.connect(self.takeover)
+        self.banner.release_clicked.connect(self.release)
+        self.banner.reopen_clicked.connect(self.reopen)
+        self.conversation.link_activated.connect(self._open_link)
+        self.conversation.outbox_changed.connect(lambda: self.reload())
+        self.customer.open_ticket.connect(self.open_ticket)
+        self.composer.sent.connect(self._reply_sent)
+        self.composer.send_failed.connect(lambda m: self.notify(m, "warn"))
+        self.composer.ask_cared = self._ask_cared
+        self._row_timer = QTimer(self)
+        self._row_timer.setInterval(ROW_REFRESH_MS)
+        self._row_timer.timeout.connect(self.reload_row)
+
+    def _ask_cared(self, then: Callable[[bool | None], None]) -> None:
+        ask_cared(self, str(self.row.get("subject") or ""), then)
+
+    def _button(self, text: str, icon_name: str, tooltip: str,
+                slot: Callable[[], None]) -> QPushButton:
+        b = QPushButton(text)
+        b.setIcon(style.icon(icon_name, C.text))
+        b.setToolTip(tooltip)
+        b.clicked.connect(slot)
+        self.header.buttons.addWidget(b)
+        return b
+
+    # --- loading ----------------------------------------------------------------------
+
+    def show_ticket(self, ticket_id: str | None) -> None:
+        if ticket_id == self.ticket_id:
+            return
+        if self.composer.is_open:
+            self.composer.close_composer()
+        self.ticket_id = ticket_id
+        self._message_ids = []
+        if ticket_id is None:
+            self.setCurrentIndex(0)
+            self._row_timer.stop()
+            self.conversation.clear()
+            self.conversation.ticket_id = None
+            return
+        self.setCurrentIndex(1)
+        self._row_timer.start()
+        self.reload(full=True)
+
+    def reload(self, full: bool = False) -> None:
+        tid = self.ticket_id
+        if tid is None:
+            return
+        self._seq += 1
+        seq = self._seq
+        desk = self.service.desk
+
+        def load(d: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+            data = d.ticket(tid)
+            row = d.ticket_rows([tid]).get(tid, {})
+            outbox = d.outbox(tid) if hasattr(desk, "outbox") else []
+            return data, row, outbox
+
+        def done(result: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]) -> None:
+            if shiboken6.isValid(self) and seq == self._seq and tid == self.ticket_id:
+                self._loaded(*result, full=full)
+
+        def failed(message: str) -> None:
+            if shiboken6.isValid(self) and seq == self._seq:
+                self.notify(message, "error")
+
+        self.service.run(load, on_done=done, on_error=failed)
+
+    def reload_row(self) -> None:
+        tid = self.ticket_id
+        if tid is None:
+            return
+        seq = self._seq
+
+        def done(rows: dict[str, Any]) -> None:
+            if shiboken6.isValid(self) and seq == self._seq and tid in rows:
+                self._show_row(rows[tid])
+
+        self.service.run(lambda d: d.ticket_rows([tid]), on_done=done,
+                         on_error=lambda _m: None)
+
+    def _loaded(self, data: dict[str, Any], row: dict[str, Any],
+                outbox: list[dict[str, Any]], full: bool) -> None:
+        self._show_row(row or {**data, "customer_email": data.get("customer")})
+        ids = [int(m["id"]) for m in data.get("messages") or []]
+        if full or ids != self._message_ids:
+            self.conversation.show_ticket(data, keep_scroll=not full)
+            self._message_ids = ids
+        self.conversation.show_outbox(outbox)
+        email = row.get("customer_email") or data.get("customer")
+        if full or email != self.customer.email:
+            self.customer.show_customer(email, self.ticket_id)
+        self.loaded.emit(self.ticket_id or "")
+
+    def _show_row(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.header.show_row(row)
+        self.banner.show_row(row)
+        closed = row.get("status") == "closed"
+        self.close_button.setEnabled(not closed)
+        self.reopen_action.setEnabled(closed)
+        self.pending_action.setEnabled(not closed and row.get("status") != "pending")
+        self.release_action.setEnabled(row.get("claimed_by") == self.agent)
+
+    def on_changed(self, changes: Changes) -> None:
+        tid = self.ticket_id
+        if tid is None:
+            return
+        if "*" in changes.tickets or tid in changes.tickets:
+            self.reload()
+        elif self.row.get("customer_email") in changes.customers:
+            self.reload_row()
+        self.customer.on_changed(changes)
+
+    # --- intents ----------------------------------------------------------------------
+
+    def _run(self, fn: Callable[[Any], Any], busy: str | None = None,
+             done_text: str | None = None, local_change: bool = False) -> None:
+        tid = self.ticket_id
+        if tid is None:
+            return
+        if busy:
+            self.banner.set_busy(busy)
+
+        def done(_r: Any) -> None:
+            if done_text:
+                self.notify(done_text, "ok")
+            if local_change:
+                self.ticket_changed.emit(tid)
+            if shiboken6.isValid(self) and tid == self.ticket_id:
+                self.reload_row()
+
+        def failed(message: str) -> None:
+            self.notify(message, "warn")
+            if shiboken6.isValid(self) and tid == self.ticket_id:
+                self.reload_row()
+            if local_change:
+                self.ticket_changed.emit(tid)
+
+        self.service.run(lambda d: fn(d), on_done=done, on_error=failed)
+
+    def claim(self) -> None:
+        tid = self.ticket_id
+        if tid is None:
+            return
+        if self.row.get("claimed_by") == self.agent:
+            return
+        if self.row.get("claimed_by"):
+            self.takeover()
+            return
+        self._run(lambda d: d.claim(tid), busy="Claiming…", local_change=True)
+
+    def takeover(self) -> None:
+        tid = self.ticket_id
+        holder = self.row.get("claimed_by")
+        if tid is None or not holder or holder == self.agent:
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Take over ticket",
+                          f"Take ticket {tid} over from {holder}?", parent=self)
+        box.setObjectName("takeoverBox")
+        box.setInformativeText(f"{holder} is told that you took over. Do this when they are "
+                               "away or asked you to.")
+        take = box.addButton("Take over", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(_code: int) -> None:
+            if box.clickedButton() is take:
+                self._run(lambda d: d.takeover(tid), busy="Taking over…",
+                          done_text=f"You now hold ticket {tid}; {holder} is told.",
+                          local_change=True)
+
+        box.finished.connect(finished)
+        box.open()
+
+    def release(self) -> None:
+        tid = self.ticket_id
+        if tid is not None:
+            self._run(lambda d: d.release(tid))
+
+    def close_ticket(self) -> None:
+        tid = self.ticket_id
+        if tid is None or self.row.get("status") == "closed":
+            return
+
+        def then(cared: bool | None) -> None:
+            self._run(lambda d: d.close_ticket(tid, cared), done_text=f"Ticket {tid} closed.")
+            if self.composer.is_open and self.composer.ticket_id == tid:
+                self.composer.close_composer()
+
+        ask_cared(self, str(self.row.get("subject") or ""), then)
+
+    def reopen(self) -> None:
+        tid = self.ticket_id
+        if tid is not None:
+            self._run(lambda d: d.reopen(tid), done_text=f"Ticket {tid} reopened.")
+
+    def mark_pending(self) -> None:
+        tid = self.ticket_id
+        if tid is not None:
+            self._run(lambda d: d.set_status(tid, "pending"),
+                      done_text="Marked as pending: waiting for the customer.")
+
+    def reply(self) -> None:
+        if self.ticket_id is None:
+            return
+        if not hasattr(self.service.desk, "reply"):
+            self.notify("Replies arrive with the next build.", "info")
+            return
+        if self.row.get("claimed_by") not in (None, self.agent):
+            self.notify(f"{self.row.get('claimed_by')} is handling this ticket. Take it over "
+                        "first if you need to reply.", "warn")
+        self.composer.open_for(self.ticket_id, unclaimed=not self.row.get("claimed_by"))
+
+    def _reply_sent(self, tid: str, result: dict[str, Any]) -> None:
+        state = result.get("state")
+        message = str(result.get("message") or "")
+        kind = "ok" if state == "sent" else "error" if state == "failed" else "warn"
+        self.notify(message or f"Reply {state}.", kind)
+        self.ticket_changed.emit(tid)
+        if tid == self.ticket_id:
+            self.reload()
+
+    def add_to_card(self) -> None:
+        tid = self.ticket_id
+        if tid is None:
+            return
+        try:
+            from ui.card_picker import CardPicker
+        except ImportError:
+            self.notify("Feedback cards are not available yet.", "info")
+            return
+        CardPicker(self.service, tid, self.conversation.quote_text(), self).exec()
+
+    def _open_link(self, url: QUrl) -> None:
+        if url.scheme() not in ("http", "https", "mailto"):
+            self.notify(f"Links of type '{url.scheme() or 'unknown'}' are not opened.", "warn")
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Open link",
+                          "Open this link in your browser?", parent=self)
+        box.setInformativeText(url.toDisplayString())
+        open_button = box.addButton("Open", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _code: QDesktopServices.openUrl(url)
+                             if box.clickedButton() is open_button else None)
+        box.open()
+
+    def toggle_customer_panel(self) -> None:
+        self.customer.setVisible(not self.customer.isVisible())
