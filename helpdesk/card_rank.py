@@ -30,8 +30,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz, process
-
 from helpdesk.mail.conversations import quoted_stripped, strip_subject
 
 __all__ = ["CardText", "normalise", "rank", "stems", "ticket_query", "typed_match"]
@@ -98,6 +96,7 @@ def ticket_query(subject: str, first_message: str) -> tuple[str, str]:
 
 def _similarity(word: str, choices: Sequence[str]) -> float:
     """Best match of ``word`` among ``choices``, 0..1 (0 below typo tolerance)."""
+    from rapidfuzz import fuzz, process  # imported on first use: keeps start-up fast
     if word in choices:
         return 1.0
     best = 0.0
@@ -117,6 +116,7 @@ def _similarity(word: str, choices: Sequence[str]) -> float:
 
 def rank(subject: str, body: str, cards: Iterable[CardText]) -> list[tuple[str, float]]:
     """``(card id, score 0-100)`` for every card, best first (ties keep input order)."""
+    from rapidfuzz import fuzz
     cards = list(cards)
     if not cards:
         return []
@@ -150,6 +150,7 @@ def rank(subject: str, body: str, cards: Iterable[CardText]) -> list[tuple[str, 
 
 def _word_match(typed: str, words: Sequence[str]) -> float:
     """How well one typed (maybe unfinished, maybe misspelt) word matches ``words``, 0-100."""
+    from rapidfuzz import fuzz
     best = 0.0
     for w in words:
         if w.startswith(typed):

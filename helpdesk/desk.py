@@ -246,9 +246,11 @@ class Desk:
         return q.TicketQuery(view=view, search=search, agent=self.agent, now=self.server_now(),
                              **kw)
 
-    def ticket_ids(self, view: str = "open", search: str = "", **kw: Any) -> list[str]:
+    def ticket_ids(self, view: str = "open", search: str = "", limit: int | None = None,
+                   **kw: Any) -> list[str]:
+        """Ticket ids of a view, filtered and sorted in SQL (``limit``: first page only)."""
         with self.store.read() as conn:
-            return q.ticket_ids(conn, self.ticket_query(view, search, **kw))
+            return q.ticket_ids(conn, self.ticket_query(view, search, **kw), limit)
 
     def ticket_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         with self.store.read() as conn:
@@ -449,9 +451,14 @@ class Desk:
         """Recipient, subject, greeting by preferred name, VIP / white-glove reminders."""
         return self.replies.composer(ticket)
 
-    def reply(self, ticket: str, body: str, close: bool = False) -> dict[str, Any]:
-        """Send (or safely queue) a reply; ConflictError if a teammate holds the ticket."""
-        return self.replies.reply(ticket, body, close)
+    def reply(self, ticket: str, body: str, close: bool = False,
+              cared: bool | None = None) -> dict[str, Any]:
+        """Send (or safely queue) a reply; ConflictError if a teammate holds the ticket.
+
+        With ``close`` the ticket closes once the reply is sent, recording the agent's
+        ``cared`` self-check in the same event.
+        """
+        return self.replies.reply(ticket, body, close, cared)
 
     def queue_mail(self, *, kind: str, to: str, subject: str, body: str,
                    ticket_id: str | None = None, in_reply_to: str | None = None,

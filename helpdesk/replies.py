@@ -110,7 +110,8 @@ class Replies:
         name = self.desk.profile.smtp.from_name
         return name.replace("{agent}", self.desk.agent) if name else ""
 
-    def reply(self, ticket: str, body: str, close: bool = False) -> dict[str, Any]:
+    def reply(self, ticket: str, body: str, close: bool = False,
+              cared: bool | None = None) -> dict[str, Any]:
         """Queue a reply durably, then try to send it now.
 
         Returns ``{outbox_id, state, message}``; raises ConflictError (nothing
@@ -130,7 +131,8 @@ class Replies:
         item_id, _mid = self.queue_mail(kind="reply", to=ctx["to"], subject=ctx["subject"],
                                         body=body, ticket_id=tid,
                                         in_reply_to=answered["message_id"], references=refs,
-                                        close_after=close)
+                                        close_after=close,
+                                        meta={"cared": cared} if cared is not None else None)
         self.desk.discard_draft(tid)
         try:
             with self.desk.imap() as client:
@@ -248,7 +250,9 @@ class Replies:
                             id=hashlib.sha256(item.message_id.encode()).hexdigest()[:32])]
             if item.close_after and item.ticket_id:
                 events.append(Event(type="status", agent=item.agent, subject=item.ticket_id,
-                                    data={"status": "closed"},
+                                    data={"status": "closed", **(
+                                        {"cared": item.meta["cared"]}
+                                        if isinstance(item.meta.get("cared"), bool) else {})},
                                     id=hashlib.sha256((item.message_id + "/close").encode())
                                     .hexdigest()[:32]))
             self.desk.publish(*events, client=client)

@@ -317,9 +317,7 @@ class Composer(QFrame):
         self._set_state("Sending…")
 
         def work(desk: Any) -> dict[str, Any]:
-            result: dict[str, Any] = desk.reply(tid, body, close=close)
-            if close and cared is not None and result.get("state") == "sent":
-                desk.close_ticket(tid, cared)
+            result: dict[str, Any] = desk.reply(tid, body, close=close, cared=cared)
             return result
 
         def done(result: dict[str, Any]) -> None:

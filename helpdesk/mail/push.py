@@ -77,7 +77,10 @@ class IdleWatcher(threading.Thread):
     def _idle(self, client: imapclient.IMAPClient) -> None:
         while not self.stop_event.is_set():
             client.idle()
-            self.ready.set()
+            if not self.ready.is_set():
+                self.ready.set()
+                # Whatever arrived between the worker's last pass and this IDLE: look once.
+                self.notify()
             started = time.monotonic()
             try:
                 while not self.stop_event.is_set():

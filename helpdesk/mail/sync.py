@@ -325,9 +325,9 @@ class MailSync:
              m.raw if parsed.defects else None)).fetchone()[0]
         customer = " ".join(filter(None, [parsed.from_name, parsed.from_addr]
                                    + [f"{n} {a}" for n, a in parsed.to]))
-        cur.execute("INSERT INTO messages_fts (rowid, subject, body, customer) "
-                    "VALUES (?, ?, ?, ?)", (pk, parsed.subject, parsed.text[:MAX_FTS_BODY],
-                                             customer))
+        cur.execute("INSERT INTO messages_fts (rowid, subject, body, customer, ticket_id) "
+                    "VALUES (?, ?, ?, ?, ?)", (pk, parsed.subject, parsed.text[:MAX_FTS_BODY],
+                                                customer, ticket_id))
         if direction == "in" and parsed.from_addr and parsed.auto_kind == "none":
             upsert_customer(cur, parsed.from_addr, parsed.from_name)
         elif direction == "out":

@@ -71,8 +71,8 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None) -> li
     match = fts_query(q.search)
     if match:
         params["match"] = match
-        where.append("t.id IN (SELECT m.ticket_id FROM messages_fts f "
-                     "JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH :match)")
+        where.append("t.id IN (SELECT ticket_id FROM messages_fts WHERE messages_fts "
+                     "MATCH :match)")
     column = {"updated": "t.updated_at", "created": "t.created_at",
               "waiting": "coalesce(t.waiting_since, '9999')"}.get(q.sort, "t.updated_at")
     order = f"{column} {'DESC' if q.descending else 'ASC'}, t.id"
@@ -85,14 +85,18 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None) -> li
 
 
 def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
-    out = {}
+    """Every view's count in one pass over the tickets."""
+    params: dict[str, Any] = {}
+    sums = []
     for view in VIEWS:
-        params: dict[str, Any] = {}
-        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now),
-                              params)
-        out[view] = int(conn.execute(text(f"SELECT count(*) {FROM} WHERE {clause}"),
-                                     params).scalar() or 0)
-    return out
+        view_params: dict[str, Any] = {}
+        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now), view_params)
+        for key, value in view_params.items():  # status values differ per view: rename
+            clause = clause.replace(f":{key}", f":{view}_{key}")
+            params[f"{view}_{key}"] = value
+        sums.append(f"coalesce(sum(CASE WHEN {clause} THEN 1 ELSE 0 END), 0)")
+    row = conn.execute(text(f"SELECT {', '.join(sums)} {FROM}"), params).one()
+    return {view: int(value) for view, value in zip(VIEWS, row, strict=True)}
 
 
 TICKET_COLUMNS = (

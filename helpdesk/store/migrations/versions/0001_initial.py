@@ -24,7 +24,7 @@ DDL = [
         waiting_since DATETIME, first_in_at DATETIME, last_in_at DATETIME,
         first_out_at DATETIME)""",
     "CREATE INDEX ix_tickets_customer_email ON tickets (customer_email)",
-    "CREATE INDEX ix_tickets_updated_at ON tickets (updated_at)",
+    "CREATE INDEX ix_tickets_updated_at ON tickets (updated_at, id)",
     # Team state per ticket, folded from the log; keyed by ticket id alone because a
     # teammate's event may arrive before this desktop has synced the ticket's mail.
     """CREATE TABLE ticket_state (
@@ -72,8 +72,10 @@ DDL = [
     "CREATE INDEX ix_team_events_type ON team_events (type)",
     "CREATE INDEX ix_team_events_subject ON team_events (subject)",
     # Full-text search: one row per message, rowid = messages.id.
+    # ticket_id rides along unindexed so a search needs no join back to messages.
     """CREATE VIRTUAL TABLE messages_fts USING fts5(
-        subject, body, customer, tokenize = 'unicode61 remove_diacritics 2')""",
+        subject, body, customer, ticket_id UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 2')""",
 ]
 
 
