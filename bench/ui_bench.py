@@ -112,7 +112,7 @@ def build_store(path: Path, n: int, seed: int = 3) -> float:
                         waiting.isoformat(sep=" ") if waiting else None, c))
         messages.append((i + 1, f"bench:{tid}", tid, f"{tid}@bench", subject, email, name,
                          "[]", c, "in", body))
-        fts.append((i + 1, subject, body, f"{name} {email}"))
+        fts.append((i + 1, subject, body, f"{name} {email}", tid))
         r = rng.random()
         if r < 0.30:
             states.append((tid, "closed", u, None, None, None))
@@ -130,8 +130,8 @@ def build_store(path: Path, n: int, seed: int = 3) -> float:
         conn.executemany("INSERT INTO messages (id, dedup_key, ticket_id, message_id, subject, "
                          "from_addr, from_name, to_addrs, received_at, direction, text) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
-        conn.executemany("INSERT INTO messages_fts (rowid, subject, body, customer) "
-                         "VALUES (?, ?, ?, ?)", fts)
+        conn.executemany("INSERT INTO messages_fts (rowid, subject, body, customer, "
+                         "ticket_id) VALUES (?, ?, ?, ?, ?)", fts)
         conn.executemany("INSERT INTO ticket_state (ticket_id, status, closed_at, claimed_by, "
                          "claimed_at, claim_active_at, claim_lease) "
                          "VALUES (?, ?, ?, ?, ?, ?, 315360000)", states)

@@ -275,30 +275,3 @@ def test_dropped_connection_mid_fetch_then_resume(dovecot: Any, tmp_path: Path) 
         assert desk.status()["last_error"] is None
         desk.close()
 
-
-def test_big_sync_parses_on_worker_processes(dovecot: Any, tmp_path: Path) -> None:
-    from helpdesk.mail import sync as sync_module
-
-    msgs = list(generate(sync_module.PARALLEL_MIN + 50, seed=11))
-    with dovecot.session() as c:
-        for i in range(0, len(msgs), 100):
-            c.multiappend("INBOX", msgs[i:i + 100])
-    used: list[bool] = []
-    original = sync_module.ParsePool.__init__
-
-    def spy(self: Any, count: int) -> None:
-        original(self, count)
-        used.append(self.executor is not None)
-
-    sync_module.ParsePool.__init__ = spy  # type: ignore[method-assign]
-    try:
-        desk = Desk(make_profile(dovecot, tmp_path))
-        desk.sync_once()
-    finally:
-        sync_module.ParsePool.__init__ = original  # type: ignore[method-assign]
-    assert used[0] is True
-    assert desk.status()["messages"] == len(msgs)
-    db = desk.profile.database
-    assert count(db, "SELECT count(*) FROM messages WHERE text = ''") == 0
-    assert count(db, "SELECT sum(message_count) FROM tickets") == len(msgs)
-    desk.close()

@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +42,6 @@ FULL_FETCH_LIMIT = 12 * 1024 * 1024
 PARTIAL_BYTES = 1024 * 1024
 BATCH_BYTES = 16 * 1024 * 1024
 MAX_FTS_BODY = 100_000
-PARALLEL_MIN = 400  # new messages in one folder before parsing moves to worker processes
 FREEMAIL = frozenset({
     "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
     "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "proton.me",
@@ -71,46 +66,6 @@ def _naive_utc(dt: Any) -> datetime | None:
     if dt.tzinfo is not None:
         return dt.astimezone(UTC).replace(tzinfo=None)
     return dt
-
-
-class ParsePool:
-    """Parse on worker processes during big syncs (parsing is most of the CPU time).
-
-    Small syncs (the everyday case) parse inline; a pool of spawned processes
-    (safe beside Qt threads) serves initial syncs and large backlogs.
-    """
-
-    def __init__(self, count: int) -> None:
-        self.executor: ProcessPoolExecutor | None = None
-        workers = min(4, os.cpu_count() or 1)
-        if count >= PARALLEL_MIN and workers > 1:
-            try:
-                self.executor = ProcessPoolExecutor(
-                    max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-            except (OSError, ValueError) as exc:  # e.g. no /dev/shm: parse inline
-                log.info("parsing inline: %s", exc)
-
-    def __enter__(self) -> Callable[[list[bytes]], Callable[[], list[ParsedMessage]]]:
-        return self.submit
-
-    def submit(self, raws: list[bytes]) -> Callable[[], list[ParsedMessage]]:
-        """Start parsing ``raws``; the returned call waits for (or does) the work."""
-        if self.executor is None:
-            return lambda: [parse_message(r) for r in raws]
-        results = self.executor.map(parse_message, raws, chunksize=25)
-
-        def collect() -> list[ParsedMessage]:
-            try:
-                return list(results)
-            except BrokenProcessPool as exc:  # a worker died: parse here instead
-                log.warning("parser worker failed (%s); parsing in the main process", exc)
-                self.executor = None
-                return [parse_message(r) for r in raws]
-        return collect
-
-    def __exit__(self, *exc: object) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -196,21 +151,11 @@ class MailSync:
         uids.sort()
         if uids:
             sizes = self._sizes(client, uids)
-            with ParsePool(len(uids)) as parse:
-                # One batch of look-ahead: while workers parse batch k, fetch batch k+1.
-                pending: tuple[list[int], list[IncomingMessage],
-                               Callable[[], list[ParsedMessage]]] | None
-                pending = None
-                for batch in self._batches(uids, sizes):
-                    fetched = self._fetch(client, batch, sizes)
-                    parsing = parse([m.raw for m in fetched])
-                    if pending is not None:
-                        result.merge(self._store_batch(folder["id"], uidvalidity, role,
-                                                       pending[1], pending[2], max(pending[0])))
-                    pending = (batch, fetched, parsing)
-                if pending is not None:
-                    result.merge(self._store_batch(folder["id"], uidvalidity, role, pending[1],
-                                                   pending[2], max(pending[0])))
+            for batch in self._batches(uids, sizes):
+                fetched = self._fetch(client, batch, sizes)
+                parsed = [parse_message(m.raw) for m in fetched]
+                result.merge(self._store_batch(folder["id"], uidvalidity, role, fetched,
+                                               parsed, max(batch)))
         self._mark_synced(folder["id"], uidnext, modseq)
         return result
 
@@ -275,9 +220,8 @@ class MailSync:
         return "in"
 
     def _store_batch(self, folder_id: int, uidvalidity: int, role: str,
-                     messages: list[IncomingMessage],
-                     parse_done: Callable[[], list[ParsedMessage]], max_uid: int) -> SyncResult:
-        parsed_all = parse_done()
+                     messages: list[IncomingMessage], parsed_all: list[ParsedMessage],
+                     max_uid: int) -> SyncResult:
         result = SyncResult()
         with self.store.begin() as conn:
             cur = raw_cursor(conn)
