@@ -17,7 +17,8 @@ __all__ = ["dovecot", "imap_server", "pymap_server", "smtp_sink"]
 
 def _need(binary: str) -> None:
     if shutil.which(binary) is None:
-        pytest.skip(f"{binary} is not installed")
+        # Never skip: a missing server would silently hide every network test.
+        pytest.fail(f"{binary} is not installed; run 'sh scripts/setup.sh --test'")
 
 
 def _start(kind: str) -> ImapServer:
