@@ -772,6 +772,9 @@ class ServiceMetrics:
                                                          "surveys"))}
             if fresh:
                 self.store.set_meta(SURVEY_CURSOR, str(max(r[0] for r in fresh)), conn)
+            # Only surveyed tickets can hold answers: skip the rest (most new mail).
+            surveyed = {r[0] for r in conn.execute(text("SELECT DISTINCT ticket_id FROM surveys"))}
+            scan &= surveyed
             changed: set[str] = set()
             ids = sorted(scan)
             for i in range(0, len(ids), _CHUNK):

@@ -85,6 +85,13 @@ def dedup_key(msg: ParsedMessage, raw: bytes) -> str:
     return "raw:" + hashlib.sha256(raw).hexdigest()
 
 
+_ORIGINAL_RE = re.compile(r"^(-{2,}\s*(original message|ursprüngliche nachricht|"
+                          r"message d'origine)\s*-{2,})", re.IGNORECASE)
+_WROTE_RE = re.compile(r"^(on|am|le|el|il|op)\b.{0,200}(wrote|schrieb|a écrit|escribió|"
+                       r"scrisse|schreef)\s*:\s*$", re.IGNORECASE)
+_FROM_RE = re.compile(r"^from:\s", re.IGNORECASE)
+
+
 def quoted_stripped(text: str) -> str:
     """Text without quoted earlier mail (for snippets and score detection)."""
     out: list[str] = []
@@ -92,13 +99,11 @@ def quoted_stripped(text: str) -> str:
         s = line.strip()
         if s.startswith(">"):
             continue
-        if re.match(r"^(-{2,}\s*(original message|ursprüngliche nachricht|message d'origine)"
-                    r"\s*-{2,})", s, re.IGNORECASE):
+        if s.startswith("-") and _ORIGINAL_RE.match(s):
             break
-        if re.match(r"^(on|am|le|el|il|op)\b.{0,200}(wrote|schrieb|a écrit|escribió|scrisse|"
-                    r"schreef)\s*:\s*$", s, re.IGNORECASE):
+        if s[:2].lower() in ("on", "am", "le", "el", "il", "op") and _WROTE_RE.match(s):
             break
-        if re.match(r"^from:\s", s, re.IGNORECASE) and out:
+        if out and s[:5].lower() == "from:" and _FROM_RE.match(s):
             break
         out.append(line)
     return "\n".join(out).strip()

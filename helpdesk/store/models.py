@@ -86,7 +86,8 @@ class Message(Base):
     __tablename__ = "messages"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String, unique=True)
-    ticket_id: Mapped[str] = mapped_column(String, ForeignKey("tickets.id"), index=True)
+    # ix_messages_ticket_received (below) serves lookups by ticket too.
+    ticket_id: Mapped[str] = mapped_column(String, ForeignKey("tickets.id"))
     message_id: Mapped[str | None] = mapped_column(String, index=True)
     in_reply_to: Mapped[str | None] = mapped_column(String)
     references: Mapped[str] = mapped_column(Text, default="")

@@ -46,7 +46,6 @@ DDL = [
         auto_kind VARCHAR NOT NULL DEFAULT 'none', text TEXT NOT NULL DEFAULT '', html TEXT,
         attachments TEXT NOT NULL DEFAULT '[]', defects TEXT, size INTEGER NOT NULL DEFAULT 0,
         raw BLOB)""",
-    "CREATE INDEX ix_messages_ticket_id ON messages (ticket_id)",
     "CREATE INDEX ix_messages_message_id ON messages (message_id)",
     "CREATE INDEX ix_messages_ticket_received ON messages (ticket_id, received_at)",
     """CREATE TABLE locations (
