@@ -290,33 +290,28 @@ def upsert_customer(cur: sqlite3.Cursor, address: str, name: str | None) -> None
 def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
     """Recompute each ticket's aggregates from its messages (order-independent)."""
     ids = sorted(set(ticket_ids))
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        params = {f"t{j}": t for j, t in enumerate(chunk)}
-        marks = ", ".join(f":t{j}" for j in range(len(chunk)))
-        rows = conn.execute(text(
-            "SELECT ticket_id, received_at, direction, auto_kind, subject, from_addr, to_addrs, "
-            "substr(text, 1, 2000) AS body, EXISTS (SELECT 1 FROM scores sc WHERE sc.id = "
-            "'mail:' || coalesce(m.message_id, m.dedup_key)) AS scored "
-            f"FROM messages m WHERE ticket_id IN ({marks}) "
-            "ORDER BY ticket_id, received_at, id"), params).mappings().all()
-        by_ticket: dict[str, list[Any]] = {}
-        for r in rows:
-            by_ticket.setdefault(r["ticket_id"], []).append(r)
-        updates = [_aggregate(tid, msgs) for tid, msgs in by_ticket.items()]
-        if updates:
-            conn.execute(text(
+    cur = raw_cursor(conn)
+    cur.row_factory = sqlite3.Row
+    try:
+        for i in range(0, len(ids), 500):
+            # One statement text whatever the chunk size: no per-length statement caching.
+            rows = cur.execute(
+                "SELECT ticket_id, received_at, direction, auto_kind, subject, from_addr, "
+                "to_addrs, substr(text, 1, 2000) AS body, EXISTS (SELECT 1 FROM scores sc "
+                "WHERE sc.id = 'mail:' || coalesce(m.message_id, m.dedup_key)) AS scored "
+                "FROM messages m WHERE ticket_id IN (SELECT value FROM json_each(?)) "
+                "ORDER BY ticket_id, received_at, id", (json.dumps(ids[i:i + 500]),)).fetchall()
+            by_ticket: dict[str, list[Any]] = {}
+            for r in rows:
+                by_ticket.setdefault(r["ticket_id"], []).append(r)
+            updates = [_aggregate(tid, msgs) for tid, msgs in by_ticket.items()]
+            cur.executemany(
                 "UPDATE tickets SET subject = :subject, customer_email = :customer, "
                 "created_at = :created, updated_at = :updated, message_count = :count, "
                 "snippet = :snippet, waiting_since = :waiting, first_in_at = :first_in, "
-                "last_in_at = :last_in, "
-                "first_out_at = :first_out WHERE id = :id"), updates)
-
-
-def _parse_dt(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
+                "last_in_at = :last_in, first_out_at = :first_out WHERE id = :id", updates)
+    finally:
+        cur.close()
 
 
 def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
