@@ -40,10 +40,9 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,9 @@ for _p in (str(ROOT), str(TESTS)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+import benchlib  # noqa: E402
 import imapclient  # noqa: E402
+from benchlib import progress  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from helpdesk.desk import Desk  # noqa: E402
@@ -69,10 +70,6 @@ RESYNC_TRIALS = 7
 TARGET_RESYNC_MS = 50.0
 TARGET_RSS_MB = 250.0
 TARGET_PUSH_S = 1.0
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def fmt_s(seconds: float) -> str:
@@ -544,25 +541,12 @@ def _versions() -> str:
             f"{first_line(['mbsync', '--version'])}, {os.cpu_count()} CPUs")
 
 
-@contextlib.contextmanager
-def workspace(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="helpdesk-bench-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            progress(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+def workspace(keep: bool) -> contextlib.AbstractContextManager[Path]:
+    return benchlib.workspace(keep, "helpdesk-bench-")
 
 
 def timed(label: str, fn: Callable[[], Any]) -> tuple[float, Any]:
-    progress(f"{label} ...")
-    t0 = time.perf_counter()
-    value = fn()
-    elapsed = time.perf_counter() - t0
-    progress(f"{label}: {fmt_s(elapsed)}")
-    return elapsed, value
+    return benchlib.timed(label, fn, fmt_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,15 +44,13 @@ import pstats
 import queue
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,7 +62,9 @@ for _p in (str(ROOT), str(TESTS)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+import benchlib  # noqa: E402
 import imapclient  # noqa: E402
+from benchlib import progress  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from helpdesk.desk import Desk  # noqa: E402
@@ -80,10 +80,6 @@ TARGET_SEEN_S = 1.0
 TARGET_EVENTS_PER_S = 10_000.0  # 100,000 events in < 10 s
 SETTLE_COMMANDS = 2  # NOOP + UID SEARCH
 TARGET_CLAIM_RTTS = 2 + SETTLE_COMMANDS
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def ms(seconds: float) -> str:
@@ -769,25 +765,12 @@ def _versions() -> str:
             f"dovecot {dv}, {os.cpu_count()} CPUs")
 
 
-@contextlib.contextmanager
-def workspace(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="helpdesk-teambench-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            progress(f"kept {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+def workspace(keep: bool) -> contextlib.AbstractContextManager[Path]:
+    return benchlib.workspace(keep, "helpdesk-teambench-")
 
 
 def timed(label: str, fn: Callable[[], Any]) -> tuple[float, Any]:
-    progress(f"{label} ...")
-    t0 = time.perf_counter()
-    value = fn()
-    elapsed = time.perf_counter() - t0
-    progress(f"{label}: {ms(elapsed)}")
-    return elapsed, value
+    return benchlib.timed(label, fn, ms)
 
 
 def command_listing(cmds: list[Cmd]) -> str:
