@@ -250,7 +250,8 @@ def test_agents_in_separate_processes_race(kind: str, request: pytest.FixtureReq
     go = tmp_path / "go"
     script = ("import sys, os, pathlib, time\n"
               "go = pathlib.Path(sys.argv[1])\n"
-              "while not go.exists(): time.sleep(0.001)\n"
+              "deadline = time.monotonic() + 60\n"
+              "while not go.exists() and time.monotonic() < deadline: time.sleep(0.001)\n"
               "from helpdesk.cli import main\n"
               "sys.exit(main(sys.argv[2:]))\n")
     procs = []

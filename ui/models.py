@@ -37,6 +37,14 @@ RowsFetch = Callable[[list[str], Callable[[dict[str, Row]], None], Callable[[str
 _ROOT = QModelIndex()
 
 
+
+def flat_item_flags(index: Index) -> Qt.ItemFlag:
+    """Flags of a selectable row in a flat (list or table) model."""
+    if not index.isValid():
+        return Qt.ItemFlag.NoItemFlags
+    return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | \
+        Qt.ItemFlag.ItemNeverHasChildren
+
 class Col(IntEnum):
     CUSTOMER = 0
     SUBJECT = 1
@@ -204,10 +212,7 @@ class TicketModel(QAbstractTableModel):
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | \
-            Qt.ItemFlag.ItemNeverHasChildren
+        return flat_item_flags(index)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._ids):
@@ -309,10 +314,7 @@ class ViewsModel(QAbstractListModel):
         return 0 if parent.isValid() else len(VIEWS)
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | \
-            Qt.ItemFlag.ItemNeverHasChildren
+        return flat_item_flags(index)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(VIEWS):
