@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         from ui.app import run_gui
-        return run_gui(args)
+        return int(run_gui(args))
     desk: Desk | None = None
     try:
         profile = _profile_for(args)

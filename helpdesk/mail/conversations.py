@@ -28,7 +28,8 @@ _PREFIX_RE = re.compile(
 
 def ticket_id_for_key(key: str) -> str:
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-    return base64.b32encode(digest).decode("ascii")[:8].lower()
+    # Base32 maps each 5 bytes to 8 characters: the first 5 bytes give the id.
+    return base64.b32encode(digest[:5]).decode("ascii").lower()
 
 
 def subject_token(subject: str) -> str | None:

@@ -27,10 +27,13 @@ from email.policy import compat32
 from html.parser import HTMLParser
 from typing import Any
 
+from helpdesk.mail.fastmime import ParsedPart, fast_tree
+
 _ID_RE = re.compile(r"<([^<>]+)>")
 _WS_RE = re.compile(r"\s+")
 _CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")  # raw 8-bit bytes, surrogate-escaped
 MAX_HEADER_CHARS = 4000
 
 # Charsets whose labels commonly lie: decode with the superset browsers use.
@@ -130,7 +133,7 @@ def _raw_header_to_str(value: Any) -> str:
         except Exception:
             value = value.encode()
     text = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if _SURROGATE_RE.search(text):
         raw = text.encode("ascii", "surrogateescape")
         try:
             text = raw.decode("utf-8")
@@ -168,15 +171,44 @@ def decode_header_value(value: Any, defects: list[str] | None = None) -> str:
     return text.strip()
 
 
+# Plain mailboxes: 'a@b', 'Name <a@b>', '"Name, Jr." <a@b>' (no comments, no groups, no
+# escapes, no routes). For these, getaddresses' answer is known without its tokenizer.
+_ADDR = r"[A-Za-z0-9_%+'-]+(?:\.[A-Za-z0-9_%+'-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_BARE_MAILBOX = re.compile(rf"[ \t]*({_ADDR})[ \t]*")
+_NAMED_MAILBOX = re.compile(
+    r'[ \t]*(?:"([^"\\\r\n]*)"[ \t]*'  # a quoted name, or words each ended by blanks or '<'
+    r'|((?:[^\s()<>@,:;"\[\]\\]+(?:[ \t]+|(?=<)))*))'
+    rf"<({_ADDR})>[ \t]*")
+
+
+def _simple_addresses(raw: str) -> list[tuple[str, str]] | None:
+    """``email.utils.getaddresses([raw])`` for plain mailbox lists, else None."""
+    pieces = [raw] if '"' in raw else raw.split(",")
+    out: list[tuple[str, str]] = []
+    for piece in pieces:
+        m = _BARE_MAILBOX.fullmatch(piece)
+        if m:
+            out.append(("", m.group(1)))
+            continue
+        m = _NAMED_MAILBOX.fullmatch(piece)
+        if m is None:
+            return None
+        name = m.group(1) if m.group(1) is not None else " ".join(m.group(2).split())
+        out.append((name, m.group(3)))
+    return out
+
+
 def parse_addresses(value: Any, defects: list[str] | None = None) -> list[tuple[str, str]]:
     """(display name, lower-cased address) pairs; entries without an address are dropped."""
     if value is None:
         return []
     raw = _FOLD_RE.sub(" ", _raw_header_to_str(value))[:MAX_HEADER_CHARS]
-    try:
-        pairs = email.utils.getaddresses([raw])
-    except Exception:
-        pairs = []
+    pairs = _simple_addresses(raw)
+    if pairs is None:
+        try:
+            pairs = email.utils.getaddresses([raw])
+        except Exception:
+            pairs = []
     out: list[tuple[str, str]] = []
     for name, addr in pairs:
         addr = _CTRL_RE.sub("", addr).strip().strip("<>").lower()
@@ -271,7 +303,8 @@ def html_to_text(markup: str) -> str:
 
 # --- classification ------------------------------------------------------------
 
-def classify_auto(msg: Message, from_addr: str | None) -> str:
+def classify_auto(msg: Message, from_addr: str | None,
+                  headers: _RawHeaders | None = None) -> str:
     """'bounce', 'auto-reply', 'list' or 'none' (so machines are not counted as customers)."""
     ctype = (msg.get_content_type() or "").lower()
     local = (from_addr or "").split("@")[0]
@@ -280,12 +313,13 @@ def classify_auto(msg: Message, from_addr: str | None) -> str:
     for part in msg.walk():
         if part.get_content_type() in ("message/delivery-status", "message/feedback-report"):
             return "bounce"
-    auto_submitted = str(msg.get("Auto-Submitted", "")).strip().lower()
-    precedence = str(msg.get("Precedence", "")).strip().lower()
-    if (auto_submitted and auto_submitted != "no") or msg.get("X-Autoreply") \
-            or msg.get("X-Autorespond") or precedence == "auto_reply":
+    h = headers or _RawHeaders(msg, [])
+    auto_submitted = str(h.get("Auto-Submitted") or "").strip().lower()
+    precedence = str(h.get("Precedence") or "").strip().lower()
+    if (auto_submitted and auto_submitted != "no") or h.get("X-Autoreply") \
+            or h.get("X-Autorespond") or precedence == "auto_reply":
         return "auto-reply"
-    if msg.get("List-Id") or msg.get("List-Unsubscribe") or precedence in ("list", "bulk", "junk"):
+    if h.get("List-Id") or h.get("List-Unsubscribe") or precedence in ("list", "bulk", "junk"):
         return "list"
     return "none"
 
@@ -326,11 +360,32 @@ def _filename(part: Message, defects: list[str]) -> str | None:
     return decode_header_value(name, defects) or None
 
 
-Leaf = tuple[str, Message, str, str | None, bytes]
+Leaf = tuple[str, Message, str, str | None]
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _decoded(part: Message) -> bytes:
+    """The part's body with its transfer encoding undone (raw text if that fails)."""
+    payload = _safe(lambda: part.get_payload(decode=True), None)
+    if isinstance(payload, bytes):
+        return payload
+    raw_payload = _safe(part.get_payload, "")
+    return raw_payload.encode("utf-8", "surrogateescape") if isinstance(raw_payload, str) else b""
+
+
+def _decoded_size(part: Message) -> int:
+    """``len(_decoded(part))``, without decoding well-formed base64 (attachment sizes)."""
+    payload = getattr(part, "_payload", None)  # the body as parsed, undecoded
+    if isinstance(payload, str) and \
+            str(part.get("content-transfer-encoding", "")).lower() == "base64":
+        encoded = payload.replace("\r\n", "").replace("\n", "")
+        if len(encoded) % 4 == 0 and _BASE64.fullmatch(encoded):
+            return len(encoded) // 4 * 3 - (len(encoded) - len(encoded.rstrip("=")))
+    return len(_decoded(part))
 
 
 def _leaf_kinds(msg: Message, defects: list[str]) -> Iterator[Leaf]:
-    """Yield (kind, part, content type, filename, decoded payload) for every leaf.
+    """Yield (kind, part, content type, filename) for every leaf worth keeping.
 
     kind is 'text', 'html', 'embedded' (headers of forwarded/bounced mail) or
     'attachment'; attachments come in the order that numbers them.
@@ -339,42 +394,38 @@ def _leaf_kinds(msg: Message, defects: list[str]) -> Iterator[Leaf]:
         ctype = (_safe(part.get_content_type, "text/plain") or "text/plain").lower()
         disposition = (_safe(part.get_content_disposition, None) or "").lower()
         filename = _filename(part, defects)
-        payload = _safe(lambda p=part: p.get_payload(decode=True), None)
-        if payload is None:
-            raw_payload = _safe(part.get_payload, "")
-            payload = raw_payload.encode("utf-8", "surrogateescape") \
-                if isinstance(raw_payload, str) else b""
         is_attachment = disposition == "attachment" or (
             filename is not None and not ctype.startswith("text/"))
         if ctype in ("text/plain", "text/html") and not is_attachment:
-            yield ("html" if ctype == "text/html" else "text"), part, ctype, filename, payload
+            yield ("html" if ctype == "text/html" else "text"), part, ctype, filename
         elif ctype.startswith("multipart/"):
             # A multipart whose boundary is missing or never used: its body is the text.
-            yield "text", part, ctype, filename, payload
+            yield "text", part, ctype, filename
         elif ctype.startswith("text/") and filename is None and disposition != "attachment":
             continue  # an unnamed alternative rendering (text/calendar, text/enriched)
         elif ctype == "text/rfc822-headers" or ctype.startswith("message/"):
-            yield "embedded", part, ctype, filename, payload
-        elif payload or filename:
-            yield "attachment", part, ctype, filename, payload
+            yield "embedded", part, ctype, filename
+        elif filename or _decoded_size(part):
+            yield "attachment", part, ctype, filename
 
 
 def _parse_body(msg: Message, parsed: ParsedMessage, defects: list[str]) -> None:
     texts: list[str] = []
     htmls: list[str] = []
     index = 0
-    for kind, part, ctype, filename, payload in _leaf_kinds(msg, defects):
+    for kind, part, ctype, filename in _leaf_kinds(msg, defects):
         if kind in ("text", "html"):
-            decoded = decode_bytes(payload, _safe(part.get_content_charset, None), defects)
+            decoded = decode_bytes(_decoded(part), _safe(part.get_content_charset, None),
+                                   defects)
             (htmls if kind == "html" else texts).append(decoded)
         elif kind == "embedded":
-            texts.append(decode_bytes(payload, "utf-8"))
+            texts.append(decode_bytes(_decoded(part), "utf-8"))
         else:
             disposition = (_safe(part.get_content_disposition, None) or "").lower()
             cid = parse_ids(part.get("Content-ID"))
             parsed.attachments.append(Attachment(
                 index=index, filename=filename or f"part-{index + 1}.{ctype.split('/')[-1][:8]}",
-                content_type=ctype, size=len(payload), content_id=cid[0] if cid else None,
+                content_type=ctype, size=_decoded_size(part), content_id=cid[0] if cid else None,
                 inline=disposition == "inline" or (not disposition and bool(cid))))
             index += 1
     parsed.text = "\n\n".join(t.strip("\r\n") for t in texts if t.strip())
@@ -384,12 +435,17 @@ def _parse_body(msg: Message, parsed: ParsedMessage, defects: list[str]) -> None
     parsed.text = parsed.text.replace("\r\n", "\n").replace("\x00", "")
 
 
+def _message_tree(raw: bytes) -> Message:
+    """The compat32 tree: built fast for well-formed mail, by the stdlib otherwise."""
+    return fast_tree(raw) or email.message_from_bytes(raw, ParsedPart, policy=compat32)
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
     """Parse ``raw`` (RFC 5322 bytes). Never raises; see module docstring."""
     defects: list[str] = []
     parsed = ParsedMessage()
     try:
-        msg = email.message_from_bytes(raw, policy=compat32)
+        msg = _message_tree(raw)
     except Exception as exc:  # pragma: no cover - compat32 parser is very tolerant
         parsed.defects = [f"unparseable message ({type(exc).__name__})"]
         parsed.text = decode_bytes(raw, None)
@@ -455,15 +511,15 @@ def _fill(msg: Message, parsed: ParsedMessage, defects: list[str]) -> None:
     for key in ("Auto-Submitted", "Precedence", "List-Id", "X-Autoreply"):
         if h.get(key) is not None:
             parsed.headers[key] = decode_header_value(h.get(key))
-    parsed.auto_kind = classify_auto(msg, parsed.from_addr)
+    parsed.auto_kind = classify_auto(msg, parsed.from_addr, h)
     _parse_body(msg, parsed, defects)
 
 
 def extract_attachment(raw: bytes, index: int) -> tuple[str, str, bytes] | None:
     """(filename, content type, bytes) of attachment ``index`` as numbered by the parser."""
-    msg = email.message_from_bytes(raw, policy=compat32)
+    msg = _message_tree(raw)
     attachments = [leaf for leaf in _leaf_kinds(msg, []) if leaf[0] == "attachment"]
     if not 0 <= index < len(attachments):
         return None
-    _kind, _part, ctype, filename, payload = attachments[index]
-    return filename or f"part-{index + 1}", ctype, payload
+    _kind, part, ctype, filename = attachments[index]
+    return filename or f"part-{index + 1}", ctype, _decoded(part)
