@@ -173,3 +173,13 @@ def test_simple_addresses_agree_with_getaddresses() -> None:
             fast += 1
             assert got == email.utils.getaddresses([header]), header
     assert fast > 300
+
+
+@pytest.mark.parametrize("body", ["QUJD", "QUI=", "QQ==", "QQ=\r\n=", "QQ\r\n==\r\n", "QQ=A",
+                                  "Q Q==", "QQ==\r\nQQ==", "QQ", "====", "QUJD\r\nRA==\r\n",
+                                  "QU*D", "", "\r\n", "QUJ\u00e9"])
+def test_attachment_size_of_odd_base64(body: str) -> None:
+    part = Message()
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(body.encode("utf-8").decode("ascii", "surrogateescape"))
+    assert parse._decoded_size(part) == len(parse._decoded(part))

@@ -25,6 +25,7 @@ from typing import Any
 
 _HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # feedparser's headerRE, name part
 _PLAIN_CTE = ("7bit", "8bit", "binary")
+_BARE_CR = re.compile(rb"\r(?!\n)")  # a line end only to the stdlib
 MAX_DEPTH = 20
 
 
@@ -37,6 +38,7 @@ class ParsedPart(Message):
     """
 
     _params: dict[str, Any]
+    _param: dict[tuple[str, str, bool], Any]
     _ctype: str
 
     def get_content_type(self) -> str:
@@ -45,6 +47,18 @@ class ParsedPart(Message):
         except AttributeError:
             self._ctype = super().get_content_type()
             return self._ctype
+
+    def get_param(self, param: str, failobj: Any = None,
+                  header: str = "content-type", unquote: bool = True) -> Any:
+        try:
+            cache = self._param
+        except AttributeError:
+            cache = self._param = {}
+        key = (param.lower(), header.lower(), unquote)
+        if key not in cache:
+            cache[key] = super().get_param(param, _MISSING, header, unquote)
+        found = cache[key]
+        return failobj if found is _MISSING else found
 
     def _get_params_preserve(self, failobj: Any, header: str) -> Any:
         try:
@@ -67,7 +81,7 @@ class _Decline(Exception):
 
 def fast_tree(raw: bytes) -> Message | None:
     """The stdlib ``compat32`` tree of ``raw``, or None to say "use the stdlib parser"."""
-    if not raw or raw.startswith(b"From ") or raw.count(b"\r") != raw.count(b"\r\n"):
+    if not raw or raw.startswith(b"From ") or _BARE_CR.search(raw):
         return None
     text = raw.decode("ascii", "surrogateescape")
     try:

@@ -176,6 +176,26 @@ def fetch_bodies(client: imapclient.IMAPClient, uids: str, section: str = "TEXT"
     return out
 
 
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+
+
+def fetch_sizes(client: imapclient.IMAPClient, uids: str) -> dict[int, int]:
+    """RFC822.SIZE by UID for a UID set (the lean reader, as for bodies)."""
+    typ, data = client._imap.uid("FETCH", uids, "(RFC822.SIZE)")
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(f"UID FETCH failed: {data!r}")
+    sizes: dict[int, int] = {}
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        uid = _UID.search(line)
+        size = _SIZE.search(line)
+        if uid and size:  # else an unsolicited FETCH (flag change), not ours
+            sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
+
+
 def uid_set(uids: list[int]) -> str:
     """A compact IMAP UID set ("3:7,9") for sorted ``uids``."""
     parts: list[str] = []

@@ -361,7 +361,7 @@ def _filename(part: Message, defects: list[str]) -> str | None:
 
 
 Leaf = tuple[str, Message, str, str | None]
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\r\n"
 
 
 def _decoded(part: Message) -> bytes:
@@ -374,13 +374,20 @@ def _decoded(part: Message) -> bytes:
 
 
 def _decoded_size(part: Message) -> int:
-    """``len(_decoded(part))``, without decoding well-formed base64 (attachment sizes)."""
+    """``len(_decoded(part))``, without decoding well-formed base64 (attachment sizes).
+
+    Well formed, as the stdlib decoder checks it: only the base64 alphabet once line
+    ends are removed, a length that is a multiple of 4, and at most two ``=`` at the end.
+    """
     payload = getattr(part, "_payload", None)  # the body as parsed, undecoded
     if isinstance(payload, str) and \
             str(part.get("content-transfer-encoding", "")).lower() == "base64":
-        encoded = payload.replace("\r\n", "").replace("\n", "")
-        if len(encoded) % 4 == 0 and _BASE64.fullmatch(encoded):
-            return len(encoded) // 4 * 3 - (len(encoded) - len(encoded.rstrip("=")))
+        data = payload.encode("ascii", "surrogateescape")
+        padding = len(data.translate(None, _BASE64_ALPHABET))
+        length = len(data) - data.count(b"\n") - data.count(b"\r")
+        if padding == data.count(b"=") and padding <= 2 and length % 4 == 0 and \
+                data[len(data.rstrip(b"\r\n=")):].count(b"=") == padding:
+            return length // 4 * 3 - padding
     return len(_decoded(part))
 
 

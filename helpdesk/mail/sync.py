@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +32,7 @@ from sqlalchemy import Connection, text
 
 from helpdesk.config import Profile
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
-from helpdesk.mail.imap import examine, fetch_bodies, uid_set
+from helpdesk.mail.imap import examine, fetch_bodies, fetch_sizes, uid_set
 from helpdesk.mail.parse import ParsedMessage, parse_message
 from helpdesk.store import Store
 from helpdesk.store.engine import db_time, raw_cursor
@@ -151,8 +152,7 @@ class MailSync:
         uids.sort()
         if uids:
             sizes = self._sizes(client, uids)
-            for batch in self._batches(uids, sizes):
-                fetched = self._fetch(client, batch, sizes)
+            for batch, fetched in self._prefetched(client, self._batches(uids, sizes), sizes):
                 parsed = [parse_message(m.raw) for m in fetched]
                 result.merge(self._store_batch(folder["id"], uidvalidity, role, fetched,
                                                parsed, max(batch)))
@@ -168,9 +168,7 @@ class MailSync:
     def _sizes(self, client: imapclient.IMAPClient, uids: Sequence[int]) -> dict[int, int]:
         sizes: dict[int, int] = {}
         for i in range(0, len(uids), 5000):
-            chunk = list(uids[i:i + 5000])
-            for uid, data in client.fetch(chunk, ["RFC822.SIZE"]).items():
-                sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
+            sizes.update(fetch_sizes(client, uid_set(list(uids[i:i + 5000]))))
         return sizes
 
     def _batches(self, uids: Sequence[int], sizes: dict[int, int]) -> Iterable[list[int]]:
@@ -186,6 +184,31 @@ class MailSync:
             total += size
         if batch:
             yield batch
+
+    def _prefetched(self, client: imapclient.IMAPClient, batches: Iterable[list[int]],
+                    sizes: dict[int, int]) -> Iterator[tuple[list[int], list[IncomingMessage]]]:
+        """(batch, its messages), fetching the next batch while the caller stores this one.
+
+        The server prepares the next answer and the socket fills while we parse: one
+        helper thread, and the connection is only ever used by one thread at a time.
+        """
+        pending = iter(batches)
+        with ThreadPoolExecutor(1, thread_name_prefix="imap-prefetch") as pool:
+            batch = next(pending, None)
+            future = pool.submit(self._fetch, client, batch, sizes) if batch else None
+            while batch is not None and future is not None:
+                fetched = future.result()
+                following = next(pending, None)
+                future = pool.submit(self._fetch, client, following, sizes) \
+                    if following else None
+                try:
+                    yield batch, fetched
+                except BaseException:
+                    if future is not None:
+                        future.cancel()
+                        wait([future])  # the connection is free again before we go on
+                    raise
+                batch = following
 
     def _fetch(self, client: imapclient.IMAPClient, uids: list[int],
                sizes: dict[int, int]) -> list[IncomingMessage]:
