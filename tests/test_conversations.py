@@ -62,3 +62,17 @@ def test_quoted_text_is_stripped() -> None:
     assert quoted_stripped(text) == "Thanks, works now!"
     outlook = "9\n\n-----Original Message-----\nFrom: us\nSubject: survey"
     assert quoted_stripped(outlook) == "9"
+
+
+def test_snippet_early_stop_matches_the_whole_text() -> None:
+    import random
+    import re
+
+    from helpdesk.mail.conversations import quoted_stripped, snippet
+
+    rng = random.Random(1)
+    pieces = ["a", " ", "\n", "> quoted\n", "On Monday Jo wrote:\n", "word  \t", "x" * 30]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(400)))
+        whole = re.sub(r"\s+", " ", quoted_stripped(text))[:140].strip()
+        assert snippet(text) == whole

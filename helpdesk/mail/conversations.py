@@ -93,9 +93,13 @@ _WROTE_RE = re.compile(r"^(on|am|le|el|il|op)\b.{0,200}(wrote|schrieb|a écrit|e
 _FROM_RE = re.compile(r"^from:\s", re.IGNORECASE)
 
 
-def quoted_stripped(text: str) -> str:
-    """Text without quoted earlier mail (for snippets and score detection)."""
+def quoted_stripped(text: str, enough: int | None = None) -> str:
+    """Text without quoted earlier mail (for snippets and score detection).
+
+    With ``enough``, stops once that many characters are kept (a snippet needs few).
+    """
     out: list[str] = []
+    kept = 0
     for line in text.splitlines():
         s = line.strip()
         if s.startswith(">"):
@@ -107,8 +111,17 @@ def quoted_stripped(text: str) -> str:
         if out and s[:5].lower() == "from:" and _FROM_RE.match(s):
             break
         out.append(line)
+        kept += len(s)
+        if enough is not None and kept > enough:
+            break
     return "\n".join(out).strip()
 
 
+_SPACES_RE = re.compile(r"\s+")
+
+
 def snippet(text: str, length: int = 140) -> str:
-    return re.sub(r"\s+", " ", quoted_stripped(text))[:length].strip()
+    short = _SPACES_RE.sub(" ", quoted_stripped(text, enough=length))
+    if len(short) <= length:  # blank-heavy lines: the early stop may have kept too little
+        short = _SPACES_RE.sub(" ", quoted_stripped(text))
+    return short[:length].strip()
