@@ -114,3 +114,42 @@ def test_missing_fields_are_asked_for(qtbot: QtBot, dialog: SetupDialog) -> None
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     assert "Enter your name" in dialog.result.text()
     assert not dialog.path.exists()
+
+
+def test_smtp_is_tested_too(qtbot: QtBot, dialog: SetupDialog, dovecot: Any,
+                            smtp_sink: Any) -> None:
+    from servers import free_port
+
+    _fill(dialog, dovecot, dovecot.users["agent-a"])
+    dialog.smtp.set_security("plain")
+    dialog.smtp.host.setText(smtp_sink.host)
+    dialog.smtp.port.setValue(smtp_sink.port)
+    ok, message = _test(qtbot, dialog)
+    assert ok, message
+    assert message.startswith("Connected to 127.0.0.1 as agent-a")
+    assert f"Outgoing mail (SMTP): Connected to {smtp_sink.host} (no login)." in message
+    assert smtp_sink.messages == []  # a check sends nothing
+    # Nothing listening on the SMTP port: IMAP is fine, SMTP is named as the problem.
+    dialog.smtp.port.setValue(free_port())
+    ok, message = _test(qtbot, dialog)
+    assert not ok
+    assert message.startswith("Incoming mail works") and "Outgoing mail (SMTP)" in message
+    assert "refused the connection" in message
+
+
+def test_smtp_wrong_password_is_named(qtbot: QtBot, dialog: SetupDialog, dovecot: Any) -> None:
+    from servers import start_smtp_sink
+
+    with start_smtp_sink(require_auth={"support": "right"}) as sink:
+        _fill(dialog, dovecot, dovecot.users["agent-a"])
+        dialog.smtp.set_security("plain")
+        dialog.smtp.host.setText(sink.host)
+        dialog.smtp.port.setValue(sink.port)
+        dialog.smtp.username.setText("support")
+        dialog.smtp.password.setText("wrong")
+        ok, message = _test(qtbot, dialog)
+        assert not ok and "rejected the SMTP login for 'support'" in message
+        assert "wrong" not in message.replace("rejected", "")
+        dialog.smtp.password.setText("right")
+        ok, message = _test(qtbot, dialog)
+        assert ok and "Outgoing mail (SMTP): Connected to" in message and "as support" in message

@@ -39,7 +39,7 @@ from helpdesk.config import (
     load_profile,
     set_password,
 )
-from helpdesk.errors import HelpdeskError
+from helpdesk.errors import HelpdeskError, MailError
 from ui import style
 from ui.style import C
 from ui.tasks import BackgroundCall
@@ -266,32 +266,44 @@ class SetupDialog(QDialog):
     # --- test -----------------------------------------------------------------------
 
     def test_connection(self) -> None:
+        """Check IMAP (login, folders), then SMTP if a server is given, off the main thread."""
+        from helpdesk.mail import smtp as smtp_mail
         from helpdesk.mail.imap import check_connection
 
         if not self.imap.host.text().strip() or not self.imap.username.text().strip():
             self._show_result(False, "Enter the IMAP server and user name first.")
             return
         settings = self.imap_settings()
-        password = self.imap.password.text()
+        password: str | None = self.imap.password.text()
         if not password and not settings.password_command:
             self._show_result(False, "Enter the password to test the connection.")
             return
         if settings.password_command:
-            password = None  # type: ignore[assignment]
+            password = None
+        outgoing = self.smtp_settings()
+        smtp_password = self.smtp.password.text() or None
         self.test_button.setEnabled(False)
         self._show_result(None, f"Connecting to {settings.host}:{settings.port}…")
         call = BackgroundCall(self)
         self._calls.append(call)
 
-        def ok(_caps: Any) -> None:
+        def check() -> str:
+            check_connection(settings, password)  # type: ignore[arg-type]
             folders = ", ".join([*settings.folders, *([settings.sent_folder]
                                                      if settings.sent_folder else [])])
-            self._tested(call, True, f"Connected to {settings.host} as {settings.username}. "
-                                     f"Found {folders}.")
+            summary = f"Connected to {settings.host} as {settings.username}. Found {folders}."
+            if not outgoing.host:
+                return summary + " No outgoing (SMTP) server given yet: replies cannot be sent."
+            try:
+                sent = smtp_mail.check_connection(outgoing, smtp_password)
+            except smtp_mail.SendError as exc:
+                raise MailError(f"Incoming mail works ({summary}) Outgoing mail (SMTP): "
+                                f"{exc}") from None
+            return f"{summary} Outgoing mail (SMTP): {sent}"
 
-        call.finished.connect(ok)
+        call.finished.connect(lambda summary: self._tested(call, True, str(summary)))
         call.failed.connect(lambda message: self._tested(call, False, message))
-        call.start(lambda: check_connection(settings, password))
+        call.start(check)
 
     def _tested(self, call: BackgroundCall, ok: bool, message: str) -> None:
         if call in self._calls:

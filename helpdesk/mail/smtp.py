@@ -5,9 +5,12 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from helpdesk.config import SmtpSettings, get_password
+from helpdesk.errors import HelpdeskError
 from helpdesk.mail.imap import tls_context
 
 TIMEOUT = 60.0
@@ -65,25 +68,48 @@ def classify(exc: BaseException, settings: SmtpSettings) -> SendError:
     return SendError(f"Unexpected SMTP error: {type(exc).__name__}.", False)
 
 
+@contextmanager
+def _session(settings: SmtpSettings, password: str | None,
+             timeout: float = TIMEOUT) -> Iterator[smtplib.SMTP]:
+    """A connected, TLS-secured (as configured) and logged-in SMTP session."""
+    if settings.security == "tls":
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout,
+                                              context=tls_context(settings))
+    else:
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
+    with smtp:
+        smtp.ehlo()
+        if settings.security == "starttls":
+            smtp.starttls(context=tls_context(settings))
+            smtp.ehlo()
+        if settings.username:
+            smtp.login(settings.username,
+                       password if password is not None else get_password(settings, "smtp"))
+        yield smtp
+
+
 def send(settings: SmtpSettings, raw: bytes, sender: str, recipients: list[str],
          password: str | None = None) -> None:
     """Submit ``raw`` once; raise :class:`SendError` (classified) on any failure."""
     try:
-        if settings.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=TIMEOUT,
-                                                  context=tls_context(settings))
-        else:
-            smtp = smtplib.SMTP(settings.host, settings.port, timeout=TIMEOUT)
-        with smtp:
-            smtp.ehlo()
-            if settings.security == "starttls":
-                smtp.starttls(context=tls_context(settings))
-                smtp.ehlo()
-            if settings.username:
-                smtp.login(settings.username,
-                           password if password is not None else get_password(settings, "smtp"))
+        with _session(settings, password) as smtp:
             smtp.sendmail(sender, recipients, raw)
     except SendError:
         raise
     except Exception as exc:
         raise classify(exc, settings) from None
+
+
+def check_connection(settings: SmtpSettings, password: str | None = None) -> str:
+    """Connect, secure and log in without sending; a plain summary, or :class:`SendError`."""
+    try:
+        with _session(settings, password, timeout=15) as smtp:
+            smtp.noop()
+    except SendError:
+        raise
+    except HelpdeskError as exc:  # no password available: say so as it is
+        raise SendError(str(exc), True) from None
+    except Exception as exc:
+        raise classify(exc, settings) from None
+    who = f" as {settings.username}" if settings.username else " (no login)"
+    return f"Connected to {settings.host}{who}."
