@@ -433,3 +433,20 @@ def test_quote_fold_leaves_unquoted_text_alone(text: str) -> None:
 
 def test_quote_fold_empty() -> None:
     assert quote_fold("") == []
+
+
+def test_html_quote_cut_finds_the_common_reply_layouts() -> None:
+    from helpdesk.mail.html import html_quote_cut
+
+    outlook_web = ('<div>Done.</div><hr style="display:inline-block;width:98%">'
+                   '<div id="divRplyFwdMsg" dir="ltr"><b>From:</b> Alice</div><div>old</div>')
+    outlook_desktop = ('<p class="MsoNormal">Done.</p><div style="border:none;border-top:solid '
+                       '#E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm"><p><b>From:</b> Alice</p></div>')
+    multiline = "<p>\nline one\n</p>\n\n<blockquote  type=\"cite\">old</blockquote>"
+    for html, marker in ((outlook_web, '<div id="divRplyFwdMsg"'),
+                         (outlook_desktop, '<div style="border:none'),
+                         (multiline, "<blockquote")):
+        cut = html_quote_cut(html)
+        assert cut is not None and html[cut:].startswith(marker), html
+    assert html_quote_cut("<p>plain</p><blockquote>not a cite</blockquote>") is None
+    assert html_quote_cut("<div class=gmail_quote>x") is None  # nothing before it

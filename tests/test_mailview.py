@@ -367,3 +367,47 @@ def test_text_part_shown_when_nothing_of_the_html_survives(view: MailView) -> No
                       "the real text", {})
     assert view.toPlainText() == "the real text"
     assert view.sanitized is None and view.remote_blocked == 1
+
+
+GMAIL_REPLY = (
+    '<div dir="ltr">Thanks, <b>that fixed it</b>.</div><br>'
+    '<div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Mon, 1 Jan 2024, Alice '
+    '&lt;alice@example.com&gt; wrote:<br></div>'
+    '<blockquote class="gmail_quote" style="margin:0 0 0 .8ex">Could you try restarting '
+    'the router?<img src="http://tracker.example/q.gif"></blockquote></div>')
+THUNDERBIRD_REPLY = (
+    "<html><head><style>p { color: red }</style></head><body>\n<p>Sure, done.</p>\n"
+    '<div class="moz-cite-prefix">On 1/1/24 Alice wrote:<br></div>\n'
+    '<blockquote type="cite"><p>Please close my account.</p></blockquote>\n</body></html>')
+
+
+@pytest.mark.parametrize(("html", "new", "old"), [
+    (GMAIL_REPLY, "that fixed it", "restarting the router"),
+    (THUNDERBIRD_REPLY, "Sure, done.", "close my account"),
+])
+def test_html_quotes_are_folded_and_expand_on_click(
+        qtbot: QtBot, view: MailView, html: str, new: str, old: str) -> None:
+    view.show_message(html, "text part", {})
+    assert view.sanitized is not None and view.has_quoted_text
+    text = view.toPlainText()
+    assert new in text and "…show quoted text" in text
+    assert old not in text and "wrote:" not in text
+    with qtbot.assertNotEmitted(view.linkActivated):
+        click_text(qtbot, view, "show quoted text")
+    text = view.toPlainText()
+    assert view.quotes_expanded and old in text and "wrote:" in text
+    assert "…hide quoted text" in text
+    assert "tracker.example" not in " ".join(view.requested_urls)  # still never fetched
+    click_text(qtbot, view, "hide quoted text")
+    assert old not in view.toPlainText()
+
+
+@pytest.mark.parametrize("html", [
+    '<blockquote type="cite">Forwarded, nothing before it</blockquote>',
+    "<style>.x{}</style><div class=\"gmail_quote\">only the quote</div>",
+    "<p>No quote at all</p>",
+])
+def test_html_without_new_text_before_a_quote_is_not_folded(view: MailView, html: str) -> None:
+    view.show_message(html, "", {})
+    assert not view.has_quoted_text
+    assert "show quoted text" not in view.toPlainText()

@@ -26,7 +26,8 @@ from PySide6.QtCore import QByteArray, QUrl, Signal
 from PySide6.QtGui import QImage, QTextDocument
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from helpdesk.mail.html import SanitizedHtml, quote_fold, sanitize
+from helpdesk.mail.html import SanitizedHtml, html_quote_cut, quote_fold, sanitize
+from helpdesk.mail.parse import html_to_text
 
 __all__ = ["MailView"]
 
@@ -99,6 +100,7 @@ class MailView(QTextBrowser):
         self._text = ""
         self._quotes_expanded = False
         self._has_quotes = False
+        self._html_parts: tuple[str, str] | None = None
         self.anchorClicked.connect(self._on_anchor_clicked)
 
     # ------------------------------------------------------------------ display
@@ -132,16 +134,40 @@ class MailView(QTextBrowser):
             if result.html.strip() or not text.strip():
                 self.sanitized = result
                 self.links = list(result.links)
-                self._has_quotes = False
-                self.setHtml(result.html)
+                self._html_parts = self._fold_html(html, allow_remote)
+                self._has_quotes = self._html_parts is not None
+                self._render_html()
                 return
             # Nothing displayable survived (e.g. an HTML part that was all script):
             # the text part is the better view of this message.
         self._render_text()
 
+    @staticmethod
+    def _fold_html(html: str, allow_remote: bool) -> tuple[str, str] | None:
+        """(new part, quoted part), both sanitised, when the HTML quotes earlier mail."""
+        cut = html_quote_cut(html)
+        if cut is None:
+            return None
+        new = sanitize(html[:cut], allow_remote=allow_remote, cid_scheme=_CID_SCHEME).html
+        if not html_to_text(new).strip():
+            return None
+        quoted = sanitize(html[cut:], allow_remote=allow_remote, cid_scheme=_CID_SCHEME).html
+        return new, quoted
+
+    def _render_html(self) -> None:
+        assert self.sanitized is not None
+        if self._html_parts is None:
+            self.setHtml(self.sanitized.html)
+            return
+        new, quoted = self._html_parts
+        label = "…hide quoted text" if self._quotes_expanded else "…show quoted text"
+        toggle = (f'<p><a href="#{TOGGLE_QUOTE}" style="color: {_MUTED}; '
+                  f'text-decoration: none">{label}</a></p>')
+        self.setHtml(new + toggle + (quoted if self._quotes_expanded else ""))
+
     @property
     def has_quoted_text(self) -> bool:
-        """The plain-text body shown has quoted earlier mail (folded or not)."""
+        """The body shown has quoted earlier mail (folded or not)."""
         return self._has_quotes
 
     @property
@@ -149,11 +175,14 @@ class MailView(QTextBrowser):
         return self._quotes_expanded
 
     def set_quotes_expanded(self, expanded: bool) -> None:
-        if self.sanitized is not None or expanded == self._quotes_expanded:
+        if not self._has_quotes or expanded == self._quotes_expanded:
             return
         self._quotes_expanded = expanded
         scroll = self.verticalScrollBar().value()
-        self._render_text()
+        if self.sanitized is not None:
+            self._render_html()
+        else:
+            self._render_text()
         self.verticalScrollBar().setValue(scroll)
 
     def _render_text(self) -> None:

@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 
 import nh3
 
-__all__ = ["SanitizedHtml", "quote_fold", "sanitize"]
+__all__ = ["SanitizedHtml", "html_quote_cut", "quote_fold", "sanitize"]
 
 
 @dataclass
@@ -630,3 +630,61 @@ def quote_fold(text: str) -> list[tuple[str, bool]]:
         else:
             segments.append((line, flag))
     return segments
+
+
+# Where mail programs put the earlier mail in an HTML reply: Gmail, Thunderbird
+# (attribution div, then the cite blockquote), Apple Mail, Outlook (web and desktop),
+# Yahoo. Matched on the raw HTML, before sanitising drops class and id attributes.
+_QUOTE_CLASSES = frozenset({"gmail_quote", "gmail_quote_container", "moz-cite-prefix",
+                            "yahoo_quoted", "protonmail_quote"})
+_QUOTE_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "mail-editor-reference-message-container"})
+_OUTLOOK_SEPARATOR_RE = re.compile(r"border-top\s*:\s*solid\s+#e1e1e1", re.IGNORECASE)
+
+
+class _QuoteFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: tuple[int, int] | None = None
+        self.text_before = False
+        self.hidden = 0  # inside <style>, <script>, <title>: not text anyone sees
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("style", "script", "title"):
+            self.hidden += 1
+        if self.found is not None:
+            return
+        values = {name: (value or "") for name, value in attrs}
+        classes = set(values.get("class", "").lower().split())
+        if (classes & _QUOTE_CLASSES or values.get("id", "").lower() in _QUOTE_IDS
+                or (tag == "blockquote" and values.get("type", "").lower() == "cite")
+                or (tag == "div" and _OUTLOOK_SEPARATOR_RE.search(values.get("style", "")))):
+            self.found = self.getpos()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script", "title"):
+            self.hidden = max(0, self.hidden - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self.found is None and not self.hidden and data.strip():
+            self.text_before = True
+
+
+def html_quote_cut(html: str) -> int | None:
+    """Offset in ``html`` where quoted earlier mail starts, if there is new text before it.
+
+    The part before the offset is the new message (a sanitiser closes its open tags);
+    None when no known quote container is found or nothing precedes it.
+    """
+    finder = _QuoteFinder()
+    try:
+        finder.feed(html)
+        finder.close()
+    except Exception:  # pathological markup: show it unfolded
+        return None
+    if finder.found is None or not finder.text_before:
+        return None
+    line, column = finder.found
+    offset = 0
+    for _ in range(line - 1):
+        offset = html.index("\n", offset) + 1
+    return offset + column
