@@ -247,10 +247,14 @@ class Desk:
                              **kw)
 
     def ticket_ids(self, view: str = "open", search: str = "", limit: int | None = None,
-                   **kw: Any) -> list[str]:
-        """Ticket ids of a view, filtered and sorted in SQL (``limit``: first page only)."""
+                   cancelled: Callable[[], bool] | None = None, **kw: Any) -> list[str]:
+        """Ticket ids of a view, filtered and sorted in SQL (``limit``: first page only).
+
+        With ``cancelled``, raises :class:`helpdesk.store.queries.QueryCancelled` once it
+        answers True (checked while the query runs).
+        """
         with self.store.read() as conn:
-            return q.ticket_ids(conn, self.ticket_query(view, search, **kw), limit)
+            return q.ticket_ids(conn, self.ticket_query(view, search, **kw), limit, cancelled)
 
     def ticket_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         with self.store.read() as conn:

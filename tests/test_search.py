@@ -157,3 +157,22 @@ def test_a_ticket_is_found_by_any_of_its_messages_once(conn: Connection) -> None
     assert set(ids) == expected
     assert queries.ticket_ids(conn, TicketQuery(view="all", search="nothingatall",
                                                 now=NOW)) == []
+
+
+@pytest.mark.parametrize(("search", "limit"), [("", None), ("common", None), ("common", 20)])
+def test_a_superseded_list_read_stops_and_the_connection_stays_usable(
+        conn: Connection, search: str, limit: int | None) -> None:
+    q = TicketQuery(view="all", search=search, now=NOW)
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return True
+
+    with pytest.raises(queries.QueryCancelled):
+        queries.ticket_ids(conn, q, limit, cancelled=cancelled)
+    assert asked  # asked while the query ran, not before it
+    # Not cancelled: the same answer as without the hook, and nothing left installed.
+    assert queries.ticket_ids(conn, q, limit, cancelled=lambda: False) == \
+        queries.ticket_ids(conn, q, limit)
+    assert conn.execute(text("SELECT count(*) FROM tickets")).scalar() == N_TICKETS

@@ -9,6 +9,7 @@ query and refresh the counts, debounced so a burst of changes costs one query.
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from helpdesk.desk import Changes
 from helpdesk.mail.push import LoopStatus
+from helpdesk.store.queries import QueryCancelled
 from ui import format as fmt
 from ui import style
 from ui.banner import MessageBar
@@ -63,6 +65,9 @@ class MainWindow(QMainWindow, WindowMenus):
         self._retry_at = 0.0
         self._list_busy = False
         self._list_again = False
+        # Set to stop the full-list read running for a query that typing has replaced.
+        self._full_read_cancel: threading.Event | None = None
+        self._full_read_query: tuple[Any, ...] | None = None
         self._first_list = True
         self._paged = _accepts_limit(self.desk)
         self._board: QWidget | None = None
@@ -186,34 +191,53 @@ class MainWindow(QMainWindow, WindowMenus):
         """
         if self._list_busy:
             self._list_again = True
+            wanted = (self.view, self.column.search_text(), self.column.vip_first,
+                      self.column.sort)
+            if self._full_read_cancel is not None and wanted != self._full_read_query:
+                # Typing replaced the query: its full list is no longer wanted. (A refresh
+                # of the same query, e.g. after new mail, waits and runs after it.)
+                self._full_read_cancel.set()
             return
         self._list_busy = True
         query = (self.view, self.column.search_text(), self.column.vip_first, self.column.sort)
         view, search, vip_first, sort = query
         started = time.perf_counter()
 
-        def ids_job(limit: int | None) -> Callable[[Any], tuple[list[str], dict[str, int]]]:
-            def work(d: Any) -> tuple[list[str], dict[str, int]]:
+        def ids_job(limit: int | None, cancel: threading.Event | None = None
+                    ) -> Callable[[Any], tuple[list[str], dict[str, int]] | None]:
+            def work(d: Any) -> tuple[list[str], dict[str, int]] | None:
                 kw: dict[str, Any] = {"vip_first": vip_first, "sort": sort}
                 if limit:
                     kw["limit"] = limit
-                ids = d.ticket_ids(view, search, **kw)
+                if cancel is not None:
+                    kw["cancelled"] = cancel.is_set
+                try:
+                    ids = d.ticket_ids(view, search, **kw)
+                except QueryCancelled:
+                    return None
                 return ids, {t: i for i, t in enumerate(ids)}
             return work
 
-        def done(result: tuple[list[str], dict[str, int]], page: bool) -> None:
+        def done(result: tuple[list[str], dict[str, int]] | None, page: bool) -> None:
             if not shiboken6.isValid(self):
                 return
+            self._full_read_cancel = None
             current = (self.view, self.column.search_text(), self.column.vip_first,
                        self.column.sort)
+            if result is None:  # a full read stopped for a newer query: run that one
+                self._list_busy = self._list_again = False
+                self.refresh_list()
+                return
             complete = not page or len(result[0]) < FIRST_PAGE
             if current == query:
                 self._apply_ids(*result)
                 self._shown_query = query
                 self.list_applied.emit(time.perf_counter() - started)
                 if not complete and not self._list_again:
-                    self.service.run(ids_job(None), on_done=lambda r: done(r, False),
-                                     on_error=failed)
+                    self._full_read_cancel = threading.Event()
+                    self._full_read_query = query
+                    self.service.run(ids_job(None, self._full_read_cancel),
+                                     on_done=lambda r: done(r, False), on_error=failed)
                     return
             self._list_busy = False
             if self._list_again or current != query:
@@ -222,6 +246,7 @@ class MainWindow(QMainWindow, WindowMenus):
 
         def failed(message: str) -> None:
             if shiboken6.isValid(self):
+                self._full_read_cancel = None
                 self._list_busy = False
                 self.notify(message, "error")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,7 +107,8 @@ def _ids_sql(q: TicketQuery, where: list[str], limit: int | None) -> str:
 
 
 def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
-                        params: dict[str, Any], limit: int) -> list[str] | None:
+                        params: dict[str, Any], limit: int,
+                        cancelled: Callable[[], bool] = lambda: False) -> list[str] | None:
     """The first ``limit`` hits found by walking the list order, or None when a walk is
     not worth trying or runs out of budget."""
     matches = int(conn.execute(text(
@@ -120,7 +122,7 @@ def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
     def over_budget() -> bool:
         nonlocal seen
         seen += 1
-        return seen > checks  # True makes SQLite stop the statement: "interrupted"
+        return seen > checks or cancelled()  # True makes SQLite stop: "interrupted"
 
     cur = raw_cursor(conn)
     driver = cur.connection
@@ -129,6 +131,8 @@ def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
         return [r[0] for r in cur.execute(_ids_sql(q, [*where, MATCH_IN_ORDER], limit),
                                           params)]
     except sqlite3.OperationalError:
+        if cancelled():
+            raise QueryCancelled from None
         if seen > checks:
             return None
         raise
@@ -137,20 +141,47 @@ def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
         cur.close()
 
 
-def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None) -> list[str]:
-    """Ids of a view's tickets, searched and sorted in SQL (``limit``: the first page)."""
+class QueryCancelled(Exception):
+    """A list query stopped early because its answer is no longer wanted."""
+
+
+def _never() -> bool:
+    return False
+
+
+def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
+               cancelled: Callable[[], bool] | None = None) -> list[str]:
+    """Ids of a view's tickets, searched and sorted in SQL (``limit``: the first page).
+
+    ``cancelled`` is asked every few thousand SQLite steps; once it answers True the
+    query stops and :class:`QueryCancelled` is raised (a list read superseded by typing).
+    """
     params: dict[str, Any] = {}
     where = [_view_clause(q, params)]
     match = fts_query(q.search)
+    stop = cancelled or _never
     if match:
         params["match"] = match
         # Only ix_tickets_updated_at gives a list order to walk; other orders sort every hit.
         if limit and q.sort == "updated" and not q.vip_first:
-            ids = _first_page_walking(conn, q, where, params, limit)
+            ids = _first_page_walking(conn, q, where, params, limit, stop)
             if ids is not None:
                 return ids
         where.append(MATCH_FROM_INDEX)
-    return [r[0] for r in conn.execute(text(_ids_sql(q, where, limit)), params)]
+    sql = _ids_sql(q, where, limit)
+    if cancelled is None:
+        return [r[0] for r in conn.execute(text(sql), params)]
+    cur = raw_cursor(conn)
+    cur.connection.set_progress_handler(stop, _STEPS_PER_CHECK)
+    try:
+        return [r[0] for r in cur.execute(sql, params)]
+    except sqlite3.OperationalError:
+        if stop():
+            raise QueryCancelled from None
+        raise
+    finally:
+        cur.connection.set_progress_handler(None, 0)
+        cur.close()
 
 
 def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
