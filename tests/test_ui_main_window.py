@@ -247,3 +247,28 @@ def test_a_new_query_paints_a_first_page_then_appends_the_rest(
         assert sizes == [len(full)]
     finally:
         a.stop()
+
+
+def test_lists_and_tickets_open_while_an_intent_holds_the_worker(app: App, qtbot: QtBot) -> None:
+    """Reads go to their own worker: a slow intent (a claim over a slow network, say)
+    does not hold up switching views or opening a ticket."""
+    import threading
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_intent(_desk: Any) -> None:
+        started.set()
+        release.wait(20)
+
+    app.service.run(slow_intent)
+    try:
+        qtbot.waitUntil(started.is_set, timeout=5000)
+        app.select_view("all")  # waits for the list to be applied
+        tid = app.window.model.id_at(0)
+        assert tid
+        app.open(tid)  # conversation and row loaded
+        assert not release.is_set()  # ...while the intent still held the serial worker
+    finally:
+        release.set()
+    app.settle()

@@ -357,7 +357,7 @@ class BoardWindow(QWidget):
         def load(desk: Any) -> dict[str, Any]:
             return {"columns": desk.cards.columns(), "cards": desk.cards.cards(search, sort)}
 
-        self.service.run(load, on_done=guarded(self, lambda data: self._loaded(generation, data)),
+        self.service.read(load, on_done=guarded(self, lambda data: self._loaded(generation, data)),
                          on_error=guarded(self, self._error))
 
     def _loaded(self, generation: int, data: dict[str, Any]) -> None:

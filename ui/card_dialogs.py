@@ -126,7 +126,7 @@ class CardDialog(QDialog):
 
     def reload(self) -> None:
         card_id = self.card_id
-        self.service.run(lambda desk: desk.cards.card(card_id),
+        self.service.read(lambda desk: desk.cards.card(card_id),
                          on_done=guarded(self, self._show), on_error=guarded(self, self._error))
 
     def _show(self, card: dict[str, Any]) -> None:

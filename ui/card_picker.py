@@ -127,7 +127,7 @@ class CardPicker(QDialog):
         self.input.installEventFilter(self)
         self.input.setFocus()
         ticket = ticket_id
-        service.run(lambda desk: [m.to_dict() for m in desk.cards.rank(ticket, limit=200)],
+        service.read(lambda desk: [m.to_dict() for m in desk.cards.rank(ticket, limit=200)],
                     on_done=guarded(self, self._ranked), on_error=guarded(self, self._failed))
 
     # --- rows -----------------------------------------------------------------------

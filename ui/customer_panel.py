@@ -229,7 +229,7 @@ class CustomerPanel(QScrollArea):
             if shiboken6.isValid(self) and seq == self._seq:
                 self._fill({"email": email, "name": None, "missing": message}, {})
 
-        self.service.run(load, on_done=done, on_error=failed)
+        self.service.read(load, on_done=done, on_error=failed)
 
     def on_changed(self, changes: Changes) -> None:
         if self.email and (self.email in changes.customers or "*" in changes.tickets

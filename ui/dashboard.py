@@ -335,7 +335,7 @@ class DashboardWindow(QWidget):
         generation = self._generation
         self._loading = True
         self.status.setText("Computing…")
-        self.service.run(lambda desk: desk.metrics.compare(since, until),
+        self.service.read(lambda desk: desk.metrics.compare(since, until),
                          on_done=lambda r: self._show(generation, r),
                          on_error=lambda msg: self._failed(generation, msg))
 

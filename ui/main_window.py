@@ -175,7 +175,7 @@ class MainWindow(QMainWindow, WindowMenus):
     # --- the list -------------------------------------------------------------------
 
     def _fetch_rows(self, ids: list[str], done: Any, failed: Any) -> None:
-        self.service.run(lambda d: d.ticket_rows(ids), on_done=done, on_error=failed)
+        self.service.read(lambda d: d.ticket_rows(ids), on_done=done, on_error=failed)
 
     def set_view(self, view: str) -> None:
         if view != self.view:
@@ -236,7 +236,7 @@ class MainWindow(QMainWindow, WindowMenus):
                 if not complete and not self._list_again:
                     self._full_read_cancel = threading.Event()
                     self._full_read_query = query
-                    self.service.run(ids_job(None, self._full_read_cancel),
+                    self.service.read(ids_job(None, self._full_read_cancel),
                                      on_done=lambda r: done(r, False), on_error=failed)
                     return
             self._list_busy = False
@@ -253,7 +253,7 @@ class MainWindow(QMainWindow, WindowMenus):
         # A first page only for a new query: a refresh of the same list must not shrink
         # it under the reader's scroll position.
         page = self._paged and query != self._shown_query
-        self.service.run(ids_job(FIRST_PAGE if page else None),
+        self.service.read(ids_job(FIRST_PAGE if page else None),
                          on_done=lambda r: done(r, page), on_error=failed)
 
     def _apply_ids(self, ids: list[str], index: dict[str, int]) -> None:
@@ -321,7 +321,7 @@ class MainWindow(QMainWindow, WindowMenus):
                 self.sync_state = LoopStatus(ok=False, message=status["last_error"])
             self._update_status_text()
 
-        self.service.run(lambda d: d.status(), on_done=done, on_error=lambda _m: None)
+        self.service.read(lambda d: d.status(), on_done=done, on_error=lambda _m: None)
 
     def on_changed(self, changes: Changes) -> None:
         self._pending_changes.merge(changes)

@@ -272,7 +272,7 @@ class TicketPane(QStackedWidget):
             if shiboken6.isValid(self) and seq == self._seq:
                 self.notify(message, "error")
 
-        self.service.run(load, on_done=done, on_error=failed)
+        self.service.read(load, on_done=done, on_error=failed)
 
     def reload_row(self) -> None:
         tid = self.ticket_id
@@ -284,7 +284,7 @@ class TicketPane(QStackedWidget):
             if shiboken6.isValid(self) and seq == self._seq and tid in rows:
                 self._show_row(rows[tid])
 
-        self.service.run(lambda d: d.ticket_rows([tid]), on_done=done,
+        self.service.read(lambda d: d.ticket_rows([tid]), on_done=done,
                          on_error=lambda _m: None)
 
     def _loaded(self, data: dict[str, Any], row: dict[str, Any],

@@ -3,6 +3,10 @@
 - ``DeskService.run(fn, on_done, on_error)`` runs ``fn(desk)`` on one serial
   worker (intents and slow queries never interleave, like Anki's taskman) and
   calls ``on_done(result)`` / ``on_error(message)`` on the main thread.
+- ``DeskService.read(...)`` is the same for read-only queries (lists, rows, a
+  ticket, a customer, counts) on a second serial worker, so that scrolling and
+  opening tickets never wait behind an intent's network round trips. Only reads
+  whose results are refreshed after writes anyway (``changed``) belong there.
 - ``DeskService.start_sync()`` runs the desk's push loop (IDLE or polling) on its
   own thread with its own IMAP connection; ``changed`` and ``sync_status`` are
   emitted on the main thread.
@@ -81,12 +85,19 @@ class DeskService(QObject):
         self._relay = _Relay()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
+        self._reads = QThreadPool(self)  # SQLite in WAL mode: readers never wait on writers
+        self._reads.setMaxThreadCount(1)
         self._loop: PushLoop | None = None
         self._sync_thread: threading.Thread | None = None
 
     def run(self, fn: Callable[[Desk], Any], on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[str], None] | None = None) -> None:
         self._pool.start(_Job(self, fn, on_done, on_error))
+
+    def read(self, fn: Callable[[Desk], Any], on_done: Callable[[Any], None] | None = None,
+             on_error: Callable[[str], None] | None = None) -> None:
+        """Like :meth:`run`, for a read-only ``fn``: never queued behind intents."""
+        self._reads.start(_Job(self, fn, on_done, on_error))
 
     def _fail(self, message: str, on_error: Callable[[str], None] | None,
               exc: BaseException) -> None:
@@ -101,7 +112,7 @@ class DeskService(QObject):
 
     def wait_idle(self, msecs: int = 30000) -> bool:
         """Wait for queued jobs (tests and shutdown only)."""
-        return bool(self._pool.waitForDone(msecs))
+        return bool(self._pool.waitForDone(msecs)) and bool(self._reads.waitForDone(msecs))
 
     # --- background sync ---------------------------------------------------------
 
@@ -124,6 +135,7 @@ class DeskService(QObject):
                 self._sync_thread.join(timeout=5)
             self._loop = None
         self._pool.waitForDone(10000)
+        self._reads.waitForDone(10000)
 
 
 __all__ = ["Changes", "DeskService", "LoopStatus"]
