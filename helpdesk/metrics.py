@@ -756,10 +756,10 @@ class ServiceMetrics:
     def after_sync(self, ticket_ids: set[str]) -> set[str]:
         """Record scores from survey answers among these tickets' messages.
 
-        Call after every sync pass (mail, then team log) with the tickets that got
-        new mail ("*": all). Tickets surveyed since the last call are re-checked
-        too, so an answer that arrived before its ``survey-sent`` event was folded
-        is still found. Re-derives the ``email`` scores of the checked messages
+        Call with the tickets that got new mail ("*": all) as each batch is stored,
+        and once more after the team log. Tickets surveyed since the last call are
+        re-checked too, so an answer that arrived before its ``survey-sent`` event
+        was folded is still found. Re-derives the ``email`` scores of the checked messages
         (idempotent) and returns the ids of tickets whose scores changed.
         """
         with self.store.begin() as conn:
