@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from helpdesk.config import Profile, load_profile, set_password, with_agent
-from helpdesk.desk import Desk
+from helpdesk.desk import Changes, Desk
 from helpdesk.errors import HelpdeskError
 from helpdesk.store.queries import VIEWS
 
@@ -301,17 +301,23 @@ def cmd_templates(desk: Desk, args: argparse.Namespace) -> int:
     return 0
 
 
+def _changed(changes: Changes) -> str:
+    if "*" in changes.tickets:
+        return "many tickets changed"
+    return f"{len(changes.tickets)} tickets changed"
+
+
 @command("sync")
 def cmd_sync(desk: Desk, args: argparse.Namespace) -> int:
     if args.once:
         changes = desk.sync_once()
-        print(f"synced: {len(changes.tickets)} tickets changed")
+        print(f"synced: {_changed(changes)}")
         return 0
     loop = desk.push_loop(
         on_status=lambda s: print(("sync ok" if s.ok else f"sync failed: {s.message} "
                                    f"(retrying in {s.retry_in:.0f} s)"), file=sys.stderr)
         if not s.ok or args.verbose else None,
-        on_changes=lambda c: print(f"{len(c.tickets)} tickets changed", flush=True))
+        on_changes=lambda c: print(_changed(c), flush=True))
     stop = threading.Event()
 
     def interrupt(_sig: int, _frame: Any) -> None:

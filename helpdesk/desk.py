@@ -26,7 +26,14 @@ from helpdesk.config import Profile
 from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
 from helpdesk.mail.push import LoopStatus, PushLoop, describe_error
-from helpdesk.mail.sync import MailSync, SyncResult, refresh_tickets, utcnow
+from helpdesk.mail.sync import (
+    KEEP_INBOUND,
+    KEEP_TICKETS,
+    MailSync,
+    SyncResult,
+    refresh_tickets,
+    utcnow,
+)
 from helpdesk.replies import Replies
 from helpdesk.store import Store, open_store
 from helpdesk.store import queries as q
@@ -63,7 +70,10 @@ def _is_network_error(exc: BaseException) -> bool:
 class Changes:
     """What a mutation or a sync changed, so views refresh only what is affected.
 
-    ``tickets`` may contain ``"*"``: everything changed (a rebuild).
+    ``tickets`` may contain ``"*"``: everything changed (a rebuild, or more tickets
+    than are worth listing, see ``KEEP_TICKETS``). ``new_inbound`` lists new customer
+    mail, at most ``KEEP_INBOUND`` entries; ``new_inbound_more`` counts the rest.
+    Both bounds keep a sync of any size from holding per-message state.
     """
 
     tickets: set[str]
@@ -71,18 +81,37 @@ class Changes:
     cards: bool = False
     new_inbound: list[tuple[str, str | None]] | None = None
     taken_over: list[tuple[str, str, str]] | None = None  # (ticket, from me, by whom)
+    new_inbound_more: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.tickets or self.customers or self.cards)
 
+    @property
+    def new_inbound_count(self) -> int:
+        """New customer messages, listed or not."""
+        return len(self.new_inbound or []) + self.new_inbound_more
+
     def merge(self, other: Changes) -> None:
-        self.tickets |= other.tickets
+        if "*" in self.tickets or "*" in other.tickets \
+                or len(self.tickets) + len(other.tickets) > KEEP_TICKETS:
+            self.tickets = {"*"}
+        else:
+            self.tickets |= other.tickets
         self.customers |= other.customers
         self.cards = self.cards or other.cards
         if other.new_inbound:
-            self.new_inbound = (self.new_inbound or []) + other.new_inbound
+            kept = self.new_inbound or []
+            room = max(0, KEEP_INBOUND - len(kept))
+            self.new_inbound = kept + other.new_inbound[:room]
+            self.new_inbound_more += len(other.new_inbound) - len(other.new_inbound[:room])
+        self.new_inbound_more += other.new_inbound_more
         if other.taken_over:
             self.taken_over = (self.taken_over or []) + other.taken_over
+
+    @classmethod
+    def of_mail(cls, result: SyncResult) -> Changes:
+        return cls(set(result.tickets), set(), new_inbound=list(result.new_inbound) or None,
+                   new_inbound_more=result.new_inbound_more)
 
 
 class Desk:
@@ -152,16 +181,22 @@ class Desk:
         """One full pass over ``client``: mail folders, then team log, then outbox."""
         with self._sync_lock:
             try:
-                result = self.mail.sync_all(client)
-                changes = Changes(set(result.tickets), set(), new_inbound=result.new_inbound)
+                changes = Changes(set(), set())
+
+                def stored(batch: SyncResult) -> None:
+                    # Survey answers among the new mail become NPS scores (every desktop
+                    # alike), batch by batch: nothing kept grows with the mailbox.
+                    changes.merge(self._score_answers(batch.tickets))
+
+                result = self.mail.sync_all(client, on_batch=stored)
+                changes.merge(Changes.of_mail(result))
+                others = Changes(set(), set())
                 for hook in self._sync_hooks():
-                    changes.merge(hook(client))
-                # Survey answers among the new mail become NPS scores (every desktop alike).
-                scored = self.metrics.after_sync(set(changes.tickets))
-                if scored - {"*"}:
-                    with self.store.begin() as conn:
-                        refresh_tickets(conn, scored - {"*"})
-                changes.merge(Changes(scored, set()))
+                    others.merge(hook(client))
+                # After the team log: tickets surveyed since the last check are re-checked
+                # (an answer may have come before its survey-sent event was folded).
+                others.merge(self._score_answers(others.tickets))
+                changes.merge(others)
             except HelpdeskError as exc:
                 self._record_error(exc)
                 raise
@@ -172,6 +207,14 @@ class Desk:
                 raise MailError(message) from exc
             self._record_ok(result)
             return changes
+
+    def _score_answers(self, tickets: set[str]) -> Changes:
+        """Record scores from survey answers among ``tickets`` (see ``after_sync``)."""
+        scored = self.metrics.after_sync(set(tickets))
+        if scored - {"*"}:
+            with self.store.begin() as conn:
+                refresh_tickets(conn, scored - {"*"})
+        return Changes(scored, set())
 
     def _sync_hooks(self) -> list[Callable[[imapclient.IMAPClient], Changes]]:
         """Extra work per sync pass after the mail folders."""

@@ -756,10 +756,10 @@ class ServiceMetrics:
     def after_sync(self, ticket_ids: set[str]) -> set[str]:
         """Record scores from survey answers among these tickets' messages.
 
-        Call after every sync pass (mail, then team log) with the tickets that got
-        new mail ("*": all). Tickets surveyed since the last call are re-checked
-        too, so an answer that arrived before its ``survey-sent`` event was folded
-        is still found. Re-derives the ``email`` scores of the checked messages
+        Call with the tickets that got new mail ("*": all) as each batch is stored,
+        and once more after the team log. Tickets surveyed since the last call are
+        re-checked too, so an answer that arrived before its ``survey-sent`` event
+        was folded is still found. Re-derives the ``email`` scores of the checked messages
         (idempotent) and returns the ids of tickets whose scores changed.
         """
         with self.store.begin() as conn:
@@ -782,12 +782,13 @@ class ServiceMetrics:
         return changed
 
     def _rescan(self, conn: Connection, ticket_ids: list[str]) -> set[str]:
-        params = {f"t{j}": t for j, t in enumerate(ticket_ids)}
-        marks = ", ".join(f":t{j}" for j in range(len(ticket_ids)))
+        # IN (json_each(:list)): one statement text whatever the list's length, so
+        # SQLAlchemy's compiled cache does not gain an entry per length.
         msgs = conn.execute(text(
             "SELECT message_id, dedup_key, in_reply_to, \"references\", subject, from_addr, "
-            f"received_at, text FROM messages WHERE ticket_id IN ({marks}) "
-            "AND direction = 'in' AND auto_kind = 'none'"), params).mappings().all()
+            "received_at, text FROM messages WHERE ticket_id IN "
+            "(SELECT value FROM json_each(:ids)) AND direction = 'in' AND auto_kind = 'none'"),
+            {"ids": json.dumps(ticket_ids)}).mappings().all()
         if not msgs:
             return set()
         wanted = {r for m in msgs for r in [m["in_reply_to"], *(m["references"] or "").split()]
@@ -799,11 +800,10 @@ class ServiceMetrics:
         for column, values in lookups:
             for i in range(0, len(values), _CHUNK):
                 chunk = values[i:i + _CHUNK]
-                p = {f"v{j}": v for j, v in enumerate(chunk)}
-                vm = ", ".join(f":v{j}" for j in range(len(chunk)))
                 for mid, tid, sent in conn.execute(text(
                         f"SELECT message_id, ticket_id, sent_at FROM surveys "
-                        f"WHERE {column} IN ({vm})"), p):
+                        f"WHERE {column} IN (SELECT value FROM json_each(:vs))"),
+                        {"vs": json.dumps(chunk)}):
                     ref = SurveyRef(mid, tid, _t(sent))
                     by_id[mid] = ref
                     by_ticket.setdefault(tid, [])
@@ -826,11 +826,10 @@ class ServiceMetrics:
         existing: dict[str, tuple[Any, ...]] = {}
         for i in range(0, len(all_ids), _CHUNK):
             chunk = all_ids[i:i + _CHUNK]
-            p = {f"v{j}": v for j, v in enumerate(chunk)}
-            vm = ", ".join(f":v{j}" for j in range(len(chunk)))
             for row in conn.execute(text(
                     "SELECT id, ticket_id, customer, score, comment, at FROM scores "
-                    f"WHERE source = 'email' AND id IN ({vm})"), p):
+                    "WHERE source = 'email' AND id IN (SELECT value FROM json_each(:vs))"),
+                    {"vs": json.dumps(chunk)}):
                 existing[row[0]] = tuple(row[1:])
         changed: set[str] = set()
         for sid, old in existing.items():

@@ -16,9 +16,12 @@ import pytest
 from helpers import make_profile, wait_until
 from mailgen import generate
 
+import helpdesk.desk as desk_module
+import helpdesk.mail.sync as mail_sync
 from helpdesk.desk import Desk
 from helpdesk.errors import MailError
 from helpdesk.mail.imap import connect
+from helpdesk.mail.sync import MailSync, SyncResult
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).parent / "corpus"
@@ -275,3 +278,78 @@ def test_dropped_connection_mid_fetch_then_resume(dovecot: Any, tmp_path: Path) 
         assert desk.status()["last_error"] is None
         desk.close()
 
+
+
+def test_windows_over_uid_gaps_resume_and_store_each_once(imap_server: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows of 4 messages: holes in the UIDs, a window boundary on a hole, and a
+    # second pass that starts mid-folder (more than a window of UIDs past last_uid).
+    monkeypatch.setattr(mail_sync, "UID_WINDOW", 4)
+    fill(imap_server, 30)
+    with imap_server.session() as c:
+        c.select_folder("INBOX")
+        uids = sorted(c.search("ALL"))
+        c.delete_messages(uids[2:12] + uids[15::3])
+        c.expunge()
+        left = len(c.search("ALL"))
+    desk = Desk(make_profile(imap_server, tmp_path))
+    desk.sync_once()
+    assert desk.status()["messages"] == left
+    fill(imap_server, 14, seed=7)
+    assert desk.sync_once()
+    assert desk.status()["messages"] == left + 14
+    assert not desk.sync_once()
+    db = tmp_path / "agent-a.sqlite3"
+    assert count(db, "SELECT count(*) FROM locations") == left + 14
+    desk.close()
+
+
+def test_expunge_during_a_windowed_sync_skips_nothing(dovecot: Any, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows are placed by message number; numbers shift when mail already stored is
+    # expunged mid-sync. The UID ranges still follow each other, so nothing is missed.
+    monkeypatch.setattr(mail_sync, "UID_WINDOW", 5)
+    fill(dovecot, 40)
+    real = MailSync._store_batch
+    expunged: list[int] = []
+
+    def store_then_expunge(self: MailSync, *args: Any, **kw: Any) -> SyncResult:
+        result = real(self, *args, **kw)
+        if not expunged:
+            with dovecot.session() as c:
+                c.select_folder("INBOX")
+                expunged.extend(sorted(c.search("ALL"))[:3])
+                c.delete_messages(expunged)
+                c.expunge()
+        return result
+
+    monkeypatch.setattr(MailSync, "_store_batch", store_then_expunge)
+    desk = Desk(make_profile(dovecot, tmp_path))
+    desk.sync_once()
+    assert expunged and desk.status()["messages"] == 40
+    desk.close()
+
+
+def test_sync_result_stays_bounded(dovecot: Any, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past the bounds: "every ticket changed", the first new mails listed, the rest counted.
+    for module in (mail_sync, desk_module):
+        monkeypatch.setattr(module, "KEEP_TICKETS", 5)
+        monkeypatch.setattr(module, "KEEP_INBOUND", 3)
+    fill(dovecot, 30)
+    desk = Desk(make_profile(dovecot, tmp_path, batch_size=4))
+    seen: list[SyncResult] = []
+    real = desk.mail.sync_all
+    monkeypatch.setattr(desk.mail, "sync_all", lambda client, on_batch=None: real(
+        client, lambda b: (seen.append(b), on_batch and on_batch(b))))
+    changes = desk.sync_once()
+    assert changes.tickets == {"*"}
+    assert changes.new_inbound is not None and len(changes.new_inbound) == 3
+    inbound = sum(len(b.new_inbound) for b in seen)
+    assert changes.new_inbound_count == inbound > 3
+    assert changes.new_inbound == [e for b in seen for e in b.new_inbound][:3]
+    assert sum(b.new_messages for b in seen) == 30
+    fill(dovecot, 1, seed=9)
+    small = desk.sync_once()
+    assert small.tickets and "*" not in small.tickets and small.new_inbound_count <= 1
+    desk.close()

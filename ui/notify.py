@@ -49,7 +49,7 @@ class Notifier(QObject):
                 self._show("Ticket taken over", f"{by} took over ticket {ticket}.", ticket,
                            "warn")
         inbound = changes.new_inbound or []
-        if not self.armed or not inbound or len(inbound) > BULK:
+        if not self.armed or not inbound or changes.new_inbound_count > BULK:
             return
         ids = list(dict.fromkeys(t for t, _s in inbound))
 

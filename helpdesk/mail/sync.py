@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from sqlalchemy import Connection, text
 
 from helpdesk.config import Profile
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
-from helpdesk.mail.imap import examine, fetch_bodies, fetch_sizes, uid_set
+from helpdesk.mail.imap import examine, fetch_bodies, fetch_sizes, uid_at, uid_set
 from helpdesk.mail.parse import ParsedMessage, parse_message
 from helpdesk.store import Store
 from helpdesk.store.engine import db_time, raw_cursor
@@ -43,6 +43,11 @@ FULL_FETCH_LIMIT = 12 * 1024 * 1024
 PARTIAL_BYTES = 1024 * 1024
 BATCH_BYTES = 16 * 1024 * 1024
 MAX_FTS_BODY = 100_000
+# Messages per window of a folder sync (sizes, then batches): what it holds at once.
+UID_WINDOW = 5000
+# Bounds of a merged SyncResult (see there).
+KEEP_TICKETS = 1000
+KEEP_INBOUND = 100
 FREEMAIL = frozenset({
     "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
     "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "proton.me",
@@ -71,14 +76,35 @@ def _naive_utc(dt: Any) -> datetime | None:
 
 @dataclass
 class SyncResult:
+    """What a sync stored: new messages, tickets that got them, new customer mail.
+
+    A result of one stored batch is complete. Merged results (a folder, a whole
+    pass) are bounded whatever the mailbox size, so an initial sync of 100,000
+    messages holds no per-message state: past ``KEEP_TICKETS`` tickets, ``tickets``
+    becomes ``{"*"}`` (everything changed, as in the views' ``Changes``); past
+    ``KEEP_INBOUND`` entries, ``new_inbound`` keeps its first ones and
+    ``new_inbound_more`` counts the rest. Callers that need every ticket (the
+    survey scan) take each batch as it is stored (``on_batch``).
+    """
+
     new_messages: int = 0
     tickets: set[str] = field(default_factory=set)
     new_inbound: list[tuple[str, str | None]] = field(default_factory=list)  # (ticket, sender)
+    new_inbound_more: int = 0  # inbound messages not listed in new_inbound
 
     def merge(self, other: SyncResult) -> None:
         self.new_messages += other.new_messages
-        self.tickets |= other.tickets
-        self.new_inbound.extend(other.new_inbound)
+        if "*" in self.tickets or "*" in other.tickets \
+                or len(self.tickets) + len(other.tickets) > KEEP_TICKETS:
+            self.tickets = {"*"}
+        else:
+            self.tickets |= other.tickets
+        room = max(0, KEEP_INBOUND - len(self.new_inbound))
+        self.new_inbound.extend(other.new_inbound[:room])
+        self.new_inbound_more += other.new_inbound_more + max(0, len(other.new_inbound) - room)
+
+
+OnBatch = Callable[[SyncResult], None]
 
 
 @dataclass
@@ -118,16 +144,25 @@ class MailSync:
 
     # --- sync --------------------------------------------------------------
 
-    def sync_all(self, client: imapclient.IMAPClient) -> SyncResult:
+    def sync_all(self, client: imapclient.IMAPClient,
+                 on_batch: OnBatch | None = None) -> SyncResult:
+        """Sync every folder; ``on_batch`` gets each stored batch's (complete) result."""
         result = SyncResult()
         for name, role in self.folders():
             if role == "sent" and not client.folder_exists(name):
                 log.info("Sent folder %r does not exist; skipping", name)
                 continue
-            result.merge(self.sync_folder(client, name, role))
+            result.merge(self.sync_folder(client, name, role, on_batch))
         return result
 
-    def sync_folder(self, client: imapclient.IMAPClient, name: str, role: str) -> SyncResult:
+    def sync_folder(self, client: imapclient.IMAPClient, name: str, role: str,
+                    on_batch: OnBatch | None = None) -> SyncResult:
+        """Store the folder's new mail, window by window of UIDs, batch by batch.
+
+        Memory does not grow with the folder: UIDs and sizes are known one window
+        at a time (see ``_windows``) and the result is bounded (see
+        :class:`SyncResult`).
+        """
         info = examine(client, name)
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
@@ -148,16 +183,66 @@ class MailSync:
         if uidnext is not None and uidnext <= last_uid + 1:
             self._mark_synced(folder["id"], uidnext, modseq)
             return result
-        uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
-        uids.sort()
-        if uids:
-            sizes = self._sizes(client, uids)
-            for batch, fetched in self._prefetched(client, self._batches(uids, sizes), sizes):
+        exists = int(info[b"EXISTS"]) if b"EXISTS" in info else None
+        for sizes in self._windows(client, last_uid, uidnext, exists):
+            batches = self._batches(sorted(sizes), sizes)
+            for batch, fetched in self._prefetched(client, batches, sizes):
                 parsed = [parse_message(m.raw) for m in fetched]
-                result.merge(self._store_batch(folder["id"], uidvalidity, role, fetched,
-                                               parsed, max(batch)))
+                stored = self._store_batch(folder["id"], uidvalidity, role, fetched, parsed,
+                                           max(batch))
+                del fetched, parsed  # at most this batch and the next in memory
+                if on_batch is not None:
+                    on_batch(stored)
+                result.merge(stored)
         self._mark_synced(folder["id"], uidnext, modseq)
         return result
+
+    def _windows(self, client: imapclient.IMAPClient, last_uid: int, uidnext: int | None,
+                 exists: int | None) -> Iterator[dict[int, int]]:
+        """Sizes (UID -> RFC822.SIZE) of the messages above ``last_uid``, in ascending
+        windows of about ``UID_WINDOW`` messages.
+
+        No ``SEARCH`` of every new UID (one response line that grows with the folder,
+        and imaplib refuses lines over 1 MB, about 140,000 UIDs): each window is a
+        UID range ``UID FETCH lo:hi``, its end ``hi`` read off the message
+        ``UID_WINDOW`` sequence numbers further on. Sequence numbers only place the
+        windows: the UID ranges follow each other without gaps, so a message expunged
+        meanwhile (numbers shift) makes a window a little larger, never skips mail.
+        """
+        if exists == 0:
+            return
+        if exists is None or (uidnext is not None and uidnext - 1 - last_uid <= UID_WINDOW):
+            # Few UIDs can be new (the usual incremental pass): one window.
+            yield self._sizes(client, f"{last_uid + 1}:*", last_uid)
+            return
+        seq = 1 if last_uid == 0 else self._first_seq_above(client, last_uid, uidnext, exists)
+        low = last_uid
+        while True:
+            end = seq + UID_WINDOW - 1
+            high = uid_at(client, end) if end < exists else None
+            if high is None:  # the last window, open-ended
+                yield self._sizes(client, f"{low + 1}:*", low)
+                return
+            if high > low:
+                yield self._sizes(client, f"{low + 1}:{high}", low)
+                low = high
+            seq = end + 1
+
+    def _first_seq_above(self, client: imapclient.IMAPClient, last_uid: int,
+                         uidnext: int | None, exists: int) -> int:
+        """The sequence number of the first message with a UID above ``last_uid``
+        (``exists + 1`` if none), by bisection: a few one-message round trips."""
+        lo, hi = 1, exists + 1
+        if uidnext is not None:  # at most uidnext - 1 - last_uid messages are newer
+            lo = max(1, exists - (uidnext - 1 - last_uid) + 1)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            uid = uid_at(client, mid)
+            if uid is None or uid > last_uid:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def _mark_synced(self, folder_id: int, uidnext: int | None, modseq: int | None) -> None:
         with self.store.begin() as conn:
@@ -165,11 +250,10 @@ class MailSync:
                               "synced_at = :t WHERE id = :id"),
                          {"u": uidnext, "m": modseq, "t": utcnow(), "id": folder_id})
 
-    def _sizes(self, client: imapclient.IMAPClient, uids: Sequence[int]) -> dict[int, int]:
-        sizes: dict[int, int] = {}
-        for i in range(0, len(uids), 5000):
-            sizes.update(fetch_sizes(client, uid_set(list(uids[i:i + 5000]))))
-        return sizes
+    def _sizes(self, client: imapclient.IMAPClient, uids: str, above: int) -> dict[int, int]:
+        """RFC822.SIZE of the UID set ``uids``, without UIDs up to ``above`` (a range
+        ``n:*`` past the end returns the last message)."""
+        return {u: n for u, n in fetch_sizes(client, uids).items() if u > above}
 
     def _batches(self, uids: Sequence[int], sizes: dict[int, int]) -> Iterable[list[int]]:
         batch: list[int] = []

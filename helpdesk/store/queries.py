@@ -211,11 +211,11 @@ def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     """Rows for ``ids`` (any order), keyed by id."""
     out: dict[str, dict[str, Any]] = {}
     for i in range(0, len(ids), 500):
+        # One statement text for any chunk length (no compiled-cache entry per length).
         chunk = ids[i:i + 500]
-        params = {f"i{j}": t for j, t in enumerate(chunk)}
-        marks = ", ".join(f":i{j}" for j in range(len(chunk)))
         for r in conn.execute(text(
-                f"SELECT {TICKET_COLUMNS} {FROM} WHERE t.id IN ({marks})"), params).mappings():
+                f"SELECT {TICKET_COLUMNS} {FROM} WHERE t.id IN "
+                f"(SELECT value FROM json_each(:ids))"), {"ids": json.dumps(chunk)}).mappings():
             out[r["id"]] = dict(r)
     return out
 
