@@ -101,7 +101,7 @@ def all_queries(walkable_only: bool) -> Iterator[tuple[TicketQuery, int | None]]
     """Every view, order and term; ``walkable_only``: those a first page may walk."""
     for view in queries.VIEWS:
         for sort in ("updated",) if walkable_only else ("updated", "created", "waiting"):
-            for vip_first in (False,) if walkable_only else (False, True):
+            for vip_first in (False, True):
                 for descending in (True, False):
                     for term in TERMS:
                         q = TicketQuery(view=view, search=term, agent="agent-a", sort=sort,
@@ -124,7 +124,7 @@ def test_both_shapes_match_the_plain_query(conn: Connection, monkeypatch: pytest
     for q, limit in all_queries(walkable_only=walk_from is not None):
         assert queries.ticket_ids(conn, q, limit) == reference_ids(conn, q, limit), (q, limit)
         checked += 1
-    assert checked == len(queries.VIEWS) * len(TERMS) * (2 * 3 if walk_from else 3 * 2 * 2 * 3)
+    assert checked == len(queries.VIEWS) * len(TERMS) * (2 * 2 * 3 if walk_from else 3 * 2 * 2 * 3)
 
 
 def test_walk_runs_out_of_budget_and_leaves_the_connection_clean(
@@ -176,3 +176,19 @@ def test_a_superseded_list_read_stops_and_the_connection_stays_usable(
     assert queries.ticket_ids(conn, q, limit, cancelled=lambda: False) == \
         queries.ticket_ids(conn, q, limit)
     assert conn.execute(text("SELECT count(*) FROM tickets")).scalar() == N_TICKETS
+
+
+@pytest.mark.parametrize("sort", ["updated", "created", "waiting"])
+def test_vip_first_pages_without_a_search_match_the_plain_order(conn: Connection,
+                                                                sort: str) -> None:
+    """A VIP-first page is put together from two lists (VIP tickets, then the rest)."""
+    for view in queries.VIEWS:
+        for descending in (True, False):
+            q = TicketQuery(view=view, agent="agent-a", sort=sort, vip_first=True,
+                            descending=descending, now=NOW)
+            params: dict[str, Any] = {}
+            plain = queries._ids_sql(q, [queries._view_clause(q, params)], None)
+            whole = [r[0] for r in conn.execute(text(plain), params)]
+            assert queries.ticket_ids(conn, q) == whole
+            for limit in (1, 5, 40, 1000):
+                assert queries.ticket_ids(conn, q, limit) == whole[:limit], (view, limit)

@@ -10,7 +10,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -149,6 +149,13 @@ def _never() -> bool:
     return False
 
 
+# VIP first, as two lists: the VIP customers' tickets (few; found from the customers,
+# each probed for a search match), then everyone else's (the usual plans, list order
+# walks included). Same ids in the same order as sorting every ticket by VIP first.
+VIP_TICKETS = "t.customer_email IN (SELECT email FROM customers WHERE vip = 1)"
+NOT_VIP = "coalesce(c.vip, 0) = 0"
+
+
 def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
                cancelled: Callable[[], bool] | None = None) -> list[str]:
     """Ids of a view's tickets, searched and sorted in SQL (``limit``: the first page).
@@ -156,20 +163,35 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
     ``cancelled`` is asked every few thousand SQLite steps; once it answers True the
     query stops and :class:`QueryCancelled` is raised (a list read superseded by typing).
     """
-    params: dict[str, Any] = {}
-    where = [_view_clause(q, params)]
-    match = fts_query(q.search)
     stop = cancelled or _never
+    if q.vip_first and limit:
+        plain = replace(q, vip_first=False)
+        vips = _ids(conn, plain, [VIP_TICKETS], limit, stop, in_order=True)
+        if len(vips) >= limit:
+            return vips
+        return vips + _ids(conn, plain, [NOT_VIP], limit - len(vips), stop)
+    return _ids(conn, q, [], limit, stop)
+
+
+def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
+         stop: Callable[[], bool], in_order: bool = False) -> list[str]:
+    params: dict[str, Any] = {}
+    where = [_view_clause(q, params), *extra]
+    match = fts_query(q.search)
     if match:
         params["match"] = match
-        # Only ix_tickets_updated_at gives a list order to walk; other orders sort every hit.
-        if limit and q.sort == "updated" and not q.vip_first:
-            ids = _first_page_walking(conn, q, where, params, limit, stop)
-            if ids is not None:
-                return ids
-        where.append(MATCH_FROM_INDEX)
+        if in_order:  # few tickets to check: probe each against the set of matches
+            where.append(MATCH_IN_ORDER)
+        else:
+            # Only ix_tickets_updated_at gives a list order to walk; other orders sort
+            # every hit.
+            if limit and q.sort == "updated" and not q.vip_first:
+                ids = _first_page_walking(conn, q, where, params, limit, stop)
+                if ids is not None:
+                    return ids
+            where.append(MATCH_FROM_INDEX)
     sql = _ids_sql(q, where, limit)
-    if cancelled is None:
+    if stop is _never:
         return [r[0] for r in conn.execute(text(sql), params)]
     cur = raw_cursor(conn)
     cur.connection.set_progress_handler(stop, _STEPS_PER_CHECK)
