@@ -98,9 +98,9 @@ def reference_ids(conn: Connection, q: TicketQuery, limit: int | None) -> list[s
 
 
 def all_queries(walkable_only: bool) -> Iterator[tuple[TicketQuery, int | None]]:
-    """Every view, order and term; ``walkable_only``: those a first page may walk."""
+    """Every view, order and term; ``walkable_only``: first pages only (which may walk)."""
     for view in queries.VIEWS:
-        for sort in ("updated",) if walkable_only else ("updated", "created", "waiting"):
+        for sort in ("updated", "created", "waiting"):
             for vip_first in (False, True):
                 for descending in (True, False):
                     for term in TERMS:
@@ -124,7 +124,7 @@ def test_both_shapes_match_the_plain_query(conn: Connection, monkeypatch: pytest
     for q, limit in all_queries(walkable_only=walk_from is not None):
         assert queries.ticket_ids(conn, q, limit) == reference_ids(conn, q, limit), (q, limit)
         checked += 1
-    assert checked == len(queries.VIEWS) * len(TERMS) * (2 * 2 * 3 if walk_from else 3 * 2 * 2 * 3)
+    assert checked == len(queries.VIEWS) * len(TERMS) * 3 * 2 * 2 * 3
 
 
 def test_walk_runs_out_of_budget_and_leaves_the_connection_clean(
@@ -192,3 +192,15 @@ def test_vip_first_pages_without_a_search_match_the_plain_order(conn: Connection
             assert queries.ticket_ids(conn, q) == whole
             for limit in (1, 5, 40, 1000):
                 assert queries.ticket_ids(conn, q, limit) == whole[:limit], (view, limit)
+
+
+def test_waiting_longest_puts_the_oldest_unanswered_first(conn: Connection) -> None:
+    ids = queries.ticket_ids(conn, TicketQuery(view="all", sort="waiting", now=NOW))
+    waiting = dict(conn.execute(text("SELECT id, waiting_since FROM tickets")).all())
+    since = [waiting[t] for t in ids]
+    waited = [s for s in since if s is not None]
+    assert waited and waited == sorted(waited)  # longest waiting (earliest) first
+    assert since == waited + [None] * (len(since) - len(waited))  # nobody waiting: last
+    first_page = queries.ticket_ids(conn, TicketQuery(view="all", sort="waiting", now=NOW,
+                                                      search="common"), 20)
+    assert [waiting[t] for t in first_page] == sorted(waiting[t] for t in first_page)

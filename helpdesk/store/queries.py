@@ -37,6 +37,8 @@ class TicketQuery:
     agent: str = ""
     vip_first: bool = False
     sort: str = "updated"  # updated | created | waiting
+    # Most relevant first: latest activity, newest ticket, or the customer who has
+    # waited longest (the oldest unanswered message; tickets nobody waits on last).
     descending: bool = True
     now: datetime | None = None  # server-time estimate, for lease expiry
 
@@ -90,12 +92,20 @@ WALK_FROM = 2000
 COUNT_CAP = 25_000
 WALK_STEPS_PER_MATCH = 20
 _STEPS_PER_CHECK = 1000
+# Orders with an index to walk (ix_tickets_updated_at, ix_tickets_created_at and, see
+# migration 0005, ix_tickets_waiting). Waiting shortest first puts every ticket nobody
+# waits on first, which a walk must step over: there the other shape is faster.
+def _walkable(q: TicketQuery) -> bool:
+    return not q.vip_first and (q.sort in ("updated", "created")
+                                or (q.sort == "waiting" and q.descending))
 
 
 def _order(q: TicketQuery) -> str:
     column = {"updated": "t.updated_at", "created": "t.created_at",
               "waiting": "coalesce(t.waiting_since, '9999')"}.get(q.sort, "t.updated_at")
-    order = f"{column} {'DESC' if q.descending else 'ASC'}, t.id"
+    # Waiting longest first is the *earliest* waiting_since first.
+    newest_first = q.descending != (q.sort == "waiting")
+    order = f"{column} {'DESC' if newest_first else 'ASC'}, t.id"
     if q.vip_first:
         order = "coalesce(c.vip, 0) DESC, " + order
     return order
@@ -183,9 +193,9 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
         if in_order:  # few tickets to check: probe each against the set of matches
             where.append(MATCH_IN_ORDER)
         else:
-            # Only ix_tickets_updated_at gives a list order to walk; other orders sort
-            # every hit.
-            if limit and q.sort == "updated" and not q.vip_first:
+            # Where an index gives the list order, a first page walks it; other orders
+            # sort every hit.
+            if limit and _walkable(q):
                 ids = _first_page_walking(conn, q, where, params, limit, stop)
                 if ids is not None:
                     return ids
