@@ -282,6 +282,18 @@ def bench_bare_table(app: Any, n: int) -> float:
 
 # --- 2. search ------------------------------------------------------------------------
 
+def fire_query(column: Any, term: str, vip_first: bool = False, sort: str = "updated"
+               ) -> float:
+    """Set the search text and the order (as the sort menu does, without its own
+    refresh) and fire the query as the debounce would; returns when it fired."""
+    column.search.setText(term)
+    column._debounce.stop()
+    column.vip_first, column.sort = vip_first, sort
+    started = time.perf_counter()
+    column.query_changed.emit()
+    return started
+
+
 def bench_search(app: Any, window: Any
                  ) -> list[tuple[str, float, float | None, int, float, float]]:
     """Per term: (term, first page applied s, all applied s (None: the first page was all),
@@ -295,10 +307,7 @@ def bench_search(app: Any, window: Any
         window.service.wait_idle()
         applied: list[float] = []
         window.list_applied.connect(applied.append)
-        column.search.setText(term)
-        column._debounce.stop()   # measure from the moment the debounce fires
-        started = time.perf_counter()
-        column.query_changed.emit()
+        started = fire_query(column, term)  # measured from the moment the debounce fires
         wait(app, lambda a=applied: bool(a), 30, f"search '{term}'")
         elapsed = time.perf_counter() - started
         if window.model.rowCount() >= FIRST_PAGE:  # a full first page: the rest follows
@@ -315,11 +324,9 @@ def bench_search(app: Any, window: Any
         desk.ticket_ids(window.view, term)
         sql = time.perf_counter() - t
         out.append((term, elapsed, everything, hits, sql_page, sql))
-    column.search.setText("")
-    column._debounce.stop()
     applied2: list[float] = []
     window.list_applied.connect(applied2.append)
-    column.query_changed.emit()
+    fire_query(column, "")
     wait(app, lambda: bool(applied2), 30, "clearing the search")
     return out
 
@@ -338,12 +345,7 @@ def bench_orders(app: Any, window: Any, terms: tuple[str, ...]
             window.service.wait_idle()
             applied: list[float] = []
             window.list_applied.connect(applied.append)
-            column.search.setText(term)
-            column._debounce.stop()
-            # As the sort menu sets them, without their own refresh.
-            column.vip_first, column.sort = vip_first, sort
-            started = time.perf_counter()
-            column.query_changed.emit()
+            started = fire_query(column, term, vip_first, sort)
             wait(app, lambda a=applied: bool(a), 30, f"{label} '{term}'")
             out.append((label, term, time.perf_counter() - started))
             window.list_applied.disconnect(applied.append)
@@ -360,15 +362,10 @@ def bench_retype(app: Any, window: Any, first: str, second: str) -> tuple[float,
     window.service.wait_idle()
     applied: list[float] = []
     window.list_applied.connect(applied.append)
-    column.search.setText(first)
-    column._debounce.stop()
-    column.query_changed.emit()
+    fire_query(column, first)
     wait(app, lambda: bool(applied), 30, f"search '{first}'")
     stopped = window._full_read_cancel is not None
-    column.search.setText(second)
-    column._debounce.stop()
-    started = time.perf_counter()
-    column.query_changed.emit()
+    started = fire_query(column, second)
     wait(app, lambda: column.search_text() == second and window._shown_query is not None
          and window._shown_query[1] == second, 30, f"search '{second}'")
     elapsed = time.perf_counter() - started

@@ -44,6 +44,14 @@ def _placeholder_image() -> QImage:
     return image
 
 
+def _joined(first: SanitizedHtml, second: SanitizedHtml) -> SanitizedHtml:
+    """One message's sanitised HTML from its two parts."""
+    return SanitizedHtml(html=first.html + second.html,
+                         blocked_remote=first.blocked_remote + second.blocked_remote,
+                         links=first.links + second.links,
+                         remote_image_urls=first.remote_image_urls + second.remote_image_urls)
+
+
 def _normalise_cid(content_id: str) -> str:
     return unquote(content_id).strip().strip("<>").strip()
 
@@ -129,13 +137,17 @@ class MailView(QTextBrowser):
         self.sanitized = None
         self.remote_blocked = 0
         if html is not None and html.strip():
-            result = sanitize(html, allow_remote=allow_remote, cid_scheme=_CID_SCHEME)
+            # A reply that quotes earlier mail is sanitised as its two parts (the whole
+            # is their sum), anything else as a whole: each byte sanitised once.
+            parts = self._fold_html(html, allow_remote)
+            result = _joined(*parts) if parts else \
+                sanitize(html, allow_remote=allow_remote, cid_scheme=_CID_SCHEME)
             self.remote_blocked = result.blocked_remote
             if result.html.strip() or not text.strip():
                 self.sanitized = result
                 self.links = list(result.links)
-                self._html_parts = self._fold_html(html, allow_remote)
-                self._has_quotes = self._html_parts is not None
+                self._html_parts = (parts[0].html, parts[1].html) if parts else None
+                self._has_quotes = parts is not None
                 self._render_html()
                 return
             # Nothing displayable survived (e.g. an HTML part that was all script):
@@ -143,16 +155,15 @@ class MailView(QTextBrowser):
         self._render_text()
 
     @staticmethod
-    def _fold_html(html: str, allow_remote: bool) -> tuple[str, str] | None:
+    def _fold_html(html: str, allow_remote: bool) -> tuple[SanitizedHtml, SanitizedHtml] | None:
         """(new part, quoted part), both sanitised, when the HTML quotes earlier mail."""
         cut = html_quote_cut(html)
         if cut is None:
             return None
-        new = sanitize(html[:cut], allow_remote=allow_remote, cid_scheme=_CID_SCHEME).html
-        if not html_to_text(new).strip():
+        new = sanitize(html[:cut], allow_remote=allow_remote, cid_scheme=_CID_SCHEME)
+        if not html_to_text(new.html).strip():
             return None
-        quoted = sanitize(html[cut:], allow_remote=allow_remote, cid_scheme=_CID_SCHEME).html
-        return new, quoted
+        return new, sanitize(html[cut:], allow_remote=allow_remote, cid_scheme=_CID_SCHEME)
 
     def _render_html(self) -> None:
         assert self.sanitized is not None
@@ -160,10 +171,13 @@ class MailView(QTextBrowser):
             self.setHtml(self.sanitized.html)
             return
         new, quoted = self._html_parts
+        self.setHtml(new + self._quote_toggle() + (quoted if self._quotes_expanded else ""))
+
+    def _quote_toggle(self) -> str:
+        """The "…show quoted text" / "…hide quoted text" link."""
         label = "…hide quoted text" if self._quotes_expanded else "…show quoted text"
-        toggle = (f'<p><a href="#{TOGGLE_QUOTE}" style="color: {_MUTED}; '
-                  f'text-decoration: none">{label}</a></p>')
-        self.setHtml(new + toggle + (quoted if self._quotes_expanded else ""))
+        return (f'<p><a href="#{TOGGLE_QUOTE}" style="color: {_MUTED}; '
+                f'text-decoration: none">{label}</a></p>')
 
     @property
     def has_quoted_text(self) -> bool:
@@ -194,11 +208,7 @@ class MailView(QTextBrowser):
                 parts.append(_block(segment))
                 continue
             self._has_quotes = True
-            label = "…hide quoted text" if self._quotes_expanded else "…show quoted text"
-            parts.append(
-                f'<p><a href="#{TOGGLE_QUOTE}" style="color: {_MUTED}; '
-                f'text-decoration: none">{label}</a></p>'
-            )
+            parts.append(self._quote_toggle())
             if self._quotes_expanded:
                 parts.append(_block(segment, f" color: {_MUTED};"))
         for m in _URL_RE.finditer(self._text):

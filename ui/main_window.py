@@ -67,7 +67,7 @@ class MainWindow(QMainWindow, WindowMenus):
         self._list_again = False
         # Set to stop the full-list read running for a query that typing has replaced.
         self._full_read_cancel: threading.Event | None = None
-        self._full_read_query: tuple[Any, ...] | None = None
+        self._full_read_query: tuple[str, str, bool, str] | None = None
         self._first_list = True
         self._paged = _accepts_limit(self.desk)
         self._board: QWidget | None = None
@@ -183,6 +183,10 @@ class MainWindow(QMainWindow, WindowMenus):
             self.column.set_title(view, self.counts.get(view))
             self.refresh_list()
 
+    def _list_query(self) -> tuple[str, str, bool, str]:
+        """What the list shows: view, search text, VIP first, sort."""
+        return self.view, self.column.search_text(), self.column.vip_first, self.column.sort
+
     def refresh_list(self) -> None:
         """Re-run the query on the worker; at most one in flight, the latest wins.
 
@@ -191,15 +195,14 @@ class MainWindow(QMainWindow, WindowMenus):
         """
         if self._list_busy:
             self._list_again = True
-            wanted = (self.view, self.column.search_text(), self.column.vip_first,
-                      self.column.sort)
-            if self._full_read_cancel is not None and wanted != self._full_read_query:
+            if (self._full_read_cancel is not None
+                    and self._list_query() != self._full_read_query):
                 # Typing replaced the query: its full list is no longer wanted. (A refresh
                 # of the same query, e.g. after new mail, waits and runs after it.)
                 self._full_read_cancel.set()
             return
         self._list_busy = True
-        query = (self.view, self.column.search_text(), self.column.vip_first, self.column.sort)
+        query = self._list_query()
         view, search, vip_first, sort = query
         started = time.perf_counter()
 
@@ -222,8 +225,7 @@ class MainWindow(QMainWindow, WindowMenus):
             if not shiboken6.isValid(self):
                 return
             self._full_read_cancel = None
-            current = (self.view, self.column.search_text(), self.column.vip_first,
-                       self.column.sort)
+            current = self._list_query()
             if result is None:  # a full read stopped for a newer query: run that one
                 self._list_busy = self._list_again = False
                 self.refresh_list()

@@ -38,7 +38,6 @@ class ParsedPart(Message):
     """
 
     _params: dict[str, Any]
-    _param: dict[tuple[str, str, bool], Any]
     _ctype: str
 
     def get_content_type(self) -> str:
@@ -47,18 +46,6 @@ class ParsedPart(Message):
         except AttributeError:
             self._ctype = super().get_content_type()
             return self._ctype
-
-    def get_param(self, param: str, failobj: Any = None,
-                  header: str = "content-type", unquote: bool = True) -> Any:
-        try:
-            cache = self._param
-        except AttributeError:
-            cache = self._param = {}
-        key = (param.lower(), header.lower(), unquote)
-        if key not in cache:
-            cache[key] = super().get_param(param, _MISSING, header, unquote)
-        found = cache[key]
-        return failobj if found is _MISSING else found
 
     def _get_params_preserve(self, failobj: Any, header: str) -> Any:
         try:

@@ -116,9 +116,34 @@ def _ids_sql(q: TicketQuery, where: list[str], limit: int | None) -> str:
     return f"{sql} LIMIT {int(limit)}" if limit else sql
 
 
+class QueryCancelled(Exception):
+    """A list query stopped early because its answer is no longer wanted."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _stoppable_ids(conn: Connection, sql: str, params: dict[str, Any],
+                   stop: Callable[[], bool]) -> list[str] | None:
+    """Ids from ``sql``, asking ``stop`` every few thousand SQLite steps; None once it
+    answered True (SQLite interrupts the statement)."""
+    cur = raw_cursor(conn)
+    cur.connection.set_progress_handler(stop, _STEPS_PER_CHECK)
+    try:
+        return [r[0] for r in cur.execute(sql, params)]
+    except sqlite3.OperationalError:
+        if stop():
+            return None
+        raise
+    finally:
+        cur.connection.set_progress_handler(None, 0)
+        cur.close()
+
+
 def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
                         params: dict[str, Any], limit: int,
-                        cancelled: Callable[[], bool] = lambda: False) -> list[str] | None:
+                        cancelled: Callable[[], bool] = _never) -> list[str] | None:
     """The first ``limit`` hits found by walking the list order, or None when a walk is
     not worth trying or runs out of budget."""
     matches = int(conn.execute(text(
@@ -132,31 +157,13 @@ def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
     def over_budget() -> bool:
         nonlocal seen
         seen += 1
-        return seen > checks or cancelled()  # True makes SQLite stop: "interrupted"
+        return seen > checks or cancelled()
 
-    cur = raw_cursor(conn)
-    driver = cur.connection
-    driver.set_progress_handler(over_budget, _STEPS_PER_CHECK)
-    try:
-        return [r[0] for r in cur.execute(_ids_sql(q, [*where, MATCH_IN_ORDER], limit),
-                                          params)]
-    except sqlite3.OperationalError:
-        if cancelled():
-            raise QueryCancelled from None
-        if seen > checks:
-            return None
-        raise
-    finally:
-        driver.set_progress_handler(None, 0)
-        cur.close()
-
-
-class QueryCancelled(Exception):
-    """A list query stopped early because its answer is no longer wanted."""
-
-
-def _never() -> bool:
-    return False
+    ids = _stoppable_ids(conn, _ids_sql(q, [*where, MATCH_IN_ORDER], limit), params,
+                         over_budget)
+    if ids is None and cancelled():
+        raise QueryCancelled
+    return ids
 
 
 # VIP first, as two lists: the VIP customers' tickets (few; found from the customers,
@@ -203,17 +210,10 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
     sql = _ids_sql(q, where, limit)
     if stop is _never:
         return [r[0] for r in conn.execute(text(sql), params)]
-    cur = raw_cursor(conn)
-    cur.connection.set_progress_handler(stop, _STEPS_PER_CHECK)
-    try:
-        return [r[0] for r in cur.execute(sql, params)]
-    except sqlite3.OperationalError:
-        if stop():
-            raise QueryCancelled from None
-        raise
-    finally:
-        cur.connection.set_progress_handler(None, 0)
-        cur.close()
+    ids = _stoppable_ids(conn, sql, params, stop)
+    if ids is None:
+        raise QueryCancelled
+    return ids
 
 
 def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
