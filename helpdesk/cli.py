@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from helpdesk.changes import Changes
 from helpdesk.config import Profile, load_profile, set_password, with_agent
-from helpdesk.desk import Changes, Desk
+from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError
 from helpdesk.store.queries import VIEWS
 

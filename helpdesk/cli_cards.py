@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpdesk.card_export import FORMATS
+from helpdesk.cards.export import FORMATS
+from helpdesk.cards.fold import SORTS
 from helpdesk.cli import command, emit_json
 from helpdesk.desk import Desk
-from helpdesk.feedback import SORTS
 
 LIST_FIELDS = ("id", "title", "description", "column", "votes", "customers", "notified")
 

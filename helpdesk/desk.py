@@ -20,40 +20,31 @@ from typing import TYPE_CHECKING, Any
 import imapclient
 from sqlalchemy import text as sql_text
 
-import helpdesk.feedback
 import helpdesk.metrics  # noqa: F401
+from helpdesk.changes import Changes
+from helpdesk.clock import iso, utcnow
 from helpdesk.config import Profile
 from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail.imap import connect, logout_quietly
 from helpdesk.mail.push import LoopStatus, PushLoop, describe_error
 from helpdesk.mail.sync import (
-    KEEP_INBOUND,
-    KEEP_TICKETS,
     MailSync,
     SyncResult,
     refresh_tickets,
-    utcnow,
 )
 from helpdesk.replies import Replies
 from helpdesk.store import Store, open_store
 from helpdesk.store import queries as q
 from helpdesk.team.events import Event
-from helpdesk.team.fold import PROFILE_FIELDS, FoldResult, parse_db_time
+from helpdesk.team.fold import FoldResult, parse_db_time
 from helpdesk.team.log import TeamLog
+from helpdesk.team.registers import PROFILE_FIELDS
 
 if TYPE_CHECKING:
-    from helpdesk.feedback import FeedbackCards
+    from helpdesk.cards import FeedbackCards
     from helpdesk.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
-
-
-def iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return str(value.replace(microsecond=0).isoformat() + "Z")
 
 
 def _is_network_error(exc: BaseException) -> bool:
@@ -64,54 +55,6 @@ def _is_network_error(exc: BaseException) -> bool:
 
     return isinstance(exc, OSError | socket.timeout | imaplib.IMAP4.abort | imaplib.IMAP4.error
                       | imapclient.exceptions.IMAPClientError | EOFError)
-
-
-@dataclass
-class Changes:
-    """What a mutation or a sync changed, so views refresh only what is affected.
-
-    ``tickets`` may contain ``"*"``: everything changed (a rebuild, or more tickets
-    than are worth listing, see ``KEEP_TICKETS``). ``new_inbound`` lists new customer
-    mail, at most ``KEEP_INBOUND`` entries; ``new_inbound_more`` counts the rest.
-    Both bounds keep a sync of any size from holding per-message state.
-    """
-
-    tickets: set[str]
-    customers: set[str]
-    cards: bool = False
-    new_inbound: list[tuple[str, str | None]] | None = None
-    taken_over: list[tuple[str, str, str]] | None = None  # (ticket, from me, by whom)
-    new_inbound_more: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.tickets or self.customers or self.cards)
-
-    @property
-    def new_inbound_count(self) -> int:
-        """New customer messages, listed or not."""
-        return len(self.new_inbound or []) + self.new_inbound_more
-
-    def merge(self, other: Changes) -> None:
-        if "*" in self.tickets or "*" in other.tickets \
-                or len(self.tickets) + len(other.tickets) > KEEP_TICKETS:
-            self.tickets = {"*"}
-        else:
-            self.tickets |= other.tickets
-        self.customers |= other.customers
-        self.cards = self.cards or other.cards
-        if other.new_inbound:
-            kept = self.new_inbound or []
-            room = max(0, KEEP_INBOUND - len(kept))
-            self.new_inbound = kept + other.new_inbound[:room]
-            self.new_inbound_more += len(other.new_inbound) - len(other.new_inbound[:room])
-        self.new_inbound_more += other.new_inbound_more
-        if other.taken_over:
-            self.taken_over = (self.taken_over or []) + other.taken_over
-
-    @classmethod
-    def of_mail(cls, result: SyncResult) -> Changes:
-        return cls(set(result.tickets), set(), new_inbound=list(result.new_inbound) or None,
-                   new_inbound_more=result.new_inbound_more)
 
 
 class Desk:
@@ -139,7 +82,7 @@ class Desk:
     @cached_property
     def cards(self) -> FeedbackCards:
         """Feedback cards: the board, adding customers, close-the-loop mail."""
-        from helpdesk.feedback import FeedbackCards
+        from helpdesk.cards import FeedbackCards
         return FeedbackCards(self)
 
     @cached_property

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import imapclient
 from sqlalchemy import text
 
+from helpdesk.clock import utcnow
 from helpdesk.errors import ConflictError, HelpdeskError, NotFoundError
 from helpdesk.mail import smtp
 from helpdesk.mail.compose import (
@@ -31,12 +31,11 @@ from helpdesk.mail.conversations import reply_subject
 from helpdesk.mail.imap import examine
 from helpdesk.mail.outbox import Outbox, OutboxItem
 from helpdesk.mail.parse import extract_attachment, parse_message
-from helpdesk.mail.sync import utcnow
-from helpdesk.team import fold
 from helpdesk.team.events import Event
 
 if TYPE_CHECKING:
-    from helpdesk.desk import Changes, Desk
+    from helpdesk.changes import Changes
+    from helpdesk.desk import Desk
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ class Replies:
     def flush(self, client: imapclient.IMAPClient, ids: list[int] | None = None,
               force: bool = False) -> Changes:
         """Send what is due (or exactly ``ids``); every step is resumable."""
-        from helpdesk.desk import Changes
+        from helpdesk.changes import Changes
 
         changes = Changes(set(), set())
         items = self.outbox.due(ids=ids) if ids is not None else self.outbox.due()
@@ -360,34 +359,3 @@ def birthday_soon(value: str | None, today: date | None = None) -> int | None:
             days = (nxt - today).days
             return days if days <= 7 else None
     return None
-
-
-# --- team state: saved replies -------------------------------------------------------
-
-@fold.handler("template")
-def _template(ctx: fold.FoldContext) -> None:
-    name = str(ctx.event.subject).strip()[:100]
-    body = str(ctx.event.data["body"])[:20000]
-    ctx.cur.execute("INSERT INTO templates (name, body, stamp, deleted, agent) "
-                    "VALUES (?, ?, ?, 0, ?) ON CONFLICT (name) DO UPDATE SET body = excluded.body, "
-                    "stamp = excluded.stamp, deleted = 0, agent = excluded.agent "
-                    "WHERE templates.stamp < excluded.stamp",
-                    (name, body, ctx.uid, ctx.event.agent))
-
-
-@fold.handler("template-delete")
-def _template_delete(ctx: fold.FoldContext) -> None:
-    ctx.cur.execute("UPDATE templates SET deleted = 1, stamp = ? WHERE name = ? AND stamp < ?",
-                    (ctx.uid, ctx.event.subject, ctx.uid))
-
-
-@fold.handler("reply-sent")
-def _reply_sent(ctx: fold.FoldContext) -> None:
-    ctx.result.tickets.add(ctx.event.subject)
-
-
-def _reset_templates(cur: sqlite3.Cursor) -> None:
-    cur.execute("DELETE FROM templates")
-
-
-fold.RESETTERS.append(_reset_templates)

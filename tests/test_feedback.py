@@ -18,11 +18,11 @@ import pytest
 from test_sync import run_cli, write_profile
 from test_team import desks
 
-from helpdesk import card_rank
-from helpdesk.card_rank import CardText
+from helpdesk.cards import DEFAULT_COLUMNS, FeedbackCards
+from helpdesk.cards import rank as card_rank
+from helpdesk.cards.rank import CardText
 from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError, NotFoundError
-from helpdesk.feedback import DEFAULT_COLUMNS, FeedbackCards
 from helpdesk.store import open_store
 from helpdesk.team.events import Event
 from helpdesk.team.fold import FoldResult, apply_event, reset_team_state

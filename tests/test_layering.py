@@ -18,6 +18,7 @@ def test_no_pyside_import_in_core_sources() -> None:
 
 
 def test_importing_the_core_loads_no_qt() -> None:
-    code = ("import sys, helpdesk.desk, helpdesk.cli, helpdesk.demo, helpdesk.metrics\n"
+    code = ("import sys, helpdesk.desk, helpdesk.cli, helpdesk.demo, helpdesk.metrics, "
+            "helpdesk.cards\n"
             "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -13,6 +13,8 @@ import email.policy
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from datetime import date, datetime, timedelta
@@ -27,33 +29,39 @@ from helpdesk.config import ImapSettings, Profile, SmtpSettings
 from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError
 from helpdesk.mail.sync import refresh_tickets
-from helpdesk.metrics import (
+from helpdesk.metrics import metrics_csv
+from helpdesk.metrics.calc import (
     CUSTOMER,
     OTHER,
     REPLY,
-    SURVEY_CURSOR,
     CaredRow,
     HeardRow,
     MetricsData,
     Msg,
     ScoreRow,
-    ServiceMetrics,
-    SurveyRef,
     TicketFacts,
-    answered_survey,
     compute_metrics,
     first_contact_resolved,
     median,
-    metrics_csv,
     nps,
     p90,
     previous_period,
     resolution_seconds,
 )
+from helpdesk.metrics.fold import SURVEY_CURSOR
+from helpdesk.metrics.surveys import (
+    QUESTION,
+    SurveyRef,
+    answered_survey,
+    new_text,
+    recognise_score,
+    survey_body,
+)
 from helpdesk.store import open_store
-from helpdesk.surveys import QUESTION, new_text, recognise_score, survey_body
 from helpdesk.team import fold
 from helpdesk.team.events import Event
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def at(day: int, hour: int, minute: int = 0, month: int = 1) -> datetime:
@@ -541,15 +549,26 @@ def test_rebuild_keeps_mail_scores_and_refolds_the_rest(seeded: Desk) -> None:
         [r for r in before if r[5] == "email"]
 
 
-def test_catch_up_folds_events_seen_before_the_module_was_used(seeded: Desk) -> None:
-    with seeded.store.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM surveys")
-        conn.exec_driver_sql("DELETE FROM scores")
-    ServiceMetrics(seeded)  # as on a fresh start
-    con = sqlite3.connect(seeded.profile.database)
-    assert con.execute("SELECT count(*) FROM surveys").fetchone()[0] == 3
-    assert con.execute("SELECT source FROM scores").fetchall() == [("manual",)]
-    con.close()
+def test_the_fold_runs_every_handler_whatever_was_imported(tmp_path: Path) -> None:
+    """A process that imports only the fold machinery still folds metrics events."""
+    code = f"""
+import sys
+from datetime import datetime
+from helpdesk.store import open_store
+from helpdesk.store.engine import raw_cursor
+from helpdesk.team.events import Event
+from helpdesk.team.fold import FoldResult, apply_event
+assert "helpdesk.metrics.service" not in sys.modules
+store = open_store({str(tmp_path / "d.sqlite3")!r})
+ev = Event(type="survey-sent", agent="a", subject="t1", data={{"message_id": "m@x"}})
+with store.begin() as conn:
+    apply_event(raw_cursor(conn), ev, 1, datetime(2026, 1, 1), ev.to_json(), FoldResult())
+with store.read() as conn:
+    print(conn.exec_driver_sql("SELECT ticket_id FROM surveys").scalar())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.strip() == "t1"
 
 
 def test_should_offer_survey(seeded: Desk, tmp_path: Path) -> None:

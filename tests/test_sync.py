@@ -16,7 +16,7 @@ import pytest
 from helpers import make_profile, wait_until
 from mailgen import generate
 
-import helpdesk.desk as desk_module
+import helpdesk.changes as changes_module
 import helpdesk.mail.sync as mail_sync
 from helpdesk.desk import Desk
 from helpdesk.errors import MailError
@@ -333,7 +333,7 @@ def test_expunge_during_a_windowed_sync_skips_nothing(dovecot: Any, tmp_path: Pa
 def test_sync_result_stays_bounded(dovecot: Any, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # Past the bounds: "every ticket changed", the first new mails listed, the rest counted.
-    for module in (mail_sync, desk_module):
+    for module in (mail_sync, changes_module):
         monkeypatch.setattr(module, "KEEP_TICKETS", 5)
         monkeypatch.setattr(module, "KEEP_INBOUND", 3)
     fill(dovecot, 30)

@@ -341,3 +341,10 @@ def test_customer_writing_after_close_reopens_on_every_desktop(dovecot: Any,
         desk.sync_once()
         assert [t["id"] for t in desk.tickets("open")] == [tid]
         assert desk.tickets("closed") == []
+
+
+def test_every_event_type_has_exactly_one_handler_listed_in_the_registry() -> None:
+    from helpdesk.team.events import TYPES
+    from helpdesk.team.registry import HANDLERS
+
+    assert set(HANDLERS) == set(TYPES)

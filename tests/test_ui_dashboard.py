@@ -11,7 +11,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 from test_metrics import Seed, V, W, X, Y, Z, at, offline_desk, seed_store
 
-from helpdesk.desk import Changes, Desk
+from helpdesk.changes import Changes
+from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError
 from ui.dashboard import DashboardWindow, fmt_duration, trend
 from ui.worker import DeskService

@@ -160,7 +160,7 @@ def seed_events(messages: Sequence[DemoMessage], seed: list[dict[str, Any]]) -> 
 
 
 def card_seed_events(agent: str, item: dict[str, Any], tickets: dict[str, str]) -> list[Event]:
-    """card-create plus one card-add per customer who asked (see helpdesk/feedback.py)."""
+    """card-create plus one card-add per customer who asked (see helpdesk/cards/)."""
     import uuid
 
     card_id = uuid.uuid4().hex

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from helpdesk.mail.sync import utcnow
+from helpdesk.clock import utcnow
 from helpdesk.store import Store
 
 PENDING_STATES = ("queued", "sending", "accepted")
@@ -60,7 +60,7 @@ class OutboxItem:
     meta: dict[str, Any]
 
     def public(self) -> dict[str, Any]:
-        from helpdesk.desk import iso
+        from helpdesk.clock import iso
         return {"id": self.id, "ticket_id": self.ticket_id, "kind": self.kind,
                 "state": self.state, "last_error": self.last_error, "attempts": self.attempts,
                 "subject": self.subject, "to": self.to, "message_id": self.message_id,

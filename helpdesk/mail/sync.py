@@ -30,6 +30,7 @@ from typing import Any
 import imapclient
 from sqlalchemy import Connection, text
 
+from helpdesk.clock import utcnow
 from helpdesk.config import Profile
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
 from helpdesk.mail.imap import examine, fetch_bodies, fetch_sizes, uid_at, uid_set
@@ -53,10 +54,6 @@ FREEMAIL = frozenset({
     "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "proton.me",
     "protonmail.com", "yandex.ru", "mail.ru", "qq.com", "163.com", "orange.fr", "free.fr",
 })
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def organisation_for(address: str) -> str | None:

@@ -28,6 +28,7 @@ from helpdesk.store import Store
 from helpdesk.store.engine import raw_cursor
 from helpdesk.team.events import NONCE_HEADER, Event, EventError, decode_body, encode
 from helpdesk.team.fold import FoldResult, apply_event, db_time, parse_db_time, reset_team_state
+from helpdesk.team.registry import HANDLERS
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,8 @@ class TeamLog:
                     log.warning("team log: skipped message uid %d: %s", uid, exc)
                     result.skipped += 1
                     continue
-                apply_event(cur, event, uid, clock, body.decode("utf-8", "replace"), result)
+                apply_event(cur, event, uid, clock, body.decode("utf-8", "replace"), result,
+                            HANDLERS)
             self.store.set_meta("team.cursor", str(events[-1][0]), conn)
             self.store.set_meta("team.seen", str(seen), conn)
             if clock is not None:

@@ -1,7 +1,7 @@
 """NPS survey mail: the text we send, and recognising the score in a customer's reply.
 
-Pure functions, no I/O. :mod:`helpdesk.metrics` decides *which* messages are
-replies to a survey; this module decides what a reply *says*.
+Pure functions, no I/O: which inbound message answers a survey (:func:`answered_survey`),
+and what a reply *says*.
 
 Recognising a score (the rule, in full):
 
@@ -33,7 +33,12 @@ without leading separators (" - ", ":", "!", ...), trimmed; None when empty.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from helpdesk.mail.conversations import subject_token
 
 QUESTION = ("How likely is it that you would recommend us to a friend or colleague? "
             "Reply with a number from 0 to 10.")
@@ -184,3 +189,46 @@ def recognise_score(text: str) -> Score | None:
     comment = body[len(body) - len(rest):] if rest else ""
     comment = comment.lstrip(_COMMENT_LEAD).strip()
     return Score(int(m.group("n")), comment or None)
+
+
+@dataclass(frozen=True)
+class SurveyRef:
+    message_id: str
+    ticket_id: str
+    sent_at: datetime
+
+
+def answered_survey(in_reply_to: str | None, references: Sequence[str], subject: str,
+                    received_at: datetime, surveys_by_id: dict[str, SurveyRef],
+                    surveys_by_ticket: dict[str, list[SurveyRef]]) -> str | None:
+    """The ticket whose survey this inbound message answers, or None.
+
+    A reply to a survey: its In-Reply-To is a survey's Message-ID; or it has no
+    In-Reply-To and a References id is one. Mail with no threading headers at
+    all (clients that drop them) answers a survey when its subject carries the
+    ticket token of a ticket surveyed before the message arrived. Mail threaded
+    to something *else* is not an answer, even after a survey: the customer was
+    replying to another message.
+    """
+    if in_reply_to:
+        hit = surveys_by_id.get(in_reply_to)
+        return hit.ticket_id if hit else None
+    for ref in references:
+        hit = surveys_by_id.get(ref)
+        if hit:
+            return hit.ticket_id
+    if references:
+        return None
+    token = subject_token(subject)
+    if token and any(s.sent_at <= received_at for s in surveys_by_ticket.get(token, [])):
+        return token
+    return None
+
+
+def score_id(message_id: str | None, dedup_key: str) -> str:
+    """Deterministic id of a score recognised in a message (the same on every desktop)."""
+    return "mail:" + (message_id or dedup_key)
+
+
+def _bare_id(value: Any) -> str:
+    return str(value or "").strip().strip("<>").strip()

@@ -1,246 +1,44 @@
-"""Feedback cards: who asked for what, the team's board, telling customers it shipped.
-
-Team state, folded from the team log like everything else (DESIGN.md):
-
-- ``card-create`` (subject: the new card id = the event id): title, description,
-  column. Created "by title" (``by_title``), a card whose title a card created
-  earlier in log order already has becomes a merge into that card, so two desktops
-  typing the same new title at once still end with one card.
-- ``card-update`` (subject: a card id): title/description, last-writer-wins by log
-  UID (``title_stamp`` stamps both). Subject ``column:<id>``: rename a board column.
-- ``card-move``: the column, last-writer-wins (``column_stamp``).
-- ``card-add``: customer (email), ticket, quote. An add-wins set keyed
-  ``(card, email)``: adds never conflict, the first add keeps its ticket and
-  quote (later adds only fill in what is missing), the same customer twice
-  counts once.
-- ``card-merge`` (subject: the merged card, ``into``): the merged card leaves the
-  board; its customers count for the card it went into. ``merged_into`` chains
-  are resolved when reading, so an add that raced a merge still counts. A merge
-  that would make a cycle, or of a card already merged, is ignored.
-- ``card-notified`` (``email``, ``message_id``): the first per (card group,
-  customer) in log order wins; the desktop whose event won sends the mail, so a
-  customer is never told twice even when two agents click at once.
-
-The fold handlers register on import; :class:`FeedbackCards` is the facade
-(``desk.cards``).
-"""
+"""The feedback board's reads and intents (``desk.cards``): every change is a team-log event."""
 
 from __future__ import annotations
 
 import logging
-import re
-import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 from sqlalchemy import text as sql_text
 
-from helpdesk import card_rank
-from helpdesk.card_export import FORMATS, board_csv, board_markdown
+from helpdesk.cards import rank as card_rank
+from helpdesk.cards.export import FORMATS, board_csv, board_markdown
+from helpdesk.cards.fold import (
+    _GROUP,
+    _ROOT,
+    _TREE,
+    COLUMN_SUBJECT,
+    MAX_COLUMN_NAME,
+    MAX_DESCRIPTION,
+    MAX_QUOTE,
+    MAX_TITLE,
+    SHIPPED,
+    SORTS,
+    Sort,
+    _block,
+    _line,
+    _title_key,
+)
+from helpdesk.cards.notify import _draft, _greeting_name
 from helpdesk.errors import HelpdeskError, NotFoundError
-from helpdesk.mail.compose import first_name, new_message_id
-from helpdesk.team import fold
+from helpdesk.mail.compose import new_message_id
 from helpdesk.team.events import Event
-from helpdesk.team.fold import FoldContext, db_time, handler
 
 if TYPE_CHECKING:
-    from helpdesk.desk import Changes, Desk
+    from helpdesk.changes import Changes
+    from helpdesk.desk import Desk
 
 log = logging.getLogger(__name__)
-
-__all__ = ["DEFAULT_COLUMNS", "SHIPPED", "CardMatch", "FeedbackCards"]
-
-DEFAULT_COLUMNS = (("ideas", "Ideas"), ("known-issues", "Known issues"), ("next-up", "Next up"),
-                   ("in-progress", "In progress"), ("shipped", "Shipped"))
-SHIPPED = "shipped"
-COLUMN_SUBJECT = "column:"
-MAX_TITLE, MAX_DESCRIPTION, MAX_QUOTE, MAX_COLUMN_NAME = 200, 5000, 2000, 60
-SORTS = ("votes", "age")
-Sort = Literal["votes", "age"]
-_CARD_ID = re.compile(r"[0-9a-f]{8,64}")
-
-# Every card id with the id of the board card it counts for (merge chains resolved).
-_TREE = """WITH RECURSIVE tree(id, root) AS (
-    SELECT id, id FROM cards WHERE merged_into IS NULL
-    UNION SELECT c.id, tree.root FROM cards c JOIN tree ON c.merged_into = tree.id)"""
-# The board card a card counts for (itself unless merged), by following merged_into.
-_ROOT = """WITH RECURSIVE up(id, next, depth) AS (
-    SELECT id, merged_into, 0 FROM cards WHERE id = :id
-    UNION ALL SELECT c.id, c.merged_into, up.depth + 1 FROM cards c JOIN up ON c.id = up.next
-    WHERE up.depth < 1000)
-SELECT id FROM up WHERE next IS NULL"""
-# A board card and every card merged into it, directly or through others.
-_GROUP = """WITH RECURSIVE grp(id) AS (
-    SELECT :root UNION SELECT c.id FROM cards c JOIN grp ON c.merged_into = grp.id)"""
-
-
-# --- fold ------------------------------------------------------------------------
-
-def _line(value: Any, limit: int) -> str:
-    """One line of text (titles, names): whitespace collapsed, at most ``limit`` long."""
-    return " ".join(str(value or "").split())[:limit]
-
-
-def _block(value: Any, limit: int) -> str:
-    """Free text (descriptions, quotes): line breaks kept, ends trimmed."""
-    return str(value or "").strip()[:limit]
-
-
-def _root_of(cur: sqlite3.Cursor, card_id: str) -> str | None:
-    row = cur.execute(_ROOT, {"id": card_id}).fetchone()
-    return str(row[0]) if row else None
-
-
-def _touch(ctx: FoldContext, card_id: str) -> None:
-    root = _root_of(ctx.cur, card_id) or card_id
-    ctx.cur.execute("UPDATE cards SET updated_at = ? WHERE id = ?", (db_time(ctx.at), root))
-    ctx.result.cards = True
-
-
-def _column_exists(cur: sqlite3.Cursor, column: str) -> bool:
-    return cur.execute("SELECT 1 FROM board_columns WHERE id = ?", (column,)).fetchone() \
-        is not None
-
-
-def _title_key(title: str) -> str:
-    return card_rank.normalise(title)
-
-
-@handler("card-create")
-def _card_create(ctx: FoldContext) -> None:
-    card_id, data = ctx.event.subject, ctx.event.data
-    if not _CARD_ID.fullmatch(card_id):
-        raise ValueError("bad card id")
-    title = _line(data["title"], MAX_TITLE)
-    if not title:
-        raise ValueError("card without a title")
-    column = str(data.get("column") or "ideas")
-    if not _column_exists(ctx.cur, column):
-        column = "ideas"
-    at = db_time(ctx.at)
-    ctx.cur.execute(
-        "INSERT OR IGNORE INTO cards (id, title, description, column_id, created_at, "
-        "updated_at, created_by, title_stamp, column_stamp, shipped_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (card_id, title, _block(data.get("description"), MAX_DESCRIPTION), column, at, at,
-         ctx.event.agent, ctx.uid, ctx.uid, at if column == SHIPPED else None))
-    if ctx.cur.rowcount and data.get("by_title"):
-        key = _title_key(title)
-        for other, other_title in ctx.cur.execute(
-                "SELECT c.id, c.title FROM cards c JOIN team_events e ON e.event_id = c.id "
-                "WHERE c.merged_into IS NULL AND c.id != ? ORDER BY e.uid",
-                (card_id,)).fetchall():
-            if _title_key(other_title) == key:
-                ctx.cur.execute("UPDATE cards SET merged_into = ? WHERE id = ?",
-                                (other, card_id))
-                break
-    ctx.result.cards = True
-
-
-@handler("card-update")
-def _card_update(ctx: FoldContext) -> None:
-    subject, data = ctx.event.subject, ctx.event.data
-    if subject.startswith(COLUMN_SUBJECT):
-        column = subject[len(COLUMN_SUBJECT):]
-        name = _line(data["name"], MAX_COLUMN_NAME)
-        if not name or not _column_exists(ctx.cur, column):
-            raise ValueError(f"cannot rename column {column!r} to {name!r}")
-        ctx.cur.execute("UPDATE board_columns SET name = ?, stamp = ? WHERE id = ? AND stamp < ?",
-                        (name, ctx.uid, column, ctx.uid))
-        ctx.result.cards = True
-        return
-    title = _line(data["title"], MAX_TITLE) if data.get("title") is not None else None
-    description = _block(data["description"], MAX_DESCRIPTION) \
-        if data.get("description") is not None else None
-    if title == "":
-        raise ValueError("a card title cannot be empty")
-    ctx.cur.execute(
-        "UPDATE cards SET title = coalesce(?, title), description = coalesce(?, description), "
-        "title_stamp = ? WHERE id = ? AND title_stamp < ?",
-        (title, description, ctx.uid, subject, ctx.uid))
-    _touch(ctx, subject)
-
-
-@handler("card-move")
-def _card_move(ctx: FoldContext) -> None:
-    card_id, column = ctx.event.subject, str(ctx.event.data["column"])
-    if not _column_exists(ctx.cur, column):
-        raise ValueError(f"unknown column {column!r}")
-    at = db_time(ctx.at)
-    ctx.cur.execute(
-        "UPDATE cards SET shipped_at = CASE WHEN :col != 'shipped' THEN NULL "
-        "WHEN column_id = 'shipped' THEN shipped_at ELSE :at END, column_id = :col, "
-        "column_stamp = :uid WHERE id = :id AND column_stamp < :uid",
-        {"col": column, "at": at, "uid": ctx.uid, "id": card_id})
-    _touch(ctx, card_id)
-
-
-@handler("card-add")
-def _card_add(ctx: FoldContext) -> None:
-    card_id, data = ctx.event.subject, ctx.event.data
-    email = str(data["email"]).strip().lower()
-    if "@" not in email or len(email) > 320:
-        raise ValueError("customer is not an e-mail address")
-    ticket = str(data["ticket"])[:64] if data.get("ticket") else None
-    quote = _block(data.get("quote"), MAX_QUOTE) or None
-    ctx.cur.execute(
-        "INSERT OR IGNORE INTO card_customers (card_id, email, ticket_id, quote, added_at, "
-        "added_by, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (card_id, email, ticket, quote, db_time(ctx.at), ctx.event.agent, ctx.event.id))
-    if not ctx.cur.rowcount:
-        # Add-wins set: the earliest add stays; a later one only fills in the blanks.
-        ctx.cur.execute("UPDATE card_customers SET ticket_id = coalesce(ticket_id, ?), "
-                        "quote = coalesce(quote, ?) WHERE card_id = ? AND email = ?",
-                        (ticket, quote, card_id, email))
-    _touch(ctx, card_id)
-
-
-@handler("card-merge")
-def _card_merge(ctx: FoldContext) -> None:
-    card_id, into = ctx.event.subject, str(ctx.event.data["into"])
-    row = ctx.cur.execute("SELECT merged_into FROM cards WHERE id = ?", (card_id,)).fetchone()
-    target = _root_of(ctx.cur, into)
-    if row is None or target is None:
-        raise ValueError("merge of an unknown card")
-    if row[0] is not None or target == card_id:
-        log.info("team log: ignored merge of card %s into %s (already merged, or a cycle)",
-                 card_id[:8], into[:8])
-        return
-    ctx.cur.execute("UPDATE cards SET merged_into = ?, updated_at = ? WHERE id = ?",
-                    (into, db_time(ctx.at), card_id))
-    _touch(ctx, target)
-
-
-@handler("card-notified")
-def _card_notified(ctx: FoldContext) -> None:
-    email = str(ctx.event.data["email"]).strip().lower()
-    root = _root_of(ctx.cur, ctx.event.subject)
-    if root is None:
-        raise ValueError("notification for an unknown card")
-    told = ctx.cur.execute(
-        _GROUP + " SELECT 1 FROM card_notified n JOIN grp ON grp.id = n.card_id "
-        "WHERE n.email = :email", {"root": root, "email": email}).fetchone()
-    if told is None:
-        message_id = ctx.event.data.get("message_id")
-        ctx.cur.execute("INSERT INTO card_notified (card_id, email, at, message_id) "
-                        "VALUES (?, ?, ?, ?)",
-                        (root, email, db_time(ctx.at), str(message_id) if message_id else None))
-        ctx.result.cards = True
-
-
-def reset_cards(cur: sqlite3.Cursor) -> None:
-    """Forget every card (a rebuild from the log); the board gets its default columns."""
-    for table in ("card_notified", "card_customers", "cards", "board_columns"):
-        cur.execute(f"DELETE FROM {table}")
-    cur.executemany("INSERT INTO board_columns (id, name, position, stamp) VALUES (?, ?, ?, 0)",
-                    [(cid, name, i) for i, (cid, name) in enumerate(DEFAULT_COLUMNS)])
-
-
-if reset_cards not in fold.RESETTERS:
-    fold.RESETTERS.append(reset_cards)
 
 
 # --- the facade --------------------------------------------------------------------
@@ -262,7 +60,7 @@ class CardMatch:
 
 
 def _iso(value: Any) -> str | None:
-    from helpdesk.desk import iso
+    from helpdesk.clock import iso
     return iso(value)
 
 
@@ -540,7 +338,7 @@ class FeedbackCards:
         if description is not None:
             data["description"] = _block(description, MAX_DESCRIPTION)
         if not data:
-            from helpdesk.desk import Changes
+            from helpdesk.changes import Changes
             return Changes(set(), set())
         return self.desk.publish(self.desk.event("card-update", cid, **data))[0]
 
@@ -615,28 +413,3 @@ class FeedbackCards:
                 ticket_id=on_card[email]["ticket_id"], meta={"card": root}, message_id=mid)
             queued.append(int(outbox_id))
         return queued
-
-
-# --- drafts ------------------------------------------------------------------------
-
-def _greeting_name(customer: Mapping[str, Any]) -> str:
-    """Preferred name, else the given name from the display name or address, else "there"."""
-    preferred = (customer.get("preferred_name") or "").strip()
-    return preferred or first_name(customer.get("name"), customer.get("email")) or "there"
-
-
-def _draft(card: Mapping[str, Any], customer: Mapping[str, Any], agent: str,
-           team: str) -> dict[str, str]:
-    title = card["title"]
-    quote = (customer.get("quote") or "").strip()
-    if quote:
-        quoted = "\n".join("> " + line for line in quote.splitlines())
-        asked = (f"When you wrote to us, you asked for this:\n\n{quoted}\n\n"
-                 f"We listened: \"{title}\" is now available.")
-    else:
-        asked = f"You asked us for \"{title}\". We listened: it is now available."
-    body = (f"Hi {_greeting_name(customer)},\n\n{asked}\n\n"
-            "Thank you for taking the time to tell us: requests like yours decide what we "
-            "build next. If it does not work the way you hoped, just reply to this email.\n\n"
-            f"Best wishes,\n{agent}\n{team}\n")
-    return {"subject": f"You asked, we built it: {title}", "body": body}
