@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from helpdesk.card_rank import typed_match
+from helpdesk.cards.rank import typed_match
 from ui import format as fmt
 from ui import style
 from ui.style import C

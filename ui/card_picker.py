@@ -23,7 +23,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
 
-from helpdesk.card_rank import normalise, typed_match
+from helpdesk.cards.rank import normalise, typed_match
 from ui import style
 from ui.card_dialogs import guarded
 from ui.models import flat_item_flags

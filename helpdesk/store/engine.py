@@ -21,12 +21,26 @@ SCHEMA_HEAD = "0005"
 
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Transactions are begun by _on_begin, not by the driver's own guesswork.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _on_begin(conn: Connection) -> None:
+    """Writers take SQLite's write lock up front (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads, then writes after another process committed,
+    fails at once with "database is locked" (its snapshot is stale); an immediate
+    one waits its turn (busy_timeout) and then reads what the other committed, so
+    two processes storing the same message never both insert it.
+    """
+    write = conn.get_execution_options().get("helpdesk_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Store:
@@ -40,8 +54,10 @@ class Store:
     def begin(self) -> Iterator[Connection]:
         """A transaction that commits on success and rolls back on error."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(helpdesk_write=True)
+                with conn.begin():
+                    yield conn
         except OperationalError as exc:
             raise _plain_store_error(exc, self.path) from exc
 
@@ -137,6 +153,7 @@ def open_store(path: Path | str) -> Store:
     existed = path.exists() and path.stat().st_size > 0
     engine = create_engine(f"sqlite:///{path}", future=True)
     event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
     try:
         current = _current_revision(engine)
     except Exception as exc:
@@ -162,7 +179,9 @@ def _upgrade(engine: Engine, path: Path) -> None:
     from alembic import command
 
     try:
-        with engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "head")
+        with engine.connect() as conn:
+            conn = conn.execution_options(helpdesk_write=True)
+            with conn.begin():
+                command.upgrade(_alembic_config(conn), "head")
     except OperationalError as exc:
         raise _plain_store_error(exc, path) from exc
