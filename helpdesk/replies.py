@@ -1,8 +1,13 @@
 """Replies: compose, fence on the claim, send exactly once, file in Sent, tell the team.
 
-See helpdesk/mail/outbox.py for the states and the exactly-once argument. This
-module holds the steps that need the whole desk: the claim fence, the SMTP
-transaction, the Sent copy and the ``reply-sent`` team event.
+The states and their compare-and-swap transitions are in helpdesk/mail/outbox.py.
+This module drives them, on the serial worker: take an item (``claiming``), fence
+on the claim, commit ``sending``, the SMTP transaction, ``accepted``, then the
+finishing steps (Sent copy, ``reply-sent`` event, close), each done once and retried
+alone when it fails. Mail whose sending a team event decides (a shipped-card note,
+a survey) is *staged* first, the event published, and the mail promoted only when
+the folded log says it is ours to send: never told twice, never marked told without
+a mail.
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ import hashlib
 import logging
 import os
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import imapclient
 from sqlalchemy import text
 
+from helpdesk.changes import Changes
+from helpdesk.claims import Claims
 from helpdesk.clock import utcnow
-from helpdesk.errors import ConflictError, HelpdeskError, NotFoundError
+from helpdesk.config import Profile
+from helpdesk.errors import ConflictError, HelpdeskError, MailError, NotFoundError
 from helpdesk.mail import smtp
 from helpdesk.mail.compose import (
     Outgoing,
@@ -28,19 +36,18 @@ from helpdesk.mail.compose import (
     render_placeholders,
 )
 from helpdesk.mail.conversations import reply_subject
-from helpdesk.mail.imap import examine
-from helpdesk.mail.outbox import Outbox, OutboxItem
+from helpdesk.mail.imap import examine, logout_quietly
+from helpdesk.mail.outbox import OutboxItem, new_owner, owner_alive, retire_owner
 from helpdesk.mail.parse import extract_attachment, parse_message
+from helpdesk.session import ImapLink, Session, intent
 from helpdesk.team.events import Event
-
-if TYPE_CHECKING:
-    from helpdesk.changes import Changes
-    from helpdesk.desk import Desk
+from helpdesk.tickets import TicketBook
 
 log = logging.getLogger(__name__)
 
 WHITE_GLOVE_REMINDER = ("White-glove customer: extra reassurance and politeness. Say what "
                         "happens next and when.")
+UNCERTAIN_ADVICE = " Check with the customer (or in Sent), then send it again or discard it."
 
 
 def _fault_point(name: str) -> None:
@@ -49,18 +56,39 @@ def _fault_point(name: str) -> None:
         os._exit(70)
 
 
-class Replies:
-    """Reply-related intents of a desk."""
+def event_json(event: Event) -> dict[str, Any]:
+    return {"type": event.type, "agent": event.agent, "subject": event.subject,
+            "data": event.data, "id": event.id, "client_time": event.client_time}
 
-    def __init__(self, desk: Desk) -> None:
-        self.desk = desk
-        self.outbox = Outbox(desk.store)
+
+def event_of(data: dict[str, Any]) -> Event:
+    return Event(type=str(data["type"]), agent=str(data["agent"]),
+                 subject=str(data["subject"]), data=dict(data.get("data") or {}),
+                 id=str(data["id"]), client_time=str(data.get("client_time") or ""))
+
+
+class Replies:
+    """Reply-related intents, and the outbox's sending, for one session."""
+
+    def __init__(self, session: Session, book: TicketBook, claims: Claims) -> None:
+        self.session = session
+        self.book = book
+        self.claims = claims
+        self.outbox = session.outbox
+        self.owner = new_owner()
+
+    @property
+    def profile(self) -> Profile:
+        return self.session.profile
+
+    def close(self) -> None:
+        retire_owner(self.owner)
 
     # --- composing ----------------------------------------------------------------
 
     def _answered(self, tid: str) -> dict[str, Any]:
         """The message a reply answers: the customer's latest real message, else the latest."""
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             row = conn.execute(text(
                 "SELECT message_id, \"references\", from_addr, from_name, reply_to, subject, "
                 "direction, auto_kind FROM messages WHERE ticket_id = :t ORDER BY "
@@ -72,14 +100,14 @@ class Replies:
 
     def composer(self, ticket: str) -> dict[str, Any]:
         """What the composer shows: recipient, subject, greeting and reminders."""
-        tid = self.desk.resolve_ticket(ticket)
-        row = self.desk.ticket_rows([tid])[tid]
+        tid = self.book.resolve(ticket)
+        row = self.book.ticket_rows([tid])[tid]
         answered = self._answered(tid)
         email = row["customer_email"]
         customer: dict[str, Any] = {}
         if email:
             try:
-                customer = self.desk.customer(email)
+                customer = self.book.customer(email)
             except NotFoundError:
                 customer = {}
         to = answered["reply_to"] or (answered["from_addr"] if answered["direction"] == "in"
@@ -106,9 +134,10 @@ class Replies:
         }
 
     def _from_name(self) -> str:
-        name = self.desk.profile.smtp.from_name
-        return name.replace("{agent}", self.desk.agent) if name else ""
+        name = self.profile.smtp.from_name
+        return name.replace("{agent}", self.session.agent) if name else ""
 
+    @intent
     def reply(self, ticket: str, body: str, close: bool = False,
               cared: bool | None = None) -> dict[str, Any]:
         """Queue a reply durably, then try to send it now.
@@ -118,9 +147,9 @@ class Replies:
         """
         if not body.strip():
             raise HelpdeskError("The reply is empty.")
-        tid = self.desk.resolve_ticket(ticket)
-        holder = self.desk.holder(tid)
-        if holder.agent and holder.agent != self.desk.agent:
+        tid = self.book.resolve(ticket)
+        holder = self.book.holder(tid)
+        if holder.agent and holder.agent != self.session.agent:
             raise ConflictError(holder.conflict_message() + " Your draft is kept.")
         ctx = self.composer(tid)
         answered = self._answered(tid)
@@ -132,29 +161,33 @@ class Replies:
                                         in_reply_to=answered["message_id"], references=refs,
                                         close_after=close,
                                         meta={"cared": cared} if cared is not None else None)
-        self.desk.discard_draft(tid)
+        with self.session.store.begin() as conn:
+            conn.execute(text("DELETE FROM drafts WHERE ticket_id = :t"), {"t": tid})
         try:
-            with self.desk.imap() as client:
-                self.flush(client, ids=[item_id], force=True)
+            self.flush(self.session.intents, ids=[item_id], force=True)
         except HelpdeskError as exc:
-            self.outbox.retry_later(self.outbox.get(item_id), str(exc))
+            log.info("reply %d not sent yet: %s", item_id, exc)
         item = self.outbox.get(item_id)
         if item.state == "held":
             raise ConflictError(f"{item.last_error} Your reply was not sent and is kept in "
                                 f"the outbox.")
-        return {"outbox_id": item_id, "state": "sent" if item.state == "sent" else item.state,
-                "message": describe(item)}
+        return {"outbox_id": item_id, "state": item.state, "message": describe(item)}
 
+    @intent
     def queue_mail(self, *, kind: str, to: str, subject: str, body: str,
                    ticket_id: str | None = None, in_reply_to: str | None = None,
                    references: list[str] | None = None, close_after: bool = False,
-                   meta: dict[str, Any] | None = None, message_id: str | None = None
+                   meta: dict[str, Any] | None = None, message_id: str | None = None,
+                   publish: list[Event] | None = None, resolve: bool = True
                    ) -> tuple[int, str]:
         """Store an outgoing message durably (nothing sent yet); returns (id, Message-ID).
 
         ``message_id`` may be planned by the caller (e.g. named in a team event first).
+        With ``publish``, the mail is staged: those events are published first (now unless
+        ``resolve`` is False, else by :meth:`resolve_staged` or a later flush), and it goes
+        only if the folded log says so (see :meth:`_decided`).
         """
-        settings = self.desk.profile.smtp
+        settings = self.profile.smtp
         if not settings.host or not settings.from_address:
             raise HelpdeskError("Sending needs an [smtp] section with host and from_address "
                                 "in the profile.")
@@ -164,114 +197,221 @@ class Replies:
         raw = build(Outgoing(from_address=settings.from_address, from_name=self._from_name(),
                              to=[to], subject=subject, body=body, in_reply_to=in_reply_to,
                              references=references or [], ticket_id=ticket_id), message_id)
+        meta = dict(meta or {})
+        if publish:
+            meta["publish"] = [event_json(e) for e in publish]
         item_id = self.outbox.enqueue(kind=kind, ticket_id=ticket_id, message_id=message_id,
-                                      agent=self.desk.agent, to=[to], subject=subject,
-                                      body=body, raw=raw, close_after=close_after, meta=meta)
+                                      agent=self.session.agent, to=[to], subject=subject,
+                                      body=body, raw=raw, close_after=close_after, meta=meta,
+                                      staged=bool(publish))
+        if publish and resolve:
+            self.resolve_staged([item_id])
         return item_id, message_id
+
+    @intent
+    def resolve_staged(self, ids: list[int]) -> list[int]:
+        """Publish the events of these staged items now and promote the ones that go;
+        their ids. When the team log cannot be reached, they stay staged and a later
+        flush finishes the job."""
+        items = [i for i in self.outbox.items(states=("staged",)) if i.id in ids]
+        try:
+            self._resolve_staged(self.session.intents, items)
+        except HelpdeskError as exc:
+            log.info("outbox items %s staged until the team log can be reached: %s",
+                     ids, exc)
+        return [i.id for i in self.outbox.items(states=("queued",)) if i.id in ids]
 
     # --- sending ------------------------------------------------------------------
 
-    def flush(self, client: imapclient.IMAPClient, ids: list[int] | None = None,
+    def flush(self, link: ImapLink, ids: list[int] | None = None,
               force: bool = False) -> Changes:
-        """Send what is due (or exactly ``ids``); every step is resumable."""
-        from helpdesk.changes import Changes
-
+        """Send what is due (or exactly ``ids``); every step is resumable. On the worker."""
         changes = Changes(set(), set())
-        items = self.outbox.due(ids=ids) if ids is not None else self.outbox.due()
-        if force and ids is None:
-            items = self.outbox.due(ids=[i.id for i in self.outbox.items(
-                states=("queued", "sending", "accepted"))])
-        for item in items:
-            try:
-                self._advance(client, item)
-            except (OSError, EOFError, imapclient.exceptions.IMAPClientError) as exc:
-                # The IMAP side failed after SMTP: the next pass resumes from 'accepted'.
-                log.warning("outbox item %d: %s", item.id, exc)
-                raise
+        pending = [i for i in self.outbox.pending() if ids is None or i.id in ids]
+        self._resolve_staged(link, [i for i in pending if i.state == "staged"])
+        for item in pending:
+            if item.state == "staged":
+                item = self.outbox.get(item.id)
+            if not self._take(item, force or ids is not None):
+                continue
             if item.ticket_id:
                 changes.tickets.add(item.ticket_id)
+            self._advance(link, item)
         return changes
 
-    def _advance(self, client: imapclient.IMAPClient, item: OutboxItem) -> None:
-        if item.state == "sending":
-            if self._in_sent(client, item.message_id):
-                self.outbox.update(item.id, state="accepted")
-                item.state = "accepted"
-            else:
-                self.outbox.update(item.id, state="uncertain", last_error=(
-                    "The app stopped while this message was being sent and no copy is in "
-                    "Sent, so it may or may not have reached the customer. Check, then "
-                    "send it again or discard it."))
-                return
+    def _take(self, item: OutboxItem, force: bool) -> bool:
+        """Make this session the item's owner if it is ours to work on now."""
+        me = self.owner
         if item.state == "queued":
-            if not self._fence(client, item):
-                return
-            self.outbox.update(item.id, state="sending", attempts=item.attempts + 1)
-            item.attempts += 1
-            try:
-                smtp.send(self.desk.profile.smtp, item.raw,
-                          self.desk.profile.smtp.from_address, item.to)
-            except smtp.SendError as exc:
-                if exc.permanent:
-                    self.outbox.update(item.id, state="failed", last_error=exc.message)
-                else:
-                    self.outbox.retry_later(item, exc.message)
-                return
-            _fault_point("after-smtp")
-            self.outbox.update(item.id, state="accepted", smtp_accepted_at=utcnow())
-            item.state = "accepted"
-        if item.state == "accepted":
-            self._finish(client, item)
+            if not force and item.next_attempt_at is not None \
+                    and item.next_attempt_at > utcnow():
+                return False
+            if not self.outbox.take(item.id, me):
+                return False  # another session took it first
+            item.state, item.owner = "claiming", me
+            return True
+        if item.state in ("claiming", "sending", "accepted"):
+            if item.owner == me:
+                return True
+            if item.owner is not None and owner_alive(item.owner, item.owner_at):
+                return False  # a live session is on it
+            if not self.outbox.adopt(item, me):
+                return False
+            item.owner = me
+            return True
+        return False
 
-    def _fence(self, client: imapclient.IMAPClient, item: OutboxItem) -> bool:
+    def _advance(self, link: ImapLink, item: OutboxItem) -> None:
+        if item.state == "claiming":
+            self._send(link, item)
+        if item.state == "sending":  # adopted from a session that died mid-send
+            self._recover_sending(link, item)
+        if item.state == "accepted":
+            self._finish(link, item)
+
+    def _send(self, link: ImapLink, item: OutboxItem) -> None:
+        me = self.owner
+        if not self._fence(link, item):
+            return
+        attempts = item.attempts + 1
+        if not self.outbox.start_sending(item.id, me, attempts):
+            return
+        item.state, item.attempts = "sending", attempts
+        _fault_point("before-smtp")
+        try:
+            smtp.send(self.profile.smtp, item.raw, self.profile.smtp.from_address, item.to)
+        except smtp.SendError as exc:
+            if exc.maybe_delivered:
+                item.state = "uncertain"
+                self.outbox.give_back(item, me, "uncertain", exc.message + UNCERTAIN_ADVICE)
+            elif exc.permanent:
+                item.state = "failed"
+                self.outbox.give_back(item, me, "failed", exc.message)
+            else:
+                item.state = "queued"
+                self.outbox.give_back(item, me, "queued", exc.message, retry=True)
+            return
+        _fault_point("after-smtp")
+        if self.outbox.accepted(item.id, me):
+            item.state = "accepted"
+
+    def _fence(self, link: ImapLink, item: OutboxItem) -> bool:
         """Replies go out only while this agent holds the ticket (claiming it if free)."""
         if item.kind != "reply" or not item.ticket_id:
             return True
         try:
-            self.desk.claim_on(client, item.ticket_id)
+            self.claims.claim(item.ticket_id, link=link)
             return True
         except ConflictError as exc:
-            self.outbox.update(item.id, state="held", last_error=str(exc) + " Nothing was sent.")
+            item.state = "held"
+            self.outbox.give_back(item, self.owner, "held", str(exc) + " Nothing was sent.")
             return False
+        except BaseException as exc:
+            item.state = "queued"
+            self.outbox.give_back(item, self.owner, "queued",
+                                  f"Not sent yet: {exc}", retry=True)
+            raise
 
-    def _finish(self, client: imapclient.IMAPClient, item: OutboxItem) -> None:
-        sent_folder = self.desk.profile.imap.sent_folder
-        if self.desk.profile.smtp.save_sent and sent_folder and not item.sent_copy_done:
-            if not self._in_sent(client, item.message_id):
-                if not client.folder_exists(sent_folder):
-                    client.create_folder(sent_folder)
-                client.append(sent_folder, item.raw, flags=[imapclient.SEEN])
-            self.outbox.update(item.id, sent_copy_done=True)
-        if not item.event_done:
-            events = [Event(type="reply-sent", agent=item.agent, subject=item.ticket_id or "",
-                            data={"message_id": item.message_id, "kind": item.kind,
-                                  "to": item.to},
-                            id=hashlib.sha256(item.message_id.encode()).hexdigest()[:32])]
-            if item.close_after and item.ticket_id:
-                events.append(Event(type="status", agent=item.agent, subject=item.ticket_id,
-                                    data={"status": "closed", **(
-                                        {"cared": item.meta["cared"]}
-                                        if isinstance(item.meta.get("cared"), bool) else {})},
-                                    id=hashlib.sha256((item.message_id + "/close").encode())
-                                    .hexdigest()[:32]))
-            self.desk.publish(*events, client=client)
-            self.outbox.update(item.id, event_done=True)
-        self.outbox.update(item.id, state="sent", sent_at=utcnow(), last_error=None)
-        if sent_folder and client.folder_exists(sent_folder):
-            self.desk.mail.sync_folder(client, sent_folder, "sent")
+    def _recover_sending(self, link: ImapLink, item: OutboxItem) -> None:
+        """The session sending this died between SMTP and recording the answer."""
+        if link.use(lambda c: self._in_sent(c, item.message_id)):
+            if self.outbox.found_in_sent(item.id, self.owner):
+                item.state = "accepted"
+            return
+        item.state = "uncertain"
+        self.outbox.give_back(item, self.owner, "uncertain", (
+            "The app stopped while this message was being sent and no copy is in Sent, so "
+            "it may or may not have reached the customer." + UNCERTAIN_ADVICE))
+
+    def _finish(self, link: ImapLink, item: OutboxItem) -> None:
+        """Accepted by SMTP: file the Sent copy, tell the team, close; each once."""
+        me = self.owner
+        sent_folder = self.profile.imap.sent_folder
+        try:
+            if self.profile.smtp.save_sent and sent_folder and not item.sent_copy_done:
+                link.use(lambda c: self._file_sent_copy(c, sent_folder, item))
+                self.outbox.step_done(item.id, me, "sent_copy_done")
+            if not item.event_done:
+                self.session.publish(*self._finishing_events(item), link=link)
+                self.outbox.step_done(item.id, me, "event_done")
+        except BaseException as exc:
+            self.outbox.unfinished(item.id, me, f"Sent, but not yet filed: {exc}")
+            raise
+        if self.outbox.sent(item.id, me):
+            item.state = "sent"
+        if sent_folder:
+            try:
+                link.use(lambda c: self._sync_sent(c, sent_folder))
+            except HelpdeskError as exc:  # the next sync pass brings it in
+                log.info("could not sync %s after sending: %s", sent_folder, exc)
+
+    def _finishing_events(self, item: OutboxItem) -> list[Event]:
+        events = [Event(type="reply-sent", agent=item.agent, subject=item.ticket_id or "",
+                        data={"message_id": item.message_id, "kind": item.kind,
+                              "to": item.to},
+                        id=hashlib.sha256(item.message_id.encode()).hexdigest()[:32])]
+        if item.close_after and item.ticket_id:
+            cared = item.meta.get("cared")
+            events.append(Event(type="status", agent=item.agent, subject=item.ticket_id,
+                                data={"status": "closed",
+                                      **({"cared": cared} if isinstance(cared, bool) else {})},
+                                id=hashlib.sha256((item.message_id + "/close").encode())
+                                .hexdigest()[:32]))
+        return events
+
+    def _file_sent_copy(self, client: imapclient.IMAPClient, folder: str,
+                        item: OutboxItem) -> None:
+        if self._in_sent(client, item.message_id):
+            return
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+        client.append(folder, item.raw, flags=[imapclient.SEEN])
+
+    def _sync_sent(self, client: imapclient.IMAPClient, folder: str) -> None:
+        if client.folder_exists(folder):
+            self.session.mail.sync_folder(client, folder, "sent")
 
     def _in_sent(self, client: imapclient.IMAPClient, message_id: str) -> bool:
-        folder = self.desk.profile.imap.sent_folder
+        folder = self.profile.imap.sent_folder
         if not folder or not client.folder_exists(folder):
             return False
         examine(client, folder)
         return bool(client.search(["HEADER", "Message-ID", f"<{message_id}>"]))
 
+    # --- staged mail ------------------------------------------------------------------
+
+    def _resolve_staged(self, link: ImapLink, items: list[OutboxItem]) -> None:
+        """Publish the staged items' events (one batch; idempotent by id), then promote
+        each item the folded log says is ours to send, and drop the others."""
+        events: list[Event] = []
+        for item in items:
+            try:
+                events += [event_of(e) for e in item.meta.get("publish") or []]
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("outbox item %d: bad staged events (%s)", item.id, exc)
+        if events:
+            self.session.publish(*events, link=link)
+        for item in items:
+            if self._decided(item):
+                self.outbox.promote(item.id)
+            else:
+                log.info("outbox item %d: a teammate's event won; not sending", item.id)
+                self.outbox.drop_staged(item.id)
+
+    def _decided(self, item: OutboxItem) -> bool:
+        """Whether the folded log says this staged mail goes (ours is the winning event)."""
+        if item.kind != "notify":
+            return True
+        with self.session.store.read() as conn:
+            return conn.execute(text("SELECT 1 FROM card_notified WHERE message_id = :m"),
+                                {"m": item.message_id}).first() is not None
+
     # --- attachments on demand ----------------------------------------------------------
 
     def raw_message(self, message_pk: int) -> bytes:
-        """The message's bytes: kept locally for defective mail, else fetched (read-only)."""
-        with self.desk.store.read() as conn:
+        """The message's bytes: kept locally for defective mail, else fetched (read-only,
+        on a connection of its own, so it never waits behind a sync)."""
+        with self.session.store.read() as conn:
             row = conn.execute(text("SELECT raw, message_id FROM messages WHERE id = :i"),
                                {"i": message_pk}).first()
             if row is None:
@@ -281,7 +421,11 @@ class Replies:
             places = conn.execute(text(
                 "SELECT f.name, l.uidvalidity, l.uid FROM locations l JOIN folders f "
                 "ON f.id = l.folder_id WHERE l.message_pk = :i"), {"i": message_pk}).all()
-        with self.desk.imap() as client:
+        try:
+            client = self.session.connect_imap()
+        except HelpdeskError:
+            raise
+        try:
             for folder, uidvalidity, uid in places:
                 info = examine(client, folder)
                 found = [uid] if int(info[b"UIDVALIDITY"]) == uidvalidity else []
@@ -292,6 +436,11 @@ class Replies:
                     for item in data.values():
                         if item.get(b"BODY[]"):
                             return bytes(item[b"BODY[]"])
+        except (OSError, EOFError, imapclient.exceptions.IMAPClientError) as exc:
+            from helpdesk.mail.imap import explain_network_error
+            raise MailError(explain_network_error(exc, self.profile.imap, "IMAP")) from exc
+        finally:
+            logout_quietly(client)
         raise NotFoundError("The message is no longer on the server; its text is kept here, "
                             "but its attachments cannot be fetched.")
 
@@ -311,20 +460,20 @@ class Replies:
                     out[att.content_id] = found[2]
         return out
 
-    # --- templates and drafts -------------------------------------------------------------
+    # --- templates ----------------------------------------------------------------------
 
     def templates(self) -> list[dict[str, str]]:
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             return [dict(r) for r in conn.execute(text(
                 "SELECT name, body FROM templates WHERE deleted = 0 ORDER BY name")).mappings()]
 
     def render_template(self, body: str, ticket: str) -> str:
         ctx = self.composer(ticket)
-        row = self.desk.ticket_rows([ctx["ticket"]])[ctx["ticket"]]
+        row = self.book.ticket_rows([ctx["ticket"]])[ctx["ticket"]]
         values = {"first_name": ctx["first_name"] or "there",
                   "name": row.get("customer_name") or ctx["first_name"] or "",
                   "preferred_name": ctx["preferred_name"] or ctx["first_name"] or "there",
-                  "ticket": ctx["ticket"], "agent": self.desk.agent,
+                  "ticket": ctx["ticket"], "agent": self.session.agent,
                   "subject": row.get("subject") or "", "customer": row.get("customer_email")
                   or "", "greeting": ctx["greeting"]}
         return render_placeholders(body, values)
@@ -336,6 +485,9 @@ def describe(item: OutboxItem) -> str:
     if item.state == "queued":
         why = f" ({item.last_error})" if item.last_error else ""
         return f"Queued in the outbox; it will be sent when the server can be reached{why}."
+    if item.state == "accepted":
+        return (f"Sent to {', '.join(item.to)}; filing the copy in Sent and telling the team "
+                f"will be finished on the next sync ({item.last_error or 'pending'}).")
     if item.state == "failed":
         return f"Not sent: {item.last_error} The draft is kept in the outbox."
     return f"{item.state}: {item.last_error or ''}".strip()

@@ -18,9 +18,10 @@ import pytest
 from test_sync import run_cli, write_profile
 from test_team import desks
 
-from helpdesk.cards import DEFAULT_COLUMNS, FeedbackCards
+from helpdesk.cards import DEFAULT_COLUMNS
 from helpdesk.cards import rank as card_rank
 from helpdesk.cards.rank import CardText
+from helpdesk.cards.service import FeedbackCards
 from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError, NotFoundError
 from helpdesk.store import open_store

@@ -127,10 +127,10 @@ def test_network_down_queues_then_sync_sends(ticket: Any, smtp_sink: Any,
     desk = sink_desk(ticket, smtp_sink, tmp_path)
     tid = the_ticket(desk)
     real = desk.profile
-    desk.profile = replace(real, smtp=replace(real.smtp, port=free_port()))
+    desk.session.profile = replace(real, smtp=replace(real.smtp, port=free_port()))
     result = desk.reply(tid, "Offline reply")
     assert result["state"] == "queued" and "refused" in result["message"]
-    desk.profile = real
+    desk.session.profile = real
     desk.flush_outbox(force=True)
     assert len(smtp_sink.wait_for(1)) == 1
     assert desk.outbox() == []

@@ -194,13 +194,13 @@ def test_without_uidplus_the_nonce_finds_our_event(dovecot: Any, tmp_path: Path)
     fill(dovecot, 2)
     (a,) = desks(dovecot, tmp_path, "agent-a")
     tid = a.tickets("all")[0]["id"]
-    with a.imap() as client:
-        original = client.has_capability
-        client.has_capability = lambda cap: False if cap == "UIDPLUS" else original(cap)
-        try:
-            assert a.claim(tid).agent == "agent-a"
-        finally:
-            client.has_capability = original
+    client = a.session.call(a.session.intents.client)  # the intents connection
+    original = client.has_capability
+    client.has_capability = lambda cap: False if cap == "UIDPLUS" else original(cap)
+    try:
+        assert a.claim(tid).agent == "agent-a"
+    finally:
+        client.has_capability = original
 
 
 def test_teammate_sees_claim_through_idle(dovecot: Any, tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
 """Keep the Qt main thread free: Desk calls run on workers, results come back by signal.
 
-- ``DeskService.run(fn, on_done, on_error)`` runs ``fn(desk)`` on one serial
-  worker (intents and slow queries never interleave, like Anki's taskman) and
-  calls ``on_done(result)`` / ``on_error(message)`` on the main thread.
+- ``DeskService.run(fn, on_done, on_error)`` queues ``fn(desk)`` on the core's serial
+  worker (helpdesk/session.py: the one owner of every change, sync passes included,
+  like Anki's taskman) and calls ``on_done(result)`` / ``on_error(message)`` on the
+  main thread when its future is done.
 - ``DeskService.read(...)`` is the same for read-only queries (lists, rows, a
   ticket, a customer, counts) on a second serial worker, so that scrolling and
   opening tickets never wait behind an intent's network round trips. Only reads
   whose results are refreshed after writes anyway (``changed``) belong there.
-- ``DeskService.start_sync()`` runs the desk's push loop (IDLE or polling) on its
-  own thread with its own IMAP connection; ``changed`` and ``sync_status`` are
-  emitted on the main thread.
+- ``DeskService.start_sync()`` starts the desk's push (IDLE watchers wake the same
+  serial worker; servers without IDLE are polled); ``changed`` and ``sync_status``
+  are emitted on the main thread.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from helpdesk.desk import Changes, Desk
+from helpdesk.changes import Changes
+from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError
-from helpdesk.mail.push import LoopStatus, PushLoop
+from helpdesk.mail.push import LoopStatus, Push
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,29 @@ class _Job(QRunnable):
     def run(self) -> None:
         try:
             result = self.fn(self.service.desk)
-        except HelpdeskError as exc:
+        except BaseException as exc:
+            self.failed(exc)
+            return
+        self.done(result)
+
+    def finished(self, future: Future[Any]) -> None:
+        """The core's worker finished ``fn``: hand the outcome to the main thread."""
+        exc = future.exception()
+        if exc is not None:
+            self.failed(exc)
+        else:
+            self.done(future.result())
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, HelpdeskError):
             self.service._fail(str(exc), self.on_error, exc)
             return
-        except Exception as exc:
-            log.error("background task failed:\n%s", traceback.format_exc())
-            self.service._fail(f"Something went wrong: {type(exc).__name__}: {exc}",
-                               self.on_error, exc)
-            return
+        log.error("background task failed: %s", "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        self.service._fail(f"Something went wrong: {type(exc).__name__}: {exc}",
+                           self.on_error, exc)
+
+    def done(self, result: Any) -> None:
         if self.on_done is not None:
             self.service._relay.deliver.emit(self.on_done, result)
         if isinstance(result, Changes) and result:
@@ -83,16 +101,30 @@ class DeskService(QObject):
         super().__init__(parent)
         self.desk = desk
         self._relay = _Relay()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
         self._reads = QThreadPool(self)  # SQLite in WAL mode: readers never wait on writers
         self._reads.setMaxThreadCount(1)
-        self._loop: PushLoop | None = None
-        self._sync_thread: threading.Thread | None = None
+        self._loop: Push | None = None
+        self._pending: set[Future[Any]] = set()
+        self._pending_lock = threading.Lock()
 
     def run(self, fn: Callable[[Desk], Any], on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[str], None] | None = None) -> None:
-        self._pool.start(_Job(self, fn, on_done, on_error))
+        """Queue ``fn(desk)`` on the core's serial worker (an intent)."""
+        job = _Job(self, fn, on_done, on_error)
+        try:
+            future = self.desk.session.submit(lambda: fn(self.desk), "ui intent")
+        except HelpdeskError as exc:  # closing
+            job.failed(exc)
+            return
+        with self._pending_lock:
+            self._pending.add(future)
+
+        def finished(f: Future[Any]) -> None:
+            with self._pending_lock:
+                self._pending.discard(f)
+            job.finished(f)
+
+        future.add_done_callback(finished)
 
     def read(self, fn: Callable[[Desk], Any], on_done: Callable[[Any], None] | None = None,
              on_error: Callable[[str], None] | None = None) -> None:
@@ -112,7 +144,10 @@ class DeskService(QObject):
 
     def wait_idle(self, msecs: int = 30000) -> bool:
         """Wait for queued jobs (tests and shutdown only)."""
-        return bool(self._pool.waitForDone(msecs)) and bool(self._reads.waitForDone(msecs))
+        with self._pending_lock:
+            pending = list(self._pending)
+        _done, not_done = wait(pending, timeout=msecs / 1000)
+        return not not_done and bool(self._reads.waitForDone(msecs))
 
     # --- background sync ---------------------------------------------------------
 
@@ -121,8 +156,7 @@ class DeskService(QObject):
             return
         self._loop = self.desk.push_loop(on_status=self.sync_status.emit,
                                          on_changes=self.changed.emit)
-        self._sync_thread = threading.Thread(target=self._loop.run, name="sync", daemon=True)
-        self._sync_thread.start()
+        self._loop.start()
 
     def sync_now(self) -> None:
         if self._loop is not None:
@@ -131,11 +165,8 @@ class DeskService(QObject):
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.stop()
-            if self._sync_thread is not None:
-                self._sync_thread.join(timeout=5)
             self._loop = None
-        self._pool.waitForDone(10000)
-        self._reads.waitForDone(10000)
+        self.wait_idle(10000)
 
 
 __all__ = ["Changes", "DeskService", "LoopStatus"]

@@ -28,6 +28,5 @@ the reads and intents (``desk.cards``), ``rank`` the picker's fuzzy ranking,
 
 
 from helpdesk.cards.fold import DEFAULT_COLUMNS, SHIPPED
-from helpdesk.cards.service import CardMatch, FeedbackCards
 
-__all__ = ["DEFAULT_COLUMNS", "SHIPPED", "CardMatch", "FeedbackCards"]
+__all__ = ["DEFAULT_COLUMNS", "SHIPPED"]

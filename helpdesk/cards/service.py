@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy import text as sql_text
@@ -30,13 +30,13 @@ from helpdesk.cards.fold import (
     _title_key,
 )
 from helpdesk.cards.notify import _draft, _greeting_name
+from helpdesk.changes import Changes
 from helpdesk.errors import HelpdeskError, NotFoundError
 from helpdesk.mail.compose import new_message_id
+from helpdesk.replies import Replies
+from helpdesk.session import Session, intent
 from helpdesk.team.events import Event
-
-if TYPE_CHECKING:
-    from helpdesk.changes import Changes
-    from helpdesk.desk import Desk
+from helpdesk.tickets import TicketBook
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,16 @@ def _like_pattern(word: str) -> str:
 class FeedbackCards:
     """Cards for one desk: reading is local; every change is a team-log event."""
 
-    def __init__(self, desk: Desk) -> None:
-        self.desk = desk
+    def __init__(self, session: Session, book: TicketBook, replies: Replies) -> None:
+        self.session = session
+        self.book = book
+        self.replies = replies
 
     # --- reading -----------------------------------------------------------------
 
     def columns(self) -> list[dict[str, Any]]:
         """The board's columns in order: ``{id, name, position}``."""
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             return [dict(r) for r in conn.execute(sql_text(
                 "SELECT id, name, position FROM board_columns ORDER BY position, id")).mappings()]
 
@@ -93,7 +95,7 @@ class FeedbackCards:
         A card merged into another resolves to the card it went into.
         """
         cid = card.strip().lstrip("#").lower()
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             found = [r[0] for r in conn.execute(sql_text("SELECT id FROM cards WHERE id = :c"),
                                                 {"c": cid})]
             if not found and len(cid) >= 4:
@@ -139,7 +141,7 @@ class FeedbackCards:
                       f"AND cc.email LIKE :w{i} ESCAPE '\\'))")
         order = "votes DESC, c.updated_at DESC, e.uid DESC" if sort == "votes" \
             else "c.created_at, e.uid"
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             self._register_functions(conn)
             rows = [dict(r) for r in conn.execute(sql_text(
                 f"{_TREE}, votes(root, n) AS (SELECT tree.root, count(DISTINCT cc.email) "
@@ -180,7 +182,7 @@ class FeedbackCards:
         """One card with every customer: ``{email, name, preferred_name, ticket_id, quote,
         added_at, added_by, notified_at}``, in the order they were added."""
         root = self.resolve(card_id)
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             row = conn.execute(sql_text(
                 "SELECT c.*, b.name AS column_name FROM cards c "
                 "LEFT JOIN board_columns b ON b.id = c.column_id WHERE c.id = :id"),
@@ -222,7 +224,7 @@ class FeedbackCards:
 
     def rank(self, ticket_id: str, limit: int = 20) -> list[CardMatch]:
         """Board cards ranked by how well they match the ticket (see :mod:`card_rank`)."""
-        ticket = self.desk.ticket(ticket_id)
+        ticket = self.book.ticket(ticket_id)
         first = next((m for m in ticket["messages"]
                       if m["direction"] == "in" and m["auto"] in (None, "none")),
                      ticket["messages"][0] if ticket["messages"] else None)
@@ -244,7 +246,7 @@ class FeedbackCards:
     def find_by_title(self, title: str) -> str | None:
         """The board card with this title (any case, accents aside), oldest first."""
         key = _title_key(title)
-        with self.desk.store.read() as conn:
+        with self.session.store.read() as conn:
             for cid, other in conn.execute(sql_text(
                     "SELECT c.id, c.title FROM cards c LEFT JOIN team_events e "
                     "ON e.event_id = c.id WHERE c.merged_into IS NULL ORDER BY e.uid")):
@@ -267,12 +269,13 @@ class FeedbackCards:
             raise HelpdeskError("A card needs a title.")
         return clean
 
+    @intent
     def create(self, title: str, description: str = "", column: str = "ideas",
                by_title: bool = False) -> str:
         """A new card (no customer yet); returns its id."""
         card_id = uuid.uuid4().hex
         column = self.resolve_column(column)
-        self.desk.publish(self._create_event(card_id, self._title(title), description, column,
+        self.session.publish(self._create_event(card_id, self._title(title), description, column,
                                              by_title))
         return self.resolve(card_id)
 
@@ -284,9 +287,10 @@ class FeedbackCards:
                                 "column": column}
         if by_title:
             data["by_title"] = True
-        return Event(type="card-create", agent=self.desk.agent, subject=card_id, data=data,
+        return Event(type="card-create", agent=self.session.agent, subject=card_id, data=data,
                      id=card_id)
 
+    @intent
     def add(self, ticket_id: str, card_id: str | None = None, title: str | None = None,
             quote: str | None = None, description: str = "") -> str:
         """Record the ticket's customer (with the ticket and an optional quote) on a card.
@@ -294,7 +298,7 @@ class FeedbackCards:
         ``card_id`` names an existing card; else ``title`` finds a card with that title
         or creates it. Returns the id of the board card the customer now counts for.
         """
-        ticket = self.desk.ticket(ticket_id)
+        ticket = self.book.ticket(ticket_id)
         email = (ticket["customer"] or "").strip().lower()
         if "@" not in email:
             raise HelpdeskError(f"Ticket {ticket['id']} has no customer address to record.")
@@ -314,21 +318,24 @@ class FeedbackCards:
         data: dict[str, Any] = {"email": email, "ticket": ticket["id"]}
         if quote and quote.strip():
             data["quote"] = _block(quote, MAX_QUOTE)
-        events.append(self.desk.event("card-add", target, **data))
-        self.desk.publish(*events)
+        events.append(self.session.event("card-add", target, **data))
+        self.session.publish(*events)
         return self.resolve(target)
 
+    @intent
     def move(self, card_id: str, column_id: str) -> Changes:
         cid, column = self.resolve(card_id), self.resolve_column(column_id)
-        return self.desk.publish(self.desk.event("card-move", cid, column=column))[0]
+        return self.session.publish(self.session.event("card-move", cid, column=column))[0]
 
+    @intent
     def rename_column(self, column_id: str, name: str) -> Changes:
         column, clean = self.resolve_column(column_id), _line(name, MAX_COLUMN_NAME)
         if not clean:
             raise HelpdeskError("A column needs a name.")
-        return self.desk.publish(self.desk.event("card-update", COLUMN_SUBJECT + column,
+        return self.session.publish(self.session.event("card-update", COLUMN_SUBJECT + column,
                                                  name=clean))[0]
 
+    @intent
     def update(self, card_id: str, title: str | None = None,
                description: str | None = None) -> Changes:
         cid = self.resolve(card_id)
@@ -338,17 +345,18 @@ class FeedbackCards:
         if description is not None:
             data["description"] = _block(description, MAX_DESCRIPTION)
         if not data:
-            from helpdesk.changes import Changes
             return Changes(set(), set())
-        return self.desk.publish(self.desk.event("card-update", cid, **data))[0]
+        return self.session.publish(self.session.event("card-update", cid, **data))[0]
 
+    @intent
     def merge(self, card_id: str, into_id: str) -> Changes:
         """Merge ``card_id`` into ``into_id``: every customer kept, counted once."""
         cid, into = self.resolve(card_id), self.resolve(into_id)
         if cid == into:
             raise HelpdeskError("A card cannot be merged into itself.")
-        return self.desk.publish(self.desk.event("card-merge", cid, into=into))[0]
+        return self.session.publish(self.session.event("card-merge", cid, into=into))[0]
 
+    @intent
     def ship(self, card_id: str, notify: bool = False) -> list[int]:
         """Move the card to Shipped; with ``notify`` queue the close-the-loop emails.
 
@@ -366,11 +374,12 @@ class FeedbackCards:
     def notification_drafts(self, card_id: str) -> list[dict[str, Any]]:
         """One personalised email per customer of the card not yet told it shipped."""
         card = self.card(card_id)
-        team = self.desk.profile.smtp.from_name or "The support team"
+        team = self.session.profile.smtp.from_name or "The support team"
         return [{"email": c["email"], "name": _greeting_name(c),
-                 "ticket_id": c["ticket_id"], **_draft(card, c, self.desk.agent, team)}
+                 "ticket_id": c["ticket_id"], **_draft(card, c, self.session.agent, team)}
                 for c in card["customers"] if not c["notified_at"]]
 
+    @intent
     def send_notifications(self, card_id: str, drafts: Iterable[Mapping[str, Any]]) -> list[int]:
         """Queue the (possibly edited) drafts through the outbox, each customer once ever.
 
@@ -381,7 +390,7 @@ class FeedbackCards:
         card = self.card(card_id)
         root = card["id"]
         on_card = {c["email"]: c for c in card["customers"] if not c["notified_at"]}
-        sender = self.desk.profile.smtp.from_address
+        sender = self.session.profile.smtp.from_address
         planned: list[tuple[str, str, Mapping[str, Any]]] = []
         for draft in drafts:
             email = str(draft.get("email", "")).strip().lower()
@@ -396,20 +405,17 @@ class FeedbackCards:
             planned.append((email, new_message_id(sender), draft))
         if not planned:
             return []
-        self.desk.publish(*[self.desk.event("card-notified", root, email=email, message_id=mid,
-                                            ticket=on_card[email]["ticket_id"])
-                            for email, mid, _d in planned])
-        with self.desk.store.read() as conn:
-            winners = {r[0]: r[1] for r in conn.execute(sql_text(
-                f"{_GROUP} SELECT n.email, n.message_id FROM card_notified n "
-                f"JOIN grp ON grp.id = n.card_id"), {"root": root})}
-        queued: list[int] = []
-        for email, mid, draft in planned:
-            if winners.get(email) != mid:
+        # Each mail is stored (staged) before its card-notified event is published, and
+        # goes only if that event is the first for the customer in log order: never
+        # told twice, never marked told without a mail.
+        staged = [self.replies.queue_mail(
+            kind="notify", to=email, subject=str(draft["subject"]), body=str(draft["body"]),
+            ticket_id=on_card[email]["ticket_id"], meta={"card": root}, message_id=mid,
+            publish=[self.session.event("card-notified", root, email=email, message_id=mid,
+                                        ticket=on_card[email]["ticket_id"])],
+            resolve=False)[0] for email, mid, draft in planned]
+        queued = self.replies.resolve_staged(staged)
+        for (email, _mid, _d), item_id in zip(planned, staged, strict=True):
+            if item_id not in queued:
                 log.info("card %s: %s was already told by a teammate", root[:8], email)
-                continue
-            outbox_id, _message_id = self.desk.queue_mail(
-                kind="notify", to=email, subject=str(draft["subject"]), body=str(draft["body"]),
-                ticket_id=on_card[email]["ticket_id"], meta={"card": root}, message_id=mid)
-            queued.append(int(outbox_id))
         return queued

@@ -50,6 +50,9 @@ def explain_network_error(exc: BaseException, settings: ServerSettings, what: st
                f"or whether the server is running."
     if isinstance(exc, TimeoutError | socket.timeout):
         return f"The {what} server {where} did not answer in time. You may be offline."
+    if isinstance(exc, imaplib.IMAP4.abort | EOFError):
+        return f"The connection to the {what} server {where} was lost ({exc}). It will be " \
+               f"reopened on the next try."
     if isinstance(exc, imapclient.exceptions.LoginError):
         return f"The {what} server rejected the user name or password for " \
                f"'{settings.username}'."

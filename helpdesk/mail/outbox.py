@@ -1,40 +1,100 @@
-"""The outbox: outgoing mail stored durably before any network I/O.
+"""The outbox: outgoing mail stored durably before any network I/O, sent exactly once.
 
-States::
+States and the only transitions there are (each one a compare-and-swap update,
+``UPDATE ... WHERE id = ? AND state = <expected>``, that checks its row count, so two
+processes sharing one database, the GUI and a CLI ``sync``, never both act)::
 
-    queued ──▶ sending ──▶ accepted ──▶ sent
-       ▲          │  (SMTP said 250)     (Sent copy + team event + close done)
-       └──────────┘ temporary failure (retry with backoff)
-    failed: permanent failure, with the server's words; the body is kept
-    held:   a teammate holds the ticket; nothing was sent, the body is kept
-    uncertain: the app stopped between SMTP and recording the answer and no
-               copy was found in Sent; it is not re-sent automatically
+    staged ──▶ queued ──▶ claiming ──▶ sending ──▶ accepted ──▶ sent
+      │          ▲  ▲         │  │        │  │  (SMTP said 250)   (Sent copy, team event,
+      ▼          │  └─────────┘  │        │  │                     close: each once)
+   (deleted)     │   fence failed│        │  └──▶ uncertain (the message may have gone:
+                 │   (network)   ▼        │        the connection died after the whole
+                 │             held       │        message was sent, or the app died
+                 │     (a teammate holds  │        while sending and no copy is in Sent)
+                 │      the ticket)       ├──▶ failed (permanent refusal, server's words)
+                 └────────────────────────┘ temporary failure before the message went
+    failed, held, uncertain ──▶ queued  only when the person asks (retry)
 
-Exactly once: ``sending`` is committed before the SMTP transaction and
-``accepted`` right after it. A row found in ``sending`` at start-up may or may
-not have reached the server; before re-sending we look for its Message-ID in
-the Sent folder (servers that file sent mail themselves put it there).
+- ``staged``: written before a team event that decides whether it goes at all (a
+  shipped-card note, a survey); promoted to ``queued`` once the event is folded.
+- ``claiming``: taken by one session (``owner``); the claim fence runs; nothing sent.
+- ``sending``: committed right before the SMTP transaction.
+- ``accepted`` never goes back to ``queued``: what failed after SMTP said yes (filing
+  the Sent copy, the ``reply-sent`` event) is retried on its own.
+
+An owner is ``host:pid:nonce`` of a live session; work left by a dead one is taken
+over (claiming: back to queued, nothing was sent; sending: look in Sent, else
+uncertain; accepted: finish it).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 
-from helpdesk.clock import utcnow
+from helpdesk.clock import iso, utcnow
+from helpdesk.errors import HelpdeskError, NotFoundError
 from helpdesk.store import Store
+from helpdesk.store.engine import parse_db_time
 
-PENDING_STATES = ("queued", "sending", "accepted")
-VISIBLE_STATES = ("queued", "sending", "accepted", "failed", "held", "uncertain")
+PENDING_STATES = ("staged", "queued", "claiming", "sending", "accepted")
+VISIBLE_STATES = ("staged", "queued", "claiming", "sending", "accepted", "failed", "held",
+                  "uncertain")
+RETRYABLE_STATES = ("failed", "held", "uncertain")
+DISCARDABLE_STATES = ("staged", "queued", "failed", "held", "uncertain")
 MAX_BACKOFF = timedelta(minutes=30)
+#: An owner on another host (or a process that outlived this) is presumed dead after this.
+OWNER_LEASE = timedelta(minutes=30)
+
+_HOST = socket.gethostname()
+_LIVE: set[str] = set()  # owners (sessions) alive in this process
+_LIVE_LOCK = threading.Lock()
 
 
 def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=15 * 2 ** max(0, attempts - 1)), MAX_BACKOFF)
+
+
+def new_owner() -> str:
+    """A fresh owner token for one session of this process (see :func:`owner_alive`)."""
+    token = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    with _LIVE_LOCK:
+        _LIVE.add(token)
+    return token
+
+
+def retire_owner(token: str) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(token)
+
+
+def owner_alive(token: str | None, since: datetime | None, now: datetime | None = None) -> bool:
+    """Whether the session named ``token`` may still be working on an item."""
+    if not token:
+        return False
+    host, _, rest = token.partition(":")
+    pid_text, _, _nonce = rest.partition(":")
+    now = now or utcnow()
+    if host == _HOST and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            with _LIVE_LOCK:
+                return token in _LIVE
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+    return since is not None and now - since < OWNER_LEASE
 
 
 @dataclass
@@ -58,9 +118,10 @@ class OutboxItem:
     sent_copy_done: bool
     event_done: bool
     meta: dict[str, Any]
+    owner: str | None
+    owner_at: datetime | None
 
     def public(self) -> dict[str, Any]:
-        from helpdesk.clock import iso
         return {"id": self.id, "ticket_id": self.ticket_id, "kind": self.kind,
                 "state": self.state, "last_error": self.last_error, "attempts": self.attempts,
                 "subject": self.subject, "to": self.to, "message_id": self.message_id,
@@ -69,8 +130,6 @@ class OutboxItem:
 
 
 def _item(row: Any) -> OutboxItem:
-    from helpdesk.team.fold import parse_db_time
-
     return OutboxItem(
         id=row["id"], kind=row["kind"], ticket_id=row["ticket_id"],
         message_id=row["message_id"], agent=row["agent"], to=json.loads(row["to_addrs"]),
@@ -79,51 +138,34 @@ def _item(row: Any) -> OutboxItem:
         last_error=row["last_error"], created_at=parse_db_time(row["created_at"]) or utcnow(),
         sent_at=parse_db_time(row["sent_at"]), close_after=bool(row["close_after"]),
         sent_copy_done=bool(row["sent_copy_done"]), event_done=bool(row["event_done"]),
-        meta=json.loads(row["meta"] or "{}"))
+        meta=json.loads(row["meta"] or "{}"), owner=row["owner"],
+        owner_at=parse_db_time(row["owner_at"]))
 
 
 class Outbox:
-    """Storage and state transitions; the sending itself lives in helpdesk/replies.py."""
+    """Storage and compare-and-swap state transitions (sending: helpdesk/replies.py).
+
+    Every method that moves an item names the state(s) it expects and answers whether
+    it moved it; ``owner`` methods also require the item to be held by ``owner``.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def enqueue(self, *, kind: str, ticket_id: str | None, message_id: str, agent: str,
-                to: list[str], subject: str, body: str, raw: bytes, close_after: bool = False,
-                meta: dict[str, Any] | None = None) -> int:
-        with self.store.begin() as conn:
-            return int(conn.execute(text(
-                "INSERT INTO outbox (kind, ticket_id, message_id, agent, to_addrs, subject, body, "
-                "raw, state, created_at, close_after, meta) VALUES (:k, :t, :m, :a, :to, :s, :b, "
-                ":r, 'queued', :c, :close, :meta) RETURNING id"),
-                {"k": kind, "t": ticket_id, "m": message_id, "a": agent, "to": json.dumps(to),
-                 "s": subject, "b": body, "r": raw, "c": utcnow(), "close": close_after,
-                 "meta": json.dumps(meta or {})}).scalar_one())
+    # --- reading ----------------------------------------------------------------------
 
     def get(self, item_id: int) -> OutboxItem:
         with self.store.read() as conn:
             row = conn.execute(text("SELECT * FROM outbox WHERE id = :i"),
-                               {"i": item_id}).mappings().one()
+                               {"i": item_id}).mappings().first()
+        if row is None:
+            raise NotFoundError(f"There is no item {item_id} in the outbox.")
         return _item(row)
-
-    def due(self, now: datetime | None = None, ids: list[int] | None = None) -> list[OutboxItem]:
-        """Pending items whose retry time has come (or exactly ``ids``), oldest first."""
-        now = now or utcnow()
-        with self.store.read() as conn:
-            rows = conn.execute(text(
-                "SELECT * FROM outbox WHERE state IN ('queued', 'sending', 'accepted') "
-                "ORDER BY id")).mappings().all()
-        items = [_item(r) for r in rows]
-        if ids is not None:
-            return [i for i in items if i.id in ids]
-        return [i for i in items if i.next_attempt_at is None or i.next_attempt_at <= now
-                or i.state in ("sending", "accepted")]
 
     def items(self, ticket_id: str | None = None, states: tuple[str, ...] = VISIBLE_STATES
               ) -> list[OutboxItem]:
-        marks = ", ".join(f"'{s}'" for s in states)
-        sql = f"SELECT * FROM outbox WHERE state IN ({marks})"
-        params: dict[str, Any] = {}
+        sql = "SELECT * FROM outbox WHERE state IN (SELECT value FROM json_each(:states))"
+        params: dict[str, Any] = {"states": json.dumps(list(states))}
         if ticket_id:
             sql += " AND ticket_id = :t"
             params["t"] = ticket_id
@@ -131,21 +173,131 @@ class Outbox:
             return [_item(r) for r in conn.execute(text(sql + " ORDER BY id"),
                                                    params).mappings()]
 
-    def update(self, item_id: int, **fields: Any) -> None:
+    # --- writing ----------------------------------------------------------------------
+
+    def enqueue(self, *, kind: str, ticket_id: str | None, message_id: str, agent: str,
+                to: list[str], subject: str, body: str, raw: bytes, close_after: bool = False,
+                meta: dict[str, Any] | None = None, staged: bool = False) -> int:
+        with self.store.begin() as conn:
+            return int(conn.execute(text(
+                "INSERT INTO outbox (kind, ticket_id, message_id, agent, to_addrs, subject, body, "
+                "raw, state, created_at, close_after, meta) VALUES (:k, :t, :m, :a, :to, :s, :b, "
+                ":r, :state, :c, :close, :meta) RETURNING id"),
+                {"k": kind, "t": ticket_id, "m": message_id, "a": agent, "to": json.dumps(to),
+                 "s": subject, "b": body, "r": raw, "c": utcnow(), "close": close_after,
+                 "meta": json.dumps(meta or {}), "state": "staged" if staged else "queued"}
+            ).scalar_one())
+
+    def _move(self, item_id: int, expect: tuple[str, ...], held_by: str | None,
+              **fields: Any) -> bool:
+        """The one compare-and-swap: set ``fields`` if the item is in ``expect`` (and held
+        by ``held_by`` when given). True when this call moved it."""
         sets = ", ".join(f"{k} = :{k}" for k in fields)
+        sql = (f"UPDATE outbox SET {sets} WHERE id = :_id AND state IN "
+               f"(SELECT value FROM json_each(:_expect))")
+        params = {**fields, "_id": item_id, "_expect": json.dumps(list(expect))}
+        if held_by is not None:
+            sql += " AND owner = :_owner"
+            params["_owner"] = held_by
         with self.store.begin() as conn:
-            conn.execute(text(f"UPDATE outbox SET {sets} WHERE id = :_id"),
-                         {**fields, "_id": item_id})
+            return conn.execute(text(sql), params).rowcount == 1
 
-    def retry_later(self, item: OutboxItem, error: str) -> None:
-        self.update(item.id, state="queued", last_error=error,
-                    next_attempt_at=utcnow() + backoff(item.attempts))
+    def promote(self, item_id: int) -> bool:
+        """staged -> queued: the event that decided it is folded and says go."""
+        return self._move(item_id, ("staged",), None, state="queued")
 
-    def discard(self, item_id: int) -> None:
+    def drop_staged(self, item_id: int) -> bool:
+        """A staged item that must not go (a teammate's event won): gone for good."""
         with self.store.begin() as conn:
-            conn.execute(text("DELETE FROM outbox WHERE id = :i AND state IN "
-                              "('failed', 'held', 'uncertain', 'queued')"), {"i": item_id})
+            return conn.execute(text("DELETE FROM outbox WHERE id = :i AND state = 'staged'"),
+                                {"i": item_id}).rowcount == 1
+
+    def take(self, item_id: int, owner: str) -> bool:
+        """queued -> claiming by ``owner``; False when another session took it first."""
+        return self._move(item_id, ("queued",), None, state="claiming", owner=owner,
+                          owner_at=utcnow())
+
+    def adopt(self, item: OutboxItem, owner: str) -> bool:
+        """Take over ``item`` in its state from the owner it had when read (dead or none)."""
+        sql = ("UPDATE outbox SET owner = :me, owner_at = :now WHERE id = :i AND state = :s "
+               "AND owner IS :was")
+        with self.store.begin() as conn:
+            return conn.execute(text(sql), {"me": owner, "now": utcnow(), "i": item.id,
+                                            "s": item.state, "was": item.owner}).rowcount == 1
+
+    def start_sending(self, item_id: int, owner: str, attempts: int) -> bool:
+        """claiming -> sending, committed right before the SMTP transaction."""
+        return self._move(item_id, ("claiming",), owner, state="sending", attempts=attempts,
+                          owner_at=utcnow())
+
+    def accepted(self, item_id: int, owner: str) -> bool:
+        """sending -> accepted: the SMTP server took the message."""
+        return self._move(item_id, ("sending",), owner, state="accepted",
+                          smtp_accepted_at=utcnow(), last_error=None)
+
+    def give_back(self, item: OutboxItem, owner: str, state: str, error: str | None,
+                  retry: bool = False) -> bool:
+        """claiming/sending -> queued (``retry``: after a back-off), held, failed or
+        uncertain; the owner lets go."""
+        if state not in ("queued", "held", "failed", "uncertain"):
+            raise ValueError(state)
+        next_at = utcnow() + backoff(item.attempts) if retry else None
+        return self._move(item.id, ("claiming", "sending"), owner, state=state,
+                          last_error=error, owner=None, owner_at=None, next_attempt_at=next_at)
+
+    def step_done(self, item_id: int, owner: str, step: str) -> bool:
+        """Record one finishing step of an accepted item (``sent_copy_done``, ``event_done``)."""
+        if step not in ("sent_copy_done", "event_done"):
+            raise ValueError(step)
+        return self._move(item_id, ("accepted",), owner, **{step: True})
+
+    def unfinished(self, item_id: int, owner: str, error: str) -> bool:
+        """An accepted item whose finishing failed: stays accepted, owner lets go."""
+        return self._move(item_id, ("accepted",), owner, last_error=error, owner=None,
+                          owner_at=None)
+
+    def sent(self, item_id: int, owner: str) -> bool:
+        """accepted -> sent: Sent copy filed, team told, ticket closed if asked."""
+        return self._move(item_id, ("accepted",), owner, state="sent", sent_at=utcnow(),
+                          last_error=None, owner=None, owner_at=None)
+
+    def found_in_sent(self, item_id: int, owner: str) -> bool:
+        """sending -> accepted after the app died mid-send: the copy is in Sent."""
+        return self._move(item_id, ("sending",), owner, state="accepted",
+                          smtp_accepted_at=utcnow())
+
+    # --- the person's decisions --------------------------------------------------------
 
     def requeue(self, item_id: int) -> None:
         """Send a failed, held or uncertain item again (the person asked for it)."""
-        self.update(item_id, state="queued", next_attempt_at=None, last_error=None)
+        item = self.get(item_id)
+        if item.state == "sent":
+            raise HelpdeskError(f"Outbox item {item_id} was already sent "
+                                f"({iso(item.sent_at) or 'earlier'}); it is not sent again.")
+        if item.state not in RETRYABLE_STATES:
+            raise HelpdeskError(f"Outbox item {item_id} is {item.state}, already on its way; "
+                                f"only failed, held or uncertain items can be retried.")
+        if not self._move(item_id, RETRYABLE_STATES, None, state="queued",
+                          next_attempt_at=None, last_error=None, owner=None, owner_at=None):
+            raise HelpdeskError(f"Outbox item {item_id} changed meanwhile; look again.")
+
+    def discard(self, item_id: int) -> None:
+        """Drop an unsent item; refuse one that is being sent or was sent."""
+        item = self.get(item_id)
+        with self.store.begin() as conn:
+            gone = conn.execute(text(
+                "DELETE FROM outbox WHERE id = :i AND state IN "
+                "(SELECT value FROM json_each(:ok))"),
+                {"i": item_id, "ok": json.dumps(list(DISCARDABLE_STATES))}).rowcount == 1
+        if not gone:
+            if item.state == "sent":
+                raise HelpdeskError(f"Outbox item {item_id} was already sent; there is "
+                                    f"nothing to discard.")
+            raise HelpdeskError(f"Outbox item {item_id} is being sent right now "
+                                f"({item.state}); it cannot be discarded.")
+
+    # --- what is due ------------------------------------------------------------------
+
+    def pending(self) -> list[OutboxItem]:
+        """Every item not yet sent, failed, held or uncertain, oldest first."""
+        return self.items(states=PENDING_STATES)

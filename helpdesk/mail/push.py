@@ -1,9 +1,14 @@
-"""Keep syncing: IDLE watchers (one connection and thread each) wake one sync worker.
+"""Keep syncing: IDLE watchers (one connection and thread each) wake the session's worker.
 
-The worker owns its own connection and runs ``work(client)`` whenever a
-watcher reports a change, the poll interval passes (servers without IDLE), or
-someone calls :meth:`PushLoop.wake`. Failures reconnect with exponential
-backoff; each outcome is reported through ``on_status`` for the UI and CLI.
+The watchers never touch the store: they only call ``notify`` (the session's
+``request_sync``), and the serial worker runs the pass on its own connection. Servers
+without IDLE are polled: the worker runs a pass every ``poll_seconds`` anyway.
+
+A watcher that loses its connection (a server dropping it, pymap sending a FETCH
+split across packets, which makes imapclient's ``idle_check`` raise) reconnects at
+once; only repeated failures back off, and a success resets the back-off. Every time
+it (re-)enters IDLE it asks for one pass, so a change made while it was away never
+waits for the poll interval.
 """
 
 from __future__ import annotations
@@ -13,12 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import imapclient
 
-from helpdesk.errors import HelpdeskError
-from helpdesk.mail.imap import explain_network_error, logout_quietly
+from helpdesk.mail.imap import logout_quietly
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,11 @@ class LoopStatus:
     retry_in: float | None = None
 
 
-def describe_error(exc: BaseException, settings: Any) -> str:
-    if isinstance(exc, HelpdeskError):
-        return str(exc)
-    return explain_network_error(exc, settings, "IMAP")
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (the first: none)."""
+    if failures <= 1:
+        return 0.0
+    return min(2.0 ** (failures - 2), MAX_BACKOFF)
 
 
 class IdleWatcher(threading.Thread):
@@ -51,9 +55,10 @@ class IdleWatcher(threading.Thread):
         self.stop_event = stop
         self.ready = threading.Event()
         self.unsupported = False
+        self.entries = 0  # times IDLE was entered (tests, diagnostics)
 
     def run(self) -> None:
-        backoff = 1.0
+        failures = 0
         while not self.stop_event.is_set():
             client = None
             try:
@@ -63,13 +68,14 @@ class IdleWatcher(threading.Thread):
                     self.ready.set()
                     return
                 client.select_folder(self.folder, readonly=True)
+                failures = 0
                 self._idle(client)
-                backoff = 1.0
             except Exception as exc:
-                log.info("IDLE on %s interrupted: %s", self.folder, type(exc).__name__)
-                self.notify()  # let the worker notice and report the problem
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                failures += 1
+                log.info("IDLE on %s interrupted (%s); reconnecting", self.folder,
+                         type(exc).__name__)
+                self.notify()  # whatever happened, let the worker look (and report)
+                self.stop_event.wait(backoff(failures))
             finally:
                 if client is not None:
                     logout_quietly(client)
@@ -77,10 +83,11 @@ class IdleWatcher(threading.Thread):
     def _idle(self, client: imapclient.IMAPClient) -> None:
         while not self.stop_event.is_set():
             client.idle()
-            if not self.ready.is_set():
-                self.ready.set()
-                # Whatever arrived between the worker's last pass and this IDLE: look once.
-                self.notify()
+            self.entries += 1
+            self.ready.set()
+            # Whatever arrived while we were not in IDLE (the worker's last pass, a
+            # reconnect): look once.
+            self.notify()
             started = time.monotonic()
             try:
                 while not self.stop_event.is_set():
@@ -94,68 +101,49 @@ class IdleWatcher(threading.Thread):
                 client.idle_done()
 
 
-class PushLoop:
-    """Runs ``work(client)`` now and again whenever something may have changed."""
+class Push:
+    """IDLE watchers for ``watch`` folders plus a pass every ``poll_seconds``.
 
-    def __init__(self, connect: Callable[[], imapclient.IMAPClient],
-                 work: Callable[[imapclient.IMAPClient], None], *, watch: list[str],
-                 poll_seconds: float, settings: Any,
-                 on_status: Callable[[LoopStatus], None] | None = None) -> None:
+    ``request_sync`` asks the worker for a pass (coalesced); ``every`` sets its poll
+    interval. Both are the session's (helpdesk/session.py).
+    """
+
+    def __init__(self, connect: Callable[[], imapclient.IMAPClient], *, watch: list[str],
+                 poll_seconds: float, request_sync: Callable[[], None],
+                 every: Callable[[float | None], None]) -> None:
         self.connect = connect
-        self.work = work
         self.watch = watch
         self.poll_seconds = poll_seconds
-        self.settings = settings
-        self.on_status = on_status or (lambda s: None)
+        self.request_sync = request_sync
+        self._every = every
         self.stop_event = threading.Event()
-        self.wake_event = threading.Event()
         self.watchers: list[IdleWatcher] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Sync now and every ``poll_seconds``; watchers start after the first pass
+        (:meth:`start_watchers`), so a server that refuses us is not hit N+1 times."""
+        self._every(self.poll_seconds)
+
+    def start_watchers(self) -> None:
+        with self._lock:
+            if self.watchers or self.stop_event.is_set():
+                return
+            for folder in self.watch:
+                w = IdleWatcher(self.connect, folder, self.request_sync, self.stop_event)
+                w.start()
+                self.watchers.append(w)
 
     def wake(self) -> None:
-        self.wake_event.set()
+        self.request_sync()
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.wake_event.set()
-
-    def _start_watchers(self) -> None:
-        if self.watchers:
-            return
-        for folder in self.watch:
-            w = IdleWatcher(self.connect, folder, self.wake, self.stop_event)
-            w.start()
-            self.watchers.append(w)
-
-    def _idle_works(self) -> bool:
-        return any(not w.unsupported for w in self.watchers)
-
-    def run(self) -> None:
-        """Block until :meth:`stop`; call from the thread that should own the connection."""
-        backoff = 1.0
-        client: imapclient.IMAPClient | None = None
-        while not self.stop_event.is_set():
-            try:
-                if client is None:
-                    client = self.connect()
-                self.wake_event.clear()
-                self.work(client)
-                self.on_status(LoopStatus(ok=True))
-                backoff = 1.0
-                self._start_watchers()
-                timeout = self.poll_seconds
-                if self._idle_works():
-                    timeout = min(timeout, IDLE_RENEW_SECONDS)
-                self.wake_event.wait(timeout)
-            except Exception as exc:
-                message = describe_error(exc, self.settings)
-                log.warning("sync failed: %s", message)
-                self.on_status(LoopStatus(ok=False, message=message, retry_in=backoff))
-                if client is not None:
-                    logout_quietly(client)
-                    client = None
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-        if client is not None:
-            logout_quietly(client)
+        self._every(None)
         for w in self.watchers:
             w.join(timeout=2)
+
+    def run(self) -> None:
+        """Start and block until :meth:`stop` (the CLI's ``sync``)."""
+        self.start()
+        self.stop_event.wait()

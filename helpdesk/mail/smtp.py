@@ -5,23 +5,28 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from helpdesk.config import SmtpSettings, get_password
 from helpdesk.errors import HelpdeskError
 from helpdesk.mail.imap import tls_context
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 TIMEOUT = 60.0
 
 
 @dataclass
 class SendError(Exception):
-    """A failed submission. ``permanent`` errors will not go away by retrying."""
+    """A failed submission. ``permanent`` errors will not go away by retrying;
+    ``maybe_delivered``: the connection broke after the whole message was sent and
+    before the server's answer, so it may have been delivered (never retried)."""
 
     message: str
     permanent: bool
+    maybe_delivered: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -68,16 +73,34 @@ def classify(exc: BaseException, settings: SmtpSettings) -> SendError:
     return SendError(f"Unexpected SMTP error: {type(exc).__name__}.", False)
 
 
-@contextmanager
-def _session(settings: SmtpSettings, password: str | None,
-             timeout: float = TIMEOUT) -> Iterator[smtplib.SMTP]:
-    """A connected, TLS-secured (as configured) and logged-in SMTP session."""
+class _Tracking:
+    """Knows whether the message's final ``CRLF.CRLF`` went out (smtplib sends it last)."""
+
+    payload_sent = False
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.payload_sent = True
+
+
+class _SMTP(_Tracking, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_Tracking, smtplib.SMTP_SSL):
+    pass
+
+
+def _open(settings: SmtpSettings, password: str | None,
+          timeout: float = TIMEOUT) -> _SMTP | _SMTPS:
+    """A connected, TLS-secured (as configured) and logged-in session."""
     if settings.security == "tls":
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout,
-                                              context=tls_context(settings))
+        smtp: _SMTP | _SMTPS = _SMTPS(settings.host, settings.port, timeout=timeout,
+                                      context=tls_context(settings))
     else:
-        smtp = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
-    with smtp:
+        smtp = _SMTP(settings.host, settings.port, timeout=timeout)
+    try:
         smtp.ehlo()
         if settings.security == "starttls":
             smtp.starttls(context=tls_context(settings))
@@ -85,31 +108,59 @@ def _session(settings: SmtpSettings, password: str | None,
         if settings.username:
             smtp.login(settings.username,
                        password if password is not None else get_password(settings, "smtp"))
-        yield smtp
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _quit_quietly(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except Exception:
+        smtp.close()
+
+
+def _opened(settings: SmtpSettings, password: str | None, timeout: float = TIMEOUT
+            ) -> _SMTP | _SMTPS:
+    try:
+        return _open(settings, password, timeout)
+    except HelpdeskError as exc:  # no password (keyring, password_command): as it is
+        raise SendError(f"Cannot log in to the SMTP server: {exc}", False) from None
+    except Exception as exc:
+        raise classify(exc, settings) from None
 
 
 def send(settings: SmtpSettings, raw: bytes, sender: str, recipients: list[str],
          password: str | None = None) -> None:
-    """Submit ``raw`` once; raise :class:`SendError` (classified) on any failure."""
+    """Submit ``raw`` once; raise :class:`SendError` (classified) on any failure.
+
+    Once the server has accepted the message, nothing after it (QUIT failing, the
+    connection dropping) counts as a failure.
+    """
+    smtp = _opened(settings, password)
     try:
-        with _session(settings, password) as smtp:
-            smtp.sendmail(sender, recipients, raw)
-    except SendError:
-        raise
+        smtp.sendmail(sender, recipients, raw)
     except Exception as exc:
+        if smtp.payload_sent and not isinstance(exc, smtplib.SMTPResponseException):
+            raise SendError(
+                f"The connection to the SMTP server {settings.host}:{settings.port} broke "
+                f"after the whole message was sent and before the server confirmed it, so "
+                f"it may or may not have been delivered.", True, maybe_delivered=True
+            ) from None
         raise classify(exc, settings) from None
+    finally:
+        _quit_quietly(smtp)
 
 
 def check_connection(settings: SmtpSettings, password: str | None = None) -> str:
     """Connect, secure and log in without sending; a plain summary, or :class:`SendError`."""
+    smtp = _opened(settings, password, timeout=15)
     try:
-        with _session(settings, password, timeout=15) as smtp:
-            smtp.noop()
-    except SendError:
-        raise
-    except HelpdeskError as exc:  # no password available: say so as it is
-        raise SendError(str(exc), True) from None
+        smtp.noop()
     except Exception as exc:
         raise classify(exc, settings) from None
+    finally:
+        _quit_quietly(smtp)
     who = f" as {settings.username}" if settings.username else " (no login)"
     return f"Connected to {settings.host}{who}."

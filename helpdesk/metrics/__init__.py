@@ -73,8 +73,7 @@ from helpdesk.metrics.calc import (
     previous_period,
 )
 from helpdesk.metrics.export import metrics_csv
-from helpdesk.metrics.service import ServiceMetrics
 
-__all__ = ["CaredRow", "HeardRow", "MetricsData", "Msg", "ScoreRow", "ServiceMetrics",
+__all__ = ["CaredRow", "HeardRow", "MetricsData", "Msg", "ScoreRow",
            "TicketFacts", "compute_metrics", "median", "metrics_csv", "nps", "p90",
            "previous_period"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, text
 
 from helpdesk.errors import HelpdeskError
+from helpdesk.mail.compose import new_message_id
 from helpdesk.mail.conversations import subject_token
 from helpdesk.metrics.calc import (
     CUSTOMER,
@@ -35,11 +36,11 @@ from helpdesk.metrics.surveys import (
     score_id,
     survey_body,
 )
+from helpdesk.replies import Replies
+from helpdesk.session import Session, intent
 from helpdesk.team import fold
 from helpdesk.team.claims import STATUSES
-
-if TYPE_CHECKING:
-    from helpdesk.desk import Desk
+from helpdesk.tickets import TicketBook
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,11 @@ _COHORT = "t.first_in_at IS NOT NULL AND t.first_in_at >= :lo AND t.first_in_at 
 class ServiceMetrics:
     """Metrics and surveys of one desk (``desk.metrics``)."""
 
-    def __init__(self, desk: Desk) -> None:
-        self.desk = desk
-        self.store = desk.store
+    def __init__(self, session: Session, book: TicketBook, replies: Replies) -> None:
+        self.session = session
+        self.book = book
+        self.replies = replies
+        self.store = session.store
 
 
     # --- the report ----------------------------------------------------------------
@@ -84,8 +87,8 @@ class ServiceMetrics:
         period = Period(since, until)
         with self.store.read() as conn:
             data = self._load(conn, period)
-        return compute_metrics(data, since, until, self.desk.profile.fcr_window_days,
-                               now=self.desk.server_now())
+        return compute_metrics(data, since, until, self.session.profile.fcr_window_days,
+                               now=self.session.server_now())
 
     def compare(self, since: date, until: date) -> dict[str, Any]:
         """This period and the one of equal length before it (for trends)."""
@@ -137,7 +140,7 @@ class ServiceMetrics:
                      "SELECT c.heard_from, min(t.first_in_at) FROM customers c "
                      "LEFT JOIN tickets t ON t.customer_email = c.email "
                      "WHERE c.heard_from IS NOT NULL GROUP BY c.email"))]
-        now = self.desk.server_now()
+        now = self.session.server_now()
         unclaimed = []
         for first_in, by, active, lease in conn.execute(text(
                 "SELECT t.first_in_at, s.claimed_by, s.claim_active_at, s.claim_lease "
@@ -154,7 +157,7 @@ class ServiceMetrics:
     @property
     def survey_policy(self) -> str:
         """The profile's setting: never | ask | always (what closing a ticket does)."""
-        return self.desk.profile.survey
+        return self.session.profile.survey
 
     def surveys(self, ticket_id: str) -> list[dict[str, Any]]:
         """Surveys sent for a ticket, oldest first."""
@@ -201,12 +204,13 @@ class ServiceMetrics:
         if self.survey_policy == "never":
             return False
         try:
-            target = self._survey_target(self.desk.resolve_ticket(ticket_id))
+            target = self._survey_target(self.book.resolve(ticket_id))
         except HelpdeskError:
             return False
         to = target["reply_to"] or target["from_addr"]
-        return not target["surveyed"] and to.lower() not in self.desk.profile.support_addresses
+        return not target["surveyed"] and to.lower() not in self.session.profile.support_addresses
 
+    @intent
     def send_survey(self, ticket_id: str, *, again: bool = False) -> str:
         """Queue the NPS survey for a ticket's customer and tell the team; its Message-ID.
 
@@ -214,32 +218,30 @@ class ServiceMetrics:
         outbox sends it on the next sync. Raises if the ticket was already
         surveyed (unless ``again``) or has no customer.
         """
-        tid = self.desk.resolve_ticket(ticket_id)
+        tid = self.book.resolve(ticket_id)
         target = self._survey_target(tid)
         if target["surveyed"] and not again:
             raise HelpdeskError(f"A survey was already sent for ticket {tid}.")
-        composer = self.desk.composer(tid)
+        composer = self.replies.composer(tid)
         to = str(composer["to"] or target["reply_to"] or target["from_addr"]).strip().lower()
         refs = (target["references"] or "").split()
         parent = target["message_id"]
         if parent and parent not in refs:
             refs.append(parent)
-        profile = self.desk.profile
-        signature = profile.smtp.from_name.replace("{agent}", self.desk.agent)
-        item, message_id = self.desk.queue_mail(
+        profile = self.session.profile
+        signature = profile.smtp.from_name.replace("{agent}", self.session.agent)
+        # Staged until the survey-sent event is published (now, or by a later flush):
+        # without the event no desktop would recognise the answer.
+        message_id = new_message_id(profile.smtp.from_address)
+        self.replies.queue_mail(
             kind="survey", to=to, subject=composer["subject"],
             body=survey_body(composer.get("first_name"), signature), ticket_id=tid,
-            in_reply_to=parent, references=refs)
-        try:
-            self.desk.publish(self.desk.event("survey-sent", tid,
-                                              message_id=_bare_id(message_id), customer=to))
-        except Exception:
-            # Without the event no desktop would recognise the answer: take the mail back
-            # (a no-op if a sync already started sending it).
-            self.desk.discard_outbox(item)
-            raise
+            in_reply_to=parent, references=refs, message_id=message_id,
+            publish=[self.session.event("survey-sent", tid, message_id=_bare_id(message_id),
+                                        customer=to)])
         return message_id
 
+    @intent
     def survey_after_close(self, ticket_id: str) -> str | None:
         """What closing does when the profile says "always": send the survey if it
         makes sense (:meth:`should_offer_survey`); its Message-ID, else None.
@@ -248,23 +250,25 @@ class ServiceMetrics:
             return None
         return self.send_survey(ticket_id)
 
+    @intent
     def record_score(self, ticket_id: str, score: int, comment: str | None = None) -> None:
         """A score given another way (a phone call): published for the whole team."""
         if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
             raise HelpdeskError(f"A score is a whole number from 0 to 10, not {score!r}.")
-        tid = self.desk.resolve_ticket(ticket_id)
+        tid = self.book.resolve(ticket_id)
         with self.store.read() as conn:
             customer = conn.execute(text("SELECT customer_email FROM tickets WHERE id = :t"),
                                     {"t": tid}).scalar()
         data: dict[str, Any] = {"score": score, "customer": customer}
         if comment and comment.strip():
             data["comment"] = comment.strip()
-        self.desk.publish(self.desk.event("score", tid, **data))
+        self.session.publish(self.session.event("score", tid, **data))
 
+    @intent
     def record_cared(self, ticket_id: str, cared: bool) -> None:
         """The "did they feel we cared?" self-check, answered apart from closing."""
-        tid = self.desk.resolve_ticket(ticket_id)
-        self.desk.publish(self.desk.event("cared", tid, cared=bool(cared)))
+        tid = self.book.resolve(ticket_id)
+        self.session.publish(self.session.event("cared", tid, cared=bool(cared)))
 
     def after_sync(self, ticket_ids: set[str]) -> set[str]:
         """Record scores from survey answers among these tickets' messages.
