@@ -40,7 +40,14 @@ class Claims:
         ev = self.session.event("claim", tid, lease=self.session.profile.lease_minutes * 60)
         _changes, fold = self.session.publish(ev, link=link)
         outcome = fold.outcomes.get(ev.id)
-        if outcome is None or not outcome.accepted:
+        if outcome is None:
+            # Folded before this replay (a retried APPEND, another process on this
+            # database): the folded state says who won.
+            current = self.book.holder(tid)
+            if current.agent == self.agent:
+                return ClaimInfo(tid, self.agent, current.since, current.event)
+            raise ConflictError(current.conflict_message())
+        if not outcome.accepted:
             raise ConflictError(self.book.holder(tid).conflict_message())
         return ClaimInfo(tid, self.agent, outcome.since, ev.id)
 

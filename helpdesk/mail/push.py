@@ -26,6 +26,7 @@ from helpdesk.mail.imap import logout_quietly
 log = logging.getLogger(__name__)
 
 IDLE_RENEW_SECONDS = 24 * 60  # well before the 29-minute server timeout
+CHECK_SECONDS = 0.5
 MAX_BACKOFF = 300.0
 
 
@@ -89,11 +90,21 @@ class IdleWatcher(threading.Thread):
             # reconnect): look once.
             self.notify()
             started = time.monotonic()
+            hollow = 0  # empty answers that came at once: the socket says "readable"
             try:
                 while not self.stop_event.is_set():
                     if time.monotonic() - started > IDLE_RENEW_SECONDS:
                         break
-                    responses = client.idle_check(timeout=0.5)
+                    asked = time.monotonic()
+                    responses = client.idle_check(timeout=CHECK_SECONDS)
+                    if responses:
+                        hollow = 0
+                    elif time.monotonic() - asked < CHECK_SECONDS / 2:
+                        # imapclient's idle_check swallows EOF and answers nothing, at
+                        # once, forever: a connection the server (or a proxy) closed.
+                        hollow += 1
+                        if hollow >= 3:
+                            raise ConnectionError("the server closed the IDLE connection")
                     if any(isinstance(r, tuple) and len(r) > 1 and r[1] in
                            (b"EXISTS", b"RECENT", b"FETCH", b"EXPUNGE") for r in responses):
                         self.notify()
