@@ -48,7 +48,8 @@ class ServerSettings:
 class ImapSettings(ServerSettings):
     port: int = 993
     folders: tuple[str, ...] = ("INBOX",)
-    sent_folder: str | None = "Sent"
+    # None: not configured - the folder the server marks \Sent (see mail/folders.py).
+    sent_folder: str | None = None
     team_folder: str = "HelpDesk/Log"
     poll_seconds: int = 60
     batch_size: int = 200
