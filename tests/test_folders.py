@@ -73,12 +73,15 @@ def test_mapping_inside_a_personal_namespace() -> None:
 
 
 def test_sent_folder_not_configured_unless_named() -> None:
-    base = {"agent": "a", "imap": {"host": "h"}}
-    assert parse_profile(base).imap.sent_folder is None
-    named = parse_profile({"agent": "a", "imap": {"host": "h", "sent_folder": "Sent"}})
-    assert named.imap.sent_folder == "Sent"
-    empty = parse_profile({"agent": "a", "imap": {"host": "h", "sent_folder": ""}})
-    assert empty.imap.sent_folder is None
+    absent = parse_profile({"agent": "a", "imap": {"host": "h"}}).imap
+    assert not absent.sent_folder_set and absent.sent_folder == "Sent"
+    named = parse_profile({"agent": "a", "imap": {"host": "h", "sent_folder": "Sent"}}).imap
+    assert named.sent_folder_set and named.sent_folder == "Sent"
+    off = parse_profile({"agent": "a", "imap": {"host": "h", "sent_folder": ""}}).imap
+    assert off.sent_folder_set and off.sent_folder is None
+    courier = fm.FolderMap(fm.Namespaces(".", "INBOX."), off)
+    assert courier.sent_folder(None) is None  # turned off: asks nothing
+    assert fm.FolderMap(fm.Namespaces(".", "INBOX."), named).sent_folder(None) == "INBOX.Sent"
 
 
 # --- namespace, delimiter, creation -------------------------------------------------------
@@ -150,7 +153,7 @@ def test_parents_are_created_where_needed(server: ImapServer) -> None:
 @pytest.mark.parametrize("server", ["dovecot", "dovecot_inbox_ns"], indirect=True)
 def test_sent_found_by_special_use_when_not_configured(server: ImapServer) -> None:
     with server.session() as c:
-        folders = fm.FolderMap.of(c, settings_for(server, sent_folder=None))
+        folders = fm.FolderMap.of(c, settings_for(server))
         assert folders.sent_folder(c) == f"{server.prefix}Sent"
         assert folders.sync_folders(c) == [("INBOX", "inbox"), (f"{server.prefix}Sent", "sent")]
 
@@ -161,10 +164,10 @@ def test_sent_found_by_special_use_under_any_name(server: ImapServer) -> None:
         typ, data = c._imap._simple_command("CREATE", '"INBOX.Gesendet"', "(USE (\\Sent))")
         assert typ == "OK", data
         c.create_folder("INBOX.Sent")  # a decoy without the \Sent mark
-        folders = fm.FolderMap.of(c, settings_for(server, sent_folder=None))
+        folders = fm.FolderMap.of(c, settings_for(server))
         assert folders.sent_folder(c) == "INBOX.Gesendet"
         # A configured name wins, mapped into the namespace.
-        named = fm.FolderMap.of(c, settings_for(server, sent_folder="Sent"))
+        named = fm.FolderMap.of(c, settings_for(server, sent_folder="Sent", sent_folder_set=True))
         assert named.sent_folder(c) == "INBOX.Sent"
 
 
@@ -177,7 +180,7 @@ def test_sent_without_special_use(server: ImapServer) -> None:
     with server.session() as c:
         c.create_folder("INBOX.Sent Items")
         assert fm.FolderMap.of(c, settings_for(server)).sent_folder(c) == "INBOX.Sent Items"
-        named = fm.FolderMap.of(c, settings_for(server, sent_folder="Sent"))
+        named = fm.FolderMap.of(c, settings_for(server, sent_folder="Sent", sent_folder_set=True))
         assert named.sent_folder(c) == "INBOX.Sent"
 
 
@@ -250,7 +253,7 @@ def test_imap4d_is_refused(imap4d: ImapServer) -> None:
 @pytest.mark.parametrize("server", ALL, indirect=True)
 def test_check_connection_maps_folders_and_creates_the_team_folder(server: ImapServer) -> None:
     server.append("INBOX", RAW)
-    settings = settings_for(server, team_folder="HelpDesk/Log", sent_folder=None)
+    settings = settings_for(server, team_folder="HelpDesk/Log")
     caps = check_connection(settings, password(server))
     assert "IMAP4REV1" in {c.upper() for c in caps}
     with server.session() as c:
@@ -259,7 +262,8 @@ def test_check_connection_maps_folders_and_creates_the_team_folder(server: ImapS
 
 @pytest.mark.parametrize("server", PREFIXED, indirect=True)
 def test_check_connection_names_a_missing_folder(server: ImapServer) -> None:
-    settings = settings_for(server, folders=("INBOX", "Support"), sent_folder="Outgoing")
+    settings = settings_for(server, folders=("INBOX", "Support"), sent_folder="Outgoing",
+                            sent_folder_set=True)
     with pytest.raises(MailError) as err:
         check_connection(settings, password(server))
     message = str(err.value)

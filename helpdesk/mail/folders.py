@@ -191,17 +191,18 @@ class FolderMap:
         """Server name of the team log (``team_folder``)."""
         return self.server_name(self.settings.team_folder)
 
-    def sent_folder(self, client: imapclient.IMAPClient) -> str:
-        """Server name of the Sent folder.
+    def sent_folder(self, client: imapclient.IMAPClient) -> str | None:
+        """Server name of the Sent folder; None when the profile turned it off.
 
-        ``sent_folder`` set in the profile: that folder, mapped (``Sent`` is
-        ``INBOX.Sent`` on Courier). Not set: the folder the server marks ``\\Sent``
-        (SPECIAL-USE), else one with a usual Sent name, else ``Sent`` mapped (which
-        may not exist yet: the Sent copy creates it). Asks the server once per
-        connection, and only when the profile names no Sent folder.
+        ``sent_folder`` named in the profile (``sent_folder_set``): that folder,
+        mapped (``Sent`` is ``INBOX.Sent`` on Courier). Not named: the folder the
+        server marks ``\\Sent`` (SPECIAL-USE), else one with a usual Sent name, else
+        ``Sent`` mapped (which may not exist yet: the Sent copy creates it). Asks the
+        server once per connection, and only when the profile names no Sent folder.
         """
-        if self.settings.sent_folder:
-            return self.server_name(self.settings.sent_folder)
+        if self.settings.sent_folder_set:
+            named = self.settings.sent_folder
+            return self.server_name(named) if named else None
         candidates = self.namespaces.sent_candidates
         if candidates is None:
             candidates = self.namespaces.sent_candidates = self._find_sent(client)
@@ -212,7 +213,7 @@ class FolderMap:
         ``inbox`` and ``sent``), as ``MailSync.folders()`` lists them."""
         out = [(f, "inbox") for f in self.inbox_folders()]
         sent = self.sent_folder(client)
-        if sent not in {f for f, _r in out}:
+        if sent is not None and sent not in {f for f, _r in out}:
             out.append((sent, "sent"))
         return out
 

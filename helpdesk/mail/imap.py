@@ -260,7 +260,7 @@ def check_connection(settings: ImapSettings, password: str) -> list[str]:
                 if not client.folder_exists(server):
                     problems.append(f"The folder {_shown(name, server)} does not exist on the "
                                     f"server; check folders in [imap].")
-            if settings.sent_folder:
+            if settings.sent_folder_set and settings.sent_folder:
                 server = folders.server_name(settings.sent_folder)
                 if not client.folder_exists(server):
                     problems.append(f"The Sent folder {_shown(settings.sent_folder, server)} "
