@@ -6,7 +6,6 @@ is killed (and its temp dir removed) afterwards.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from servers import (
     start_pymap,
     start_smtp_sink,
     unpacked_servers_missing,
+    which,
 )
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 
 
 def _need(binary: str) -> None:
-    if shutil.which(binary) is None:
+    if which(binary) is None:
         # Never skip: a missing server would silently hide every network test.
         pytest.fail(f"{binary} is not installed; run 'sh scripts/setup.sh --test'")
 

@@ -32,6 +32,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -60,6 +61,7 @@ __all__ = [
     "start_pymap",
     "start_smtp_sink",
     "unpacked_servers_missing",
+    "which",
 ]
 
 HOST = "127.0.0.1"
@@ -78,6 +80,12 @@ _FlagsArg = Iterable[bytes | str]
 
 class ServerStartError(RuntimeError):
     """A server process did not come up; the message includes its log tail."""
+
+
+def which(binary: str) -> str | None:
+    """``binary`` on PATH, else beside this interpreter (pymap in the virtualenv's bin
+    when the tests run as ``.venv/bin/python -m pytest`` with a bare PATH, as CI does)."""
+    return shutil.which(binary) or shutil.which(binary, path=str(Path(sys.executable).parent))
 
 
 def free_port() -> int:
@@ -874,7 +882,7 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
     if len(users) != 1:
         raise ValueError("pymap's dict backend supports exactly one login")
     ((user, password),) = users.items()
-    exe = shutil.which("pymap")
+    exe = which("pymap")
     if exe is None:
         raise ServerStartError("pymap not found (pip install pymap)")
     workdir = Path(tempfile.mkdtemp(prefix="helpdesk-pymap-"))
