@@ -49,6 +49,11 @@ class ImapSettings(ServerSettings):
     port: int = 993
     folders: tuple[str, ...] = ("INBOX",)
     sent_folder: str | None = "Sent"
+    # False: the profile names no Sent folder, and helpdesk.mail.folders finds the one
+    # the server marks \Sent (sent_folder then holds the usual "Sent" for older callers).
+    # True: sent_folder is the profile's own choice ("Sent" means Sent, mapped into the
+    # server's namespace; None: no Sent folder).
+    sent_folder_set: bool = False
     team_folder: str = "HelpDesk/Log"
     poll_seconds: int = 60
     batch_size: int = 200
@@ -157,6 +162,7 @@ def parse_profile(data: dict[str, Any], source: Path | None = None) -> Profile:
     if "sent_folder" in imap_table:
         sent = _expect(imap_table, "sent_folder", str, f"[imap] of {where}")
         imap_kw["sent_folder"] = sent or None
+        imap_kw["sent_folder_set"] = True
     team = _expect(imap_table, "team_folder", str, f"[imap] of {where}")
     if team:
         imap_kw["team_folder"] = team

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install what Help desk needs on Debian/Ubuntu, into ./.venv.
 #   sh scripts/setup.sh          the app (Qt runtime libraries + the package)
-#   sh scripts/setup.sh --test   also Dovecot, mbsync, Xvfb and the test tools
+#   sh scripts/setup.sh --test   also Dovecot, mbsync, Xvfb and the test tools, and Courier,
+#                                Cyrus and imap4d unpacked into .test-servers/ (not installed)
 set -eu
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -22,6 +23,9 @@ $SUDO apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
 # Debian starts a system-wide Dovecot on install; the tests run private ones on free ports.
 if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
+fi
+if [ "${1:-}" = "--test" ]; then
+  $SUDO sh scripts/test-servers.sh
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

@@ -6,29 +6,70 @@ is killed (and its temp dir removed) afterwards.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from servers import ImapServer, SmtpSink, start_dovecot, start_pymap, start_smtp_sink
+from servers import (
+    ImapServer,
+    SmtpSink,
+    start_courier,
+    start_cyrus,
+    start_dovecot,
+    start_imap4d,
+    start_pymap,
+    start_smtp_sink,
+    unpacked_servers_missing,
+    which,
+)
 
-__all__ = ["dovecot", "imap_server", "pymap_server", "smtp_sink"]
+__all__ = [
+    "courier",
+    "cyrus",
+    "dovecot",
+    "dovecot_inbox_ns",
+    "imap4d",
+    "imap_server",
+    "pymap_server",
+    "smtp_sink",
+]
 
 
 def _need(binary: str) -> None:
-    if shutil.which(binary) is None:
+    if which(binary) is None:
         # Never skip: a missing server would silently hide every network test.
         pytest.fail(f"{binary} is not installed; run 'sh scripts/setup.sh --test'")
+
+
+def _need_unpacked() -> None:
+    problem = unpacked_servers_missing()
+    if problem is not None:
+        pytest.fail(problem)  # never skip (see _need)
 
 
 def _start(kind: str) -> ImapServer:
     if kind == "dovecot":
         _need("dovecot")
         return start_dovecot()
+    if kind == "dovecot_inbox_ns":
+        _need("dovecot")
+        return start_dovecot(namespace="INBOX.")
     if kind == "pymap":
         _need("pymap")
         return start_pymap()
+    starts = {"courier": start_courier, "cyrus": start_cyrus, "imap4d": start_imap4d}
+    if kind in starts:
+        _need_unpacked()
+        return starts[kind]()
     raise ValueError(kind)
+
+
+def serve(kind: str) -> Iterator[ImapServer]:
+    """A fresh server of ``kind`` for one test (for parametrised fixtures elsewhere)."""
+    server = _start(kind)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -62,6 +103,31 @@ def imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def dovecot_inbox_ns() -> Iterator[ImapServer]:
+    """Dovecot whose personal namespace is ``INBOX.`` with separator ``.`` (Courier-like
+    folder names: ``INBOX.Sent``, ``INBOX.HelpDesk.Log``); users agent-a/-b/-c."""
+    yield from serve("dovecot_inbox_ns")
+
+
+@pytest.fixture
+def courier() -> Iterator[ImapServer]:
+    """Courier-IMAP as Debian configures it; one login (support), namespace ``INBOX.``."""
+    yield from serve("courier")
+
+
+@pytest.fixture
+def cyrus() -> Iterator[ImapServer]:
+    """Cyrus IMAP as Debian configures it; one login (support), namespace ``INBOX.``."""
+    yield from serve("cyrus")
+
+
+@pytest.fixture
+def imap4d() -> Iterator[ImapServer]:
+    """GNU Mailutils imap4d (broken ``UID SEARCH UID n:*``); one login."""
+    yield from serve("imap4d")
 
 
 @pytest.fixture

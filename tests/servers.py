@@ -3,6 +3,10 @@
 * :func:`start_dovecot` - a private Dovecot 2.3/2.4 instance in a temp dir. All
   users share ONE mail store (the team's shared support mailbox).
 * :func:`start_pymap` - pymap's in-memory ``dict`` backend (one login only).
+* :func:`start_courier`, :func:`start_cyrus`, :func:`start_imap4d` - Debian's Courier,
+  Cyrus and GNU Mailutils servers as Debian configures them, unpacked (not installed)
+  into ``.test-servers/`` by ``scripts/test-servers.sh`` and run in a private mount
+  namespace (root only) where that tree is overlaid on ``/usr``. One login each.
 * :func:`start_smtp_sink` - an aiosmtpd server recording every message.
 
 Every ``start_*`` function returns an object with ``stop()`` that can also be
@@ -13,18 +17,22 @@ greeting with a deadline, never by fixed sleeps.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import grp
+import hashlib
 import ipaddress
 import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -46,9 +54,14 @@ __all__ = [
     "SmtpSink",
     "dovecot_version",
     "free_port",
+    "start_courier",
+    "start_cyrus",
     "start_dovecot",
+    "start_imap4d",
     "start_pymap",
     "start_smtp_sink",
+    "unpacked_servers_missing",
+    "which",
 ]
 
 HOST = "127.0.0.1"
@@ -67,6 +80,12 @@ _FlagsArg = Iterable[bytes | str]
 
 class ServerStartError(RuntimeError):
     """A server process did not come up; the message includes its log tail."""
+
+
+def which(binary: str) -> str | None:
+    """``binary`` on PATH, else beside this interpreter (pymap in the virtualenv's bin
+    when the tests run as ``.venv/bin/python -m pytest`` with a bare PATH, as CI does)."""
+    return shutil.which(binary) or shutil.which(binary, path=str(Path(sys.executable).parent))
 
 
 def free_port() -> int:
@@ -230,8 +249,9 @@ class ImapServer:
     host: str
     port: int
     users: dict[str, str]
-    kind: str  # "dovecot" | "pymap"
+    kind: str  # "dovecot" | "pymap" | "courier" | "cyrus" | "imap4d"
     delimiter: str = "/"
+    prefix: str = ""  # the personal namespace's prefix, e.g. "INBOX." (Courier, Cyrus)
     tls: bool = False  # True: implicit TLS (IMAPS) on ``port``, trust ``ca_file``
     ca_file: str | None = None
     workdir: str | None = None  # private temp dir (config, logs, mail store)
@@ -241,6 +261,7 @@ class ImapServer:
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _doveconf: str | None = field(default=None, repr=False)
     _greeting: bytes = field(default=b"* OK", repr=False)  # expected in the greeting
+    _ready_path: str | None = field(default=None, repr=False)  # must exist once it is up
     # One cached logged-in connection for the data helpers (append, messages,
     # ...): pymap spends ~170 ms hashing the password on every login.
     _helper_client: imapclient.IMAPClient | None = field(default=None, repr=False)
@@ -473,6 +494,9 @@ class ImapServer:
             log.close()
         try:
             self._await_greeting(self._proc)
+            if self._ready_path is not None:
+                ready = Path(self._ready_path)
+                _poll(ready.exists, START_TIMEOUT, f"{self.kind}: {ready}")
             if self.kind == "pymap":
                 # pymap starts with INBOX only; the app expects a Sent folder.
                 self.create_folder("Sent")
@@ -640,6 +664,7 @@ def _dovecot_conf(
     ident: dict[str, str | int],
     tls_files: tuple[Path, Path, Path] | None,
     greeting: str,
+    namespace: str = "",
 ) -> str:
     home = workdir / "mail" / "shared"
     run = workdir / "run"
@@ -669,8 +694,8 @@ service imap {{
 }}
 namespace inbox {{
   inbox = yes
-  separator = /
-  prefix =
+  separator = {namespace[-1:] or "/"}
+  prefix = {namespace}
   mailbox Sent {{
     auto = create
     special_use = \\Sent
@@ -760,7 +785,9 @@ userdb {{
 {services}"""
 
 
-def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> ImapServer:
+def start_dovecot(
+    users: dict[str, str] | None = None, *, tls: bool = False, namespace: str = ""
+) -> ImapServer:
     """Start a private Dovecot on 127.0.0.1 (~20-50 ms).
 
     All ``users`` (default :data:`DEFAULT_USERS`) log in to the SAME mail
@@ -768,7 +795,13 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
     created, hierarchy separator ``/``. With ``tls=True`` the port speaks
     implicit TLS (IMAPS) with a cert for 127.0.0.1/localhost signed by a
     throw-away CA at ``server.ca_file``.
+
+    ``namespace="INBOX."`` makes the personal namespace's prefix ``INBOX.`` and its
+    separator ``.`` (the prefix's last character), so folder names look as on
+    Courier and Debian's Cyrus: ``INBOX.Sent``, ``INBOX.HelpDesk.Log``.
     """
+    if namespace and namespace[-1].isalnum():
+        raise ValueError("the namespace prefix ends with its separator, e.g. 'INBOX.'")
     users = dict(DEFAULT_USERS if users is None else users)
     _check_credentials(users)
     if shutil.which("dovecot") is None:
@@ -796,13 +829,16 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
             port = free_port()
             conf = workdir / "dovecot.conf"
             greeting = f"helpdesk-test-{secrets.token_hex(6)} ready."
-            conf.write_text(_dovecot_conf(version, workdir, port, ident, tls_files, greeting))
+            conf.write_text(
+                _dovecot_conf(version, workdir, port, ident, tls_files, greeting, namespace)
+            )
             server = ImapServer(
                 host=HOST,
                 port=port,
                 users=users,
                 kind="dovecot",
-                delimiter="/",
+                delimiter=namespace[-1:] or "/",
+                prefix=namespace,
                 tls=tls,
                 ca_file=str(tls_files[0]) if tls_files else None,
                 workdir=str(workdir),
@@ -846,7 +882,7 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
     if len(users) != 1:
         raise ValueError("pymap's dict backend supports exactly one login")
     ((user, password),) = users.items()
-    exe = shutil.which("pymap")
+    exe = which("pymap")
     if exe is None:
         raise ServerStartError("pymap not found (pip install pymap)")
     workdir = Path(tempfile.mkdtemp(prefix="helpdesk-pymap-"))
@@ -889,6 +925,270 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+
+
+# ------------------------------------- Courier, Cyrus, imap4d (unpacked) ---
+
+#: Where ``scripts/test-servers.sh`` unpacks Debian's server packages.
+UNPACKED = Path(__file__).resolve().parent.parent / ".test-servers"
+SETUP_COMMAND = "sh scripts/setup.sh --test"
+#: The one login of the unpacked servers (a shared support mailbox).
+SUPPORT_USER = {"support": "secret-support"}
+
+
+def unpacked_servers_missing() -> str | None:
+    """None when the unpacked servers can run here, else why not (with the fix)."""
+    if not (UNPACKED / "complete").is_file() or not (UNPACKED / "root" / "usr").is_dir():
+        return f"Courier, Cyrus and imap4d are not unpacked in {UNPACKED}; run '{SETUP_COMMAND}'"
+    if os.geteuid() != 0:
+        return "Courier, Cyrus and imap4d run in a private mount namespace, which needs root"
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "unshare/mount (util-linux) are missing; run 'apt-get install util-linux mount'"
+    return None
+
+
+def _namespace_argv(script: str) -> list[str]:
+    """Run ``script`` (sh) in a private mount namespace where the unpacked packages
+    are overlaid (read-only) on /usr, so the servers' compiled-in paths work. The
+    mounts vanish with the last process of the namespace."""
+    problem = unpacked_servers_missing()
+    if problem is not None:
+        raise ServerStartError(problem)
+    usr = UNPACKED / "root" / "usr"
+    overlay = f"lowerdir={usr}:/usr"
+    if any(c in str(usr) for c in ",: "):
+        raise ServerStartError(f"the path {usr} cannot be mounted (',', ':' or space in it)")
+    prologue = f"mount -t overlay overlay -o {shlex.quote(overlay)} /usr\n"
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", prologue + script]
+
+
+def _nobody() -> tuple[int, int]:
+    nobody = pwd.getpwnam("nobody")
+    try:
+        return nobody.pw_uid, grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        return nobody.pw_uid, nobody.pw_gid
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    os.chown(top, uid, gid)
+    for base, dirs, files in os.walk(top):
+        for name in dirs + files:
+            os.chown(os.path.join(base, name), uid, gid)
+
+
+def _maildir(path: Path) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _start_unpacked(
+    kind: str,
+    prefix: str,
+    users: dict[str, str],
+    build: Callable[[Path, int], tuple[list[str], bytes, str | None]],
+) -> ImapServer:
+    """Shared start-up: a private dir, a free port (retried), a greeting to wait for.
+
+    ``build(workdir, port)`` writes the configuration and returns the argv, the
+    greeting token that identifies the server and an optional path that exists once
+    the server is ready.
+    """
+    _check_credentials(users)
+    if len(users) != 1:
+        raise ValueError(f"the {kind} fixture has exactly one login")
+    workdir = Path(tempfile.mkdtemp(prefix=f"helpdesk-{kind}-"))
+    try:
+        workdir.chmod(0o755)
+        last_error: Exception | None = None
+        for _attempt in range(5):
+            port = free_port()
+            argv, token, ready = build(workdir, port)
+            server = ImapServer(
+                host=HOST,
+                port=port,
+                users=users,
+                kind=kind,
+                delimiter=prefix[-1:] or "/",
+                prefix=prefix,
+                workdir=str(workdir),
+                log_file=str(workdir / f"{kind}.log"),
+                _argv=argv,
+                _greeting=token,
+                _ready_path=ready,
+            )
+            try:
+                server._launch()
+            except ServerStartError as exc:
+                last_error = exc
+                if "in use" in str(exc) or "Address already" in str(exc):
+                    continue
+                raise
+            return server
+        raise ServerStartError(f"could not bind {kind}: {last_error}")
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def start_courier(users: dict[str, str] | None = None) -> ImapServer:
+    """Courier-IMAP 5 (couriertcpd, imaplogin, authdaemond with userdb, imapd) with
+    Debian's /etc/courier/imapd settings: personal namespace ``INBOX.``, separator
+    ``.``, no SPECIAL-USE, no UNSELECT, ``IMAP_ENHANCEDIDLE=0`` (IDLE reports changes
+    only every ``IMAP_IDLE_TIMEOUT`` = 60 s). Refuses APPEND to the folder that is
+    selected read-only. One login (default ``support``); the mailbox has INBOX only.
+    """
+    users = dict(SUPPORT_USER if users is None else users)
+    ((user, password),) = users.items()
+
+    def build(workdir: Path, port: int) -> tuple[list[str], bytes, str | None]:
+        uid, gid = _nobody()
+        etc, run, home = workdir / "etc", workdir / "run", workdir / "home"
+        (etc / "courier").mkdir(parents=True, exist_ok=True)
+        (workdir / "etc-work").mkdir(exist_ok=True)
+        (run / "courier" / "authdaemon").mkdir(parents=True, exist_ok=True)
+        _maildir(home / "Maildir")
+        _chown_tree(home, uid, gid)
+        (etc / "courier" / "authdaemonrc").write_text(
+            'authmodulelist="authuserdb"\ndaemons=2\nauthdaemonvar=/run/courier/authdaemon\n'
+            'DEBUG_LOGIN=0\nDEFAULTOPTIONS=""\nLOGGEROPTS=""\n'
+        )
+        digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+        userdb = etc / "courier" / "userdb"
+        userdb.write_text(
+            f"{user}\tuid={uid}|gid={gid}|home={home}|mail={home}/Maildir|systempw={{SHA}}{digest}\n"
+        )
+        userdb.chmod(0o600)
+        etc_overlay = (
+            f"lowerdir={UNPACKED / 'root' / 'etc'}:/etc,upperdir={etc},"
+            f"workdir={workdir / 'etc-work'}"
+        )
+        script = f"""
+mount -t overlay overlay -o {shlex.quote(etc_overlay)} /etc
+mount --bind {shlex.quote(str(run))} /run
+makeuserdb
+/usr/lib/courier/courier-authlib/authdaemond &
+set -a
+. /etc/courier/imapd
+set +a
+exec /usr/sbin/couriertcpd -address=127.0.0.1 -maxprocs=200 -maxperip=200 \\
+  -nodnslookup -noidentlookup {port} /usr/lib/courier/courier/imaplogin /usr/bin/imapd Maildir
+"""
+        ready = run / "courier" / "authdaemon" / "socket"
+        return _namespace_argv(script), b"Courier-IMAP ready", str(ready)
+
+    return _start_unpacked("courier", "INBOX.", users, build)
+
+
+def start_cyrus(users: dict[str, str] | None = None) -> ImapServer:
+    """Cyrus IMAP 3.6 (master + imapd) with Debian's imapd.conf namespace settings
+    (``altnamespace: no``, ``unixhierarchysep: no``: personal namespace ``INBOX.``,
+    separator ``.``), INBOX created at first login, no ``idled`` (as Debian ships it,
+    IDLE then polls), SPECIAL-USE, UIDPLUS, CONDSTORE. Passwords are not checked
+    (SASL ``alwaystrue``); one login (default ``support``).
+    """
+    users = dict(SUPPORT_USER if users is None else users)
+
+    def build(workdir: Path, port: int) -> tuple[list[str], bytes, str | None]:
+        uid, gid = _nobody()
+        conf, lib, spool, run = (workdir / d for d in ("conf", "lib", "spool", "run"))
+        for d in (conf, lib, spool, run / "socket", run / "proc", run / "lock"):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (lib, spool, run):
+            _chown_tree(d, uid, gid)
+        imapd_conf = conf / "imapd.conf"
+        imapd_conf.write_text(f"""configdirectory: {lib}
+proc_path: {run}/proc
+mboxname_lockpath: {run}/lock
+defaultpartition: default
+partition-default: {spool}
+altnamespace: no
+unixhierarchysep: no
+autocreate_quota: 0
+umask: 077
+hashimapspool: true
+allowplaintext: yes
+sasl_pwcheck_method: alwaystrue
+sasl_mech_list: PLAIN LOGIN
+cyrus_user: {pwd.getpwuid(uid).pw_name}
+cyrus_group: {grp.getgrgid(gid).gr_name}
+idlesocket: {run}/socket/idle
+notifysocket: {run}/socket/notify
+lmtpsocket: {run}/socket/lmtp
+syslog_prefix: helpdesk-cyrus-{port}
+""")
+        bin_dir = "/usr/lib/cyrus/bin"
+        (conf / "cyrus.conf").write_text(f"""START {{
+  recover cmd="{bin_dir}/ctl_cyrusdb -r -C {imapd_conf}"
+}}
+SERVICES {{
+  imap cmd="{bin_dir}/imapd -C {imapd_conf}" listen="127.0.0.1:{port}" prefork=0 maxchild=200
+}}
+EVENTS {{
+}}
+""")
+        pid_file = run / "master.pid"
+        script = (
+            f"exec {bin_dir}/master -D -C {shlex.quote(str(imapd_conf))} "
+            f"-M {shlex.quote(str(conf / 'cyrus.conf'))} -p {shlex.quote(str(pid_file))}\n"
+        )
+        return _namespace_argv(script), b"Cyrus IMAP", None
+
+    return _start_unpacked("cyrus", "INBOX.", users, build)
+
+
+def _crypt_sha512(password: str) -> str:
+    """crypt(3) SHA-512 hash through libcrypt (the stdlib's crypt module is deprecated)."""
+    import ctypes
+    import ctypes.util
+
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    salt = "$6$" + secrets.token_hex(8)
+    hashed: bytes | None = lib.crypt(password.encode(), salt.encode())
+    if not hashed or not hashed.startswith(b"$6$"):
+        raise ServerStartError("libcrypt cannot make a SHA-512 crypt hash")
+    return hashed.decode()
+
+
+def start_imap4d(users: dict[str, str] | None = None) -> ImapServer:
+    """GNU Mailutils imap4d 3.15, maildir folders, separator ``/``, no personal
+    prefix, no UIDPLUS. Its ``UID SEARCH UID n:*`` answers nothing (a known bug):
+    a server Help desk must refuse. One login, default ``support@example.com``
+    (virtual-domain passwd file).
+    """
+    users = dict({"support@example.com": "secret-support"} if users is None else users)
+    ((user, password),) = users.items()
+    if "@" not in user:
+        raise ValueError("imap4d's virtual domains need a login like user@example.com")
+    local, domain = user.split("@", 1)
+
+    def build(workdir: Path, port: int) -> tuple[list[str], bytes, str | None]:
+        uid, gid = _nobody()
+        pw_dir, home = workdir / "passwd", workdir / "home"
+        pw_dir.mkdir(exist_ok=True)
+        _maildir(home / "INBOX")
+        _chown_tree(home, uid, gid)
+        (pw_dir / domain).write_text(
+            f"{local}:{_crypt_sha512(password)}:{uid}:{gid}::{home}:/bin/sh\n"
+        )
+        conf = workdir / "imap4d.conf"
+        conf.write_text(f"""logging {{ syslog false; }};
+foreground true;
+mode daemon;
+pidfile "{workdir / 'imap4d.pid'}";
+server 127.0.0.1:{port} {{ }};
+auth {{ authorization virtdomain; authentication generic; }};
+virtdomain {{ passwd-dir "{pw_dir}"; }};
+mailbox {{ mailbox-pattern "maildir://{home}/INBOX"; }};
+namespace personal {{ prefix "" {{ directory "{home}"; delimiter "/"; mailbox-type maildir; }}; }};
+tcp-wrappers {{ enable false; }};
+""")
+        script = f"exec imap4d --no-site-config --config-file={shlex.quote(str(conf))}\n"
+        return _namespace_argv(script), b"IMAP4rev1", None
+
+    return _start_unpacked("imap4d", "", users, build)
 
 
 # -------------------------------------------------------------------- SMTP ---

@@ -244,20 +244,47 @@ def logout_quietly(client: Any) -> None:
 
 
 def check_connection(settings: ImapSettings, password: str) -> list[str]:
-    """Log in and check the configured folders; raise MailError naming the problem."""
+    """Log in and check the profile's folders; raise MailError naming the problem.
+
+    Folder names are mapped to the server's (namespace, delimiter). The inbox folders
+    and a configured Sent folder must exist; the team folder must exist or be
+    creatable (it is created, as the app would on first use); a server whose
+    ``UID SEARCH`` answers wrongly is refused. Returns the server's capabilities.
+    """
+    from helpdesk.mail.folders import FolderMap, check_uid_search, ensure_folder
+
     client = connect(settings, password, timeout=15)
     try:
-        problems: list[str] = []
-        for folder in settings.folders:
-            if not client.folder_exists(folder):
-                problems.append(f"The folder '{folder}' does not exist on the server.")
-        if settings.sent_folder and not client.folder_exists(settings.sent_folder):
-            problems.append(f"The Sent folder '{settings.sent_folder}' does not exist.")
-        if problems:
-            raise MailError(" ".join(problems))
-        return [c.decode() if isinstance(c, bytes) else str(c) for c in client.capabilities()]
+        try:
+            folders = FolderMap.of(client, settings)
+            problems: list[str] = []
+            for name in settings.folders:
+                server = folders.server_name(name)
+                if not client.folder_exists(server):
+                    problems.append(f"The folder {_shown(name, server)} does not exist on the "
+                                    f"server; check folders in [imap].")
+            if settings.sent_folder_set and settings.sent_folder:
+                server = folders.server_name(settings.sent_folder)
+                if not client.folder_exists(server):
+                    problems.append(f"The Sent folder {_shown(settings.sent_folder, server)} "
+                                    f"does not exist; check sent_folder in [imap], or leave it "
+                                    f"out to use the folder the server marks as Sent.")
+            if problems:
+                raise MailError(" ".join(problems))
+            team = ensure_folder(client, folders, settings.team_folder, "team_folder")
+            check_uid_search(client, [team, *folders.inbox_folders()], settings.host)
+            return [c.decode() if isinstance(c, bytes) else str(c)
+                    for c in client.capabilities()]
+        except imapclient.exceptions.IMAPClientError as exc:
+            raise MailError(explain_network_error(exc, settings, "IMAP")) from None
+        except OSError as exc:
+            raise MailError(explain_network_error(exc, settings, "IMAP")) from None
     finally:
         logout_quietly(client)
+
+
+def _shown(name: str, server: str) -> str:
+    return f"'{name}'" if name == server else f"'{name}' ({server} on this server)"
 
 
 __all__ = ["SecretError", "check_connection", "connect", "connector", "explain_network_error"]
