@@ -124,6 +124,7 @@ class Desk:
                 log.warning("sync failed: %s", status.message)
             else:
                 status = LoopStatus(ok=True)
+                push.watch = self.session.watched_folders()
                 push.start_watchers()
                 if on_changes is not None and changes:
                     on_changes(changes)
@@ -138,7 +139,7 @@ class Desk:
         return push
 
     def watched_folders(self) -> list[str]:
-        return [*self.profile.imap.folders, self.profile.imap.team_folder]
+        return self.session.watched_folders()
 
     # --- reading (helpdesk/tickets.py) -----------------------------------------------------
 

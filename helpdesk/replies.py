@@ -36,6 +36,8 @@ from helpdesk.mail.compose import (
     render_placeholders,
 )
 from helpdesk.mail.conversations import reply_subject
+from helpdesk.mail.folders import FolderMap, ensure_folder
+from helpdesk.mail.folders import append as append_message
 from helpdesk.mail.imap import examine, logout_quietly
 from helpdesk.mail.outbox import OutboxItem, new_owner, owner_alive, retire_owner
 from helpdesk.mail.parse import extract_attachment, parse_message
@@ -326,10 +328,10 @@ class Replies:
     def _finish(self, link: ImapLink, item: OutboxItem) -> None:
         """Accepted by SMTP: file the Sent copy, tell the team, close; each once."""
         me = self.owner
-        sent_folder = self.profile.imap.sent_folder
         try:
+            sent_folder = link.use(self._sent)
             if self.profile.smtp.save_sent and sent_folder and not item.sent_copy_done:
-                link.use(lambda c: self._file_sent_copy(c, sent_folder, item))
+                link.use(lambda c: self._file_sent_copy(c, item))
                 self.outbox.step_done(item.id, me, "sent_copy_done")
             if not item.event_done:
                 self.session.publish(*self._finishing_events(item), link=link)
@@ -359,20 +361,26 @@ class Replies:
                                 .hexdigest()[:32]))
         return events
 
-    def _file_sent_copy(self, client: imapclient.IMAPClient, folder: str,
-                        item: OutboxItem) -> None:
+    def _sent(self, client: imapclient.IMAPClient) -> str | None:
+        """The server's Sent folder (the profile's, mapped; else the one marked \\Sent)."""
+        return FolderMap.of(client, self.profile.imap).sent_folder(client)
+
+    def _file_sent_copy(self, client: imapclient.IMAPClient, item: OutboxItem) -> None:
         if self._in_sent(client, item.message_id):
             return
-        if not client.folder_exists(folder):
-            client.create_folder(folder)
-        client.append(folder, item.raw, flags=[imapclient.SEEN])
+        fmap = FolderMap.of(client, self.profile.imap)
+        folder = self._sent(client)
+        if folder is None:
+            return
+        ensure_folder(client, fmap, fmap.profile_name(folder), "sent_folder")
+        append_message(client, folder, item.raw, [imapclient.SEEN])  # never read-only
 
     def _sync_sent(self, client: imapclient.IMAPClient, folder: str) -> None:
         if client.folder_exists(folder):
             self.session.mail.sync_folder(client, folder, "sent")
 
     def _in_sent(self, client: imapclient.IMAPClient, message_id: str) -> bool:
-        folder = self.profile.imap.sent_folder
+        folder = self._sent(client)
         if not folder or not client.folder_exists(folder):
             return False
         examine(client, folder)

@@ -43,6 +43,7 @@ from helpdesk.changes import Changes
 from helpdesk.clock import iso, utcnow
 from helpdesk.config import Profile
 from helpdesk.errors import HelpdeskError, MailError, StoreError
+from helpdesk.mail.folders import FolderMap, probe
 from helpdesk.mail.imap import connect, explain_network_error, logout_quietly
 from helpdesk.mail.outbox import Outbox
 from helpdesk.mail.sync import MailSync, SyncResult
@@ -195,10 +196,12 @@ class Session:
         self.connect_imap: Callable[[], imapclient.IMAPClient] = \
             connect_imap or (lambda: connect(profile.imap))
         self.mail = MailSync(self.store, profile)
-        self.team = TeamLog(self.store, profile.imap.team_folder)
+        self.team = TeamLog(self.store, profile.imap.team_folder, profile.imap)
         self.outbox = Outbox(self.store)
-        self.intents = ImapLink(lambda: self.connect_imap(), "intents", profile)
-        self.syncer = ImapLink(lambda: self.connect_imap(), "sync", profile)
+        #: The server's folder names, known after the first connection.
+        self.folders: FolderMap | None = None
+        self.intents = ImapLink(self.open_imap, "intents", profile)
+        self.syncer = ImapLink(self.open_imap, "sync", profile)
         #: Work after the mail folders in every sync pass, in order (the desk registers
         #: the team log and the outbox; each returns what it changed).
         self.sync_steps: list[tuple[str, SyncStep]] = []
@@ -219,6 +222,28 @@ class Session:
     @property
     def agent(self) -> str:
         return self.profile.agent
+
+    def open_imap(self) -> imapclient.IMAPClient:
+        """A new connection for the worker, checked: a server whose UID SEARCH is broken
+        is refused here (helpdesk/mail/folders.py), and the first connection tells the
+        session the server's names for the profile's folders."""
+        client = self.connect_imap()
+        try:
+            folders = probe(client, self.profile.imap)
+        except BaseException:
+            logout_quietly(client)
+            raise
+        if self.folders is None:
+            self.folders = folders
+            self.team.folder = folders.team_folder()
+        return client
+
+    def watched_folders(self) -> list[str]:
+        """Server names of the folders IDLE watches (inbox folders and the team log)."""
+        settings = self.profile.imap
+        if self.folders is None:
+            return [*settings.folders, settings.team_folder]
+        return [*self.folders.inbox_folders(), self.folders.team_folder()]
 
     # --- the serial worker ----------------------------------------------------------
 

@@ -111,14 +111,17 @@ def connector(settings: ImapSettings) -> Callable[[], imapclient.IMAPClient]:
     return make
 
 
-def examine(client: imapclient.IMAPClient, folder: str) -> dict[bytes, Any]:
+def examine(client: imapclient.IMAPClient, folder: str, *,
+            readonly: bool = True) -> dict[bytes, Any]:
     """SELECT ``folder`` read-only (EXAMINE) and remember it was the last one selected.
 
-    Every read-only selection in the core goes through here, so code that wants a
-    folder selected can skip a round trip when it already is.
+    Every selection in the core goes through here, so code that wants a folder
+    selected can skip a round trip when it already is. ``readonly=False`` is for the
+    team log only (the app's own folder, APPENDed to while selected: Courier refuses
+    an APPEND into a folder selected read-only); mail folders are only EXAMINEd.
     """
     client.helpdesk_selected = None
-    info = dict(client.select_folder(folder, readonly=True))
+    info = dict(client.select_folder(folder, readonly=readonly))
     client.helpdesk_selected = folder
     return info
 

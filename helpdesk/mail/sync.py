@@ -33,6 +33,7 @@ from sqlalchemy import Connection, text
 from helpdesk.clock import utcnow
 from helpdesk.config import Profile
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
+from helpdesk.mail.folders import FolderMap
 from helpdesk.mail.imap import examine, fetch_bodies, fetch_sizes, uid_at, uid_set
 from helpdesk.mail.parse import ParsedMessage, parse_message
 from helpdesk.store import Store
@@ -122,13 +123,11 @@ class MailSync:
 
     # --- folder bookkeeping ------------------------------------------------
 
-    def folders(self) -> list[tuple[str, str]]:
-        """(folder name, role) pairs to sync, inbox folders first."""
-        out = [(f, "inbox") for f in self.profile.imap.folders]
-        sent = self.profile.imap.sent_folder
-        if sent and sent not in self.profile.imap.folders:
-            out.append((sent, "sent"))
-        return out
+    def folders(self, client: imapclient.IMAPClient) -> list[tuple[str, str]]:
+        """(server folder name, role) pairs to sync, inbox folders first: the profile's
+        names mapped into the server's namespace, Sent found by SPECIAL-USE when the
+        profile names none (helpdesk/mail/folders.py)."""
+        return FolderMap.of(client, self.profile.imap).sync_folders(client)
 
     def _folder_row(self, conn: Connection, name: str, role: str) -> dict[str, Any]:
         row = conn.execute(text("SELECT * FROM folders WHERE name = :n"), {"n": name}).mappings()
@@ -145,7 +144,7 @@ class MailSync:
                  on_batch: OnBatch | None = None) -> SyncResult:
         """Sync every folder; ``on_batch`` gets each stored batch's (complete) result."""
         result = SyncResult()
-        for name, role in self.folders():
+        for name, role in self.folders(client):
             if role == "sent" and not client.folder_exists(name):
                 log.info("Sent folder %r does not exist; skipping", name)
                 continue

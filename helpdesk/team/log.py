@@ -23,6 +23,9 @@ from typing import Any
 import imapclient
 from sqlalchemy import text
 
+from helpdesk.config import ImapSettings
+from helpdesk.mail.folders import FolderMap, ensure_folder
+from helpdesk.mail.folders import append as append_message
 from helpdesk.mail.imap import examine, fetch_bodies, selected
 from helpdesk.store import Store
 from helpdesk.store.engine import raw_cursor
@@ -39,9 +42,10 @@ _APPENDUID = re.compile(rb"APPENDUID\s+(\d+)\s+(\d+)", re.IGNORECASE)
 class TeamLog:
     """Replays the team folder into ``store``; every call runs on the caller's connection."""
 
-    def __init__(self, store: Store, folder: str) -> None:
+    def __init__(self, store: Store, folder: str, settings: ImapSettings | None = None) -> None:
         self.store = store
-        self.folder = folder
+        self.folder = folder  # the server's name (the session maps the profile's)
+        self.settings = settings
 
     # --- cursor ----------------------------------------------------------------
 
@@ -57,15 +61,23 @@ class TeamLog:
     # --- folder ----------------------------------------------------------------
 
     def select(self, client: imapclient.IMAPClient) -> dict[bytes, Any]:
-        """EXAMINE the log folder, creating it when missing."""
+        """Select the log folder (read-write: we APPEND to it while it is selected, which
+        Courier refuses on a read-only selection), creating it when missing."""
         try:
-            return examine(client, self.folder)
+            return examine(client, self.folder, readonly=False)
         except imapclient.exceptions.IMAPClientError:
             if client.folder_exists(self.folder):
                 raise
+            self._create(client)
+            return examine(client, self.folder, readonly=False)
+
+    def _create(self, client: imapclient.IMAPClient) -> None:
+        if self.settings is not None:
+            ensure_folder(client, FolderMap.of(client, self.settings),
+                          self.settings.team_folder, "team_folder")
+        else:
             client.create_folder(self.folder)
-            log.info("created the team log folder %s", self.folder)
-            return examine(client, self.folder)
+        log.info("created the team log folder %s", self.folder)
 
     # --- replay ----------------------------------------------------------------
 
@@ -179,13 +191,12 @@ class TeamLog:
         if not uidplus:
             before = int(client.folder_status(self.folder, [b"UIDNEXT"])[b"UIDNEXT"])
         try:
-            response = client.append(self.folder, encode(event, nonce), flags=[imapclient.SEEN])
+            raw = append_message(client, self.folder, encode(event, nonce), [imapclient.SEEN])
         except imapclient.exceptions.IMAPClientError:
             if client.folder_exists(self.folder):
                 raise
-            client.create_folder(self.folder)
-            response = client.append(self.folder, encode(event, nonce), flags=[imapclient.SEEN])
-        raw = response if isinstance(response, bytes) else str(response).encode()
+            self._create(client)
+            raw = append_message(client, self.folder, encode(event, nonce), [imapclient.SEEN])
         m = _APPENDUID.search(raw)
         if m:
             return int(m.group(2))
