@@ -6,17 +6,16 @@ is killed (and its temp dir removed) afterwards.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from servers import ImapServer, SmtpSink, start_dovecot, start_pymap, start_smtp_sink
+from servers import ImapServer, SmtpSink, find_tool, start_dovecot, start_pymap, start_smtp_sink
 
 __all__ = ["dovecot", "imap_server", "pymap_server", "smtp_sink"]
 
 
 def _need(binary: str) -> None:
-    if shutil.which(binary) is None:
+    if find_tool(binary) is None:
         # Never skip: a missing server would silently hide every network test.
         pytest.fail(f"{binary} is not installed; run 'sh scripts/setup.sh --test'")
 

@@ -25,6 +25,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,6 +46,7 @@ __all__ = [
     "ServerStartError",
     "SmtpSink",
     "dovecot_version",
+    "find_tool",
     "free_port",
     "start_dovecot",
     "start_pymap",
@@ -63,6 +65,23 @@ CLIENT_TIMEOUT = 30.0
 
 _APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 _FlagsArg = Iterable[bytes | str]
+
+
+def find_tool(name: str) -> str | None:
+    """The program ``name``, found the same way in any environment.
+
+    First beside the Python running us (the venv's ``bin``, where pip put pymap:
+    ``.venv/bin/python -m pytest`` must work without an activated venv), then on
+    PATH, then in the sbin directories (Debian's dovecot is ``/usr/sbin/dovecot``).
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
+def _tool(name: str) -> str:
+    return find_tool(name) or name
 
 
 class ServerStartError(RuntimeError):
@@ -444,7 +463,7 @@ class ImapServer:
         if self._doveconf is None:
             raise RuntimeError("doveadm is only available for dovecot servers")
         user = next(iter(self.users))
-        cmd = ["doveadm", "-c", self._doveconf, args[0], args[1], "-u", user, *args[2:]]
+        cmd = [_tool("doveadm"), "-c", self._doveconf, args[0], args[1], "-u", user, *args[2:]]
         done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
         if done.returncode != 0:
             raise RuntimeError(
@@ -580,7 +599,7 @@ def _fetch_all(
 def dovecot_version() -> tuple[int, ...]:
     """``dovecot --version`` as a tuple, e.g. ``(2, 3, 19, 1)``."""
     out = subprocess.run(
-        ["dovecot", "--version"], capture_output=True, text=True, check=True, timeout=10
+        [_tool("dovecot"), "--version"], capture_output=True, text=True, check=True, timeout=10
     ).stdout
     match = re.match(r"\s*(\d+(?:\.\d+)*)", out)
     if not match:
@@ -771,7 +790,7 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
     """
     users = dict(DEFAULT_USERS if users is None else users)
     _check_credentials(users)
-    if shutil.which("dovecot") is None:
+    if find_tool("dovecot") is None:
         raise ServerStartError("dovecot binary not found (apt-get install dovecot-imapd)")
     version = dovecot_version()
     ident = _dovecot_identity()
@@ -808,7 +827,7 @@ def start_dovecot(users: dict[str, str] | None = None, *, tls: bool = False) -> 
                 workdir=str(workdir),
                 mail_home=str(home),
                 log_file=str(workdir / "dovecot.log"),
-                _argv=["dovecot", "-F", "-c", str(conf)],
+                _argv=[_tool("dovecot"), "-F", "-c", str(conf)],
                 _doveconf=str(conf),
                 _greeting=greeting.encode(),
             )
@@ -846,7 +865,7 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
     if len(users) != 1:
         raise ValueError("pymap's dict backend supports exactly one login")
     ((user, password),) = users.items()
-    exe = shutil.which("pymap")
+    exe = find_tool("pymap")
     if exe is None:
         raise ServerStartError("pymap not found (pip install pymap)")
     workdir = Path(tempfile.mkdtemp(prefix="helpdesk-pymap-"))
