@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command is None:
             from ui.app import run_gui
-            return int(run_gui(args))
+            with failures.logging_to_terminal(args.verbose, []):
+                return int(run_gui(args))
         profile = _profile_for(args)
         with failures.logging_to_terminal(args.verbose, failures.secrets_of(profile)):
             return _run(profile, args)

@@ -28,7 +28,7 @@ def _changed(changes: Changes) -> str:
 def cmd_sync(desk: Desk, args: argparse.Namespace) -> int:
     """Exit 1, never "synced", when the local store turns out damaged (nothing to retry).
 
-    The whole store is checked first (SQLite's quick check; 0.27 s for 100,000
+    The whole store is checked first (SQLite's quick check; 0.29 s for 100,000
     messages with a warm disk cache): a sync must not report success on a damaged
     store, even when the damage is in pages this pass would not read.
     """

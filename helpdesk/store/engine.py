@@ -17,9 +17,10 @@ from helpdesk.errors import DamagedStoreError, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Damage found at open (cheaply): a store up to FULL_CHECK_BYTES gets SQLite's whole
-# quick check (under ~25 ms with a warm disk cache), a bigger one only these tables,
+# quick check (~35 ms with a warm disk cache, ~0.3 s cold), a bigger one only these tables,
 # small and needed first by a sync or the outbox (a whole check of a 100,000-message
-# store costs 0.27 s warm, 2.7 s cold: too much for every command; bench/store_bench.py).
+# store, 340 MB, costs 0.29 s warm, 3.6 s cold: too much for every command; see
+# bench/store_bench.py).
 # Damage elsewhere surfaces as DamagedStoreError when it is read; `sync` checks it all.
 FULL_CHECK_BYTES = 32 * 2**20
 CHECKED_AT_OPEN = ("meta", "folders", "outbox", "drafts")
@@ -73,7 +74,10 @@ class Store:
                 with conn.begin():
                     yield conn
         except (DBAPIError, sqlite3.Error) as exc:
-            raise self._translated(exc) from exc
+            plain = self._plain(exc)
+            if plain is None:
+                raise
+            raise plain from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -82,14 +86,17 @@ class Store:
             with self.engine.connect() as conn:
                 yield conn
         except (DBAPIError, sqlite3.Error) as exc:
-            raise self._translated(exc) from exc
+            plain = self._plain(exc)
+            if plain is None:
+                raise
+            raise plain from exc
 
     def check(self, tables: tuple[str, ...] | None = None) -> None:
         """Raise :class:`DamagedStoreError` unless SQLite's quick check passes.
 
-        Without ``tables`` the whole file is read (0.27 s warm, 2.7 s from a cold disk
+        Without ``tables`` the whole file is read (0.29 s warm, 3.6 s from a cold disk
         cache, for 100,000 messages: bench/store_bench.py); with them, only those
-        tables and their indexes (well under a millisecond for the small ones).
+        tables and their indexes (under a millisecond warm for the small ones).
         """
         pragmas = [f"PRAGMA quick_check({t})" for t in tables] if tables is not None \
             else ["PRAGMA quick_check(1)"]
@@ -102,10 +109,10 @@ class Store:
                                                     self.path)
                     raise self.damage
 
-    def _translated(self, exc: DBAPIError | sqlite3.Error) -> BaseException:
+    def _plain(self, exc: DBAPIError | sqlite3.Error) -> StoreError | None:
+        """The StoreError for ``exc``; None for a mistake in our code (bad SQL, a
+        constraint), which is not the file's fault and stays as it is."""
         plain = store_error(exc, self.path)
-        if plain is None:
-            return exc  # a programming error (bad SQL, a constraint): not the file's fault
         if isinstance(plain, DamagedStoreError):
             self.damage = plain
         return plain
