@@ -235,3 +235,22 @@ def test_real_faults_without_injection(cfg: Path, tmp_path: Path) -> None:
         proc.stdout.close()
         assert proc.wait(timeout=60) in (0, 1)
     assert "Traceback" not in (tmp_path / "err.txt").read_text()
+
+
+def test_a_log_call_that_cannot_be_formatted_prints_no_traceback(cfg: Path,
+                                                                 tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""\
+        import logging, runpy, sys
+        from helpdesk.desk import Desk
+        def tickets(*a, **k):
+            logging.getLogger("helpdesk.somewhere").warning("two %s %s", "args")
+            return []
+        Desk.tickets = tickets
+        sys.argv = ["helpdesk", "--config", {str(cfg)!r}, "tickets"]
+        runpy.run_module("helpdesk.cli", run_name="__main__", alter_sys=True)
+        """)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 0 and done.stdout == "No tickets.\n"
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr

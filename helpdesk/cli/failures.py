@@ -119,9 +119,12 @@ def logging_to_terminal(verbose: bool, profile_secrets: list[str]) -> Iterator[N
     for h in handlers:
         root.addHandler(h)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
+    # A record that cannot be formatted is dropped, not reported with a traceback.
+    raising, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         yield
     finally:
+        logging.raiseExceptions = raising
         root.setLevel(level)
         for h in handlers:
             root.removeHandler(h)
