@@ -75,27 +75,29 @@ class _Redacting(logging.Formatter):
 
 
 class _Terse(logging.Formatter):
-    """One cleaned line per record for the terminal: no traceback, no stack."""
+    """One cleaned line per record for the terminal: no traceback, no stack, and of a
+    message of several lines (one may carry a formatted traceback) only the first."""
 
     def __init__(self, where: Path) -> None:
         super().__init__("%(levelname)s %(name)s: %(message)s")
         self.where = where
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{record.levelname} {record.name}: {record.getMessage()}"
-        if record.exc_info or record.exc_text or record.stack_info:
+        first, _, more = record.getMessage().partition("\n")
+        line = f"{record.levelname} {record.name}: {first.rstrip().rstrip(':')}"
+        if more.strip() or record.exc_info or record.exc_text or record.stack_info:
             line += f" (details in {self.where})"
         return clean(line)
 
 
-def _file_handler(path: Path, secrets: list[str]) -> logging.Handler | None:
+def _file_handler(path: Path, secrets: list[str], level: int) -> logging.Handler | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=1_000_000, backupCount=2, encoding="utf-8", delay=True)
     except OSError:
         return None
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(level)
     handler.setFormatter(_Redacting(secrets))
     return handler
 
@@ -103,22 +105,23 @@ def _file_handler(path: Path, secrets: list[str]) -> logging.Handler | None:
 @contextmanager
 def logging_to_terminal(verbose: bool, profile_secrets: list[str]) -> Iterator[None]:
     """While a command runs: records at WARNING (INFO with ``-v``) on stderr as one
-    line each, and at WARNING with their tracebacks in the log file."""
+    line each, and in full (tracebacks too) in the log file."""
     import sys
 
     root = logging.getLogger()
     level = root.level
+    wanted = logging.INFO if verbose else logging.WARNING
     where = log_path()
     terminal = logging.StreamHandler(sys.stderr)
-    terminal.setLevel(logging.INFO if verbose else logging.WARNING)
+    terminal.setLevel(wanted)
     terminal.setFormatter(_Terse(where))
     handlers: list[logging.Handler] = [terminal]
-    logfile = _file_handler(where, profile_secrets)
+    logfile = _file_handler(where, profile_secrets, wanted)
     if logfile is not None:
         handlers.append(logfile)
     for h in handlers:
         root.addHandler(h)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(wanted)
     # A record that cannot be formatted is dropped, not reported with a traceback.
     raising, logging.raiseExceptions = logging.raiseExceptions, False
     try:
