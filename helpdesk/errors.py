@@ -7,6 +7,8 @@ message and exits with its ``exit_code`` instead of showing a traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class HelpdeskError(Exception):
     """A failure with a message written for the user, not the programmer."""
@@ -23,7 +25,18 @@ class SecretError(HelpdeskError):
 
 
 class StoreError(HelpdeskError):
-    """The local database cannot be opened (newer version, corrupt, disk full)."""
+    """The local database cannot be opened or used (newer version, corrupt, disk full)."""
+
+
+class DamagedStoreError(StoreError):
+    """The local database file is corrupt; it can be rebuilt from the server.
+
+    ``path`` is the database file; the message names the ``rebuild-store`` command.
+    """
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class MailError(HelpdeskError):

@@ -12,6 +12,7 @@ import pytest
 from servers import (
     ImapServer,
     SmtpSink,
+    find_tool,
     start_courier,
     start_cyrus,
     start_dovecot,
@@ -19,7 +20,6 @@ from servers import (
     start_pymap,
     start_smtp_sink,
     unpacked_servers_missing,
-    which,
 )
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 
 
 def _need(binary: str) -> None:
-    if which(binary) is None:
+    if find_tool(binary) is None:
         # Never skip: a missing server would silently hide every network test.
         pytest.fail(f"{binary} is not installed; run 'sh scripts/setup.sh --test'")
 

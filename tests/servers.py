@@ -53,6 +53,7 @@ __all__ = [
     "ServerStartError",
     "SmtpSink",
     "dovecot_version",
+    "find_tool",
     "free_port",
     "start_courier",
     "start_cyrus",
@@ -61,7 +62,6 @@ __all__ = [
     "start_pymap",
     "start_smtp_sink",
     "unpacked_servers_missing",
-    "which",
 ]
 
 HOST = "127.0.0.1"
@@ -78,14 +78,25 @@ _APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 _FlagsArg = Iterable[bytes | str]
 
 
+def find_tool(name: str) -> str | None:
+    """The program ``name``, found the same way in any environment.
+
+    First beside the Python running us (the venv's ``bin``, where pip put pymap:
+    ``.venv/bin/python -m pytest`` must work without an activated venv), then on
+    PATH, then in the sbin directories (Debian's dovecot is ``/usr/sbin/dovecot``).
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
+def _tool(name: str) -> str:
+    return find_tool(name) or name
+
+
 class ServerStartError(RuntimeError):
     """A server process did not come up; the message includes its log tail."""
-
-
-def which(binary: str) -> str | None:
-    """``binary`` on PATH, else beside this interpreter (pymap in the virtualenv's bin
-    when the tests run as ``.venv/bin/python -m pytest`` with a bare PATH, as CI does)."""
-    return shutil.which(binary) or shutil.which(binary, path=str(Path(sys.executable).parent))
 
 
 def free_port() -> int:
@@ -465,7 +476,7 @@ class ImapServer:
         if self._doveconf is None:
             raise RuntimeError("doveadm is only available for dovecot servers")
         user = next(iter(self.users))
-        cmd = ["doveadm", "-c", self._doveconf, args[0], args[1], "-u", user, *args[2:]]
+        cmd = [_tool("doveadm"), "-c", self._doveconf, args[0], args[1], "-u", user, *args[2:]]
         done = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
         if done.returncode != 0:
             raise RuntimeError(
@@ -604,7 +615,7 @@ def _fetch_all(
 def dovecot_version() -> tuple[int, ...]:
     """``dovecot --version`` as a tuple, e.g. ``(2, 3, 19, 1)``."""
     out = subprocess.run(
-        ["dovecot", "--version"], capture_output=True, text=True, check=True, timeout=10
+        [_tool("dovecot"), "--version"], capture_output=True, text=True, check=True, timeout=10
     ).stdout
     match = re.match(r"\s*(\d+(?:\.\d+)*)", out)
     if not match:
@@ -804,7 +815,7 @@ def start_dovecot(
         raise ValueError("the namespace prefix ends with its separator, e.g. 'INBOX.'")
     users = dict(DEFAULT_USERS if users is None else users)
     _check_credentials(users)
-    if shutil.which("dovecot") is None:
+    if find_tool("dovecot") is None:
         raise ServerStartError("dovecot binary not found (apt-get install dovecot-imapd)")
     version = dovecot_version()
     ident = _dovecot_identity()
@@ -844,7 +855,7 @@ def start_dovecot(
                 workdir=str(workdir),
                 mail_home=str(home),
                 log_file=str(workdir / "dovecot.log"),
-                _argv=["dovecot", "-F", "-c", str(conf)],
+                _argv=[_tool("dovecot"), "-F", "-c", str(conf)],
                 _doveconf=str(conf),
                 _greeting=greeting.encode(),
             )
@@ -882,7 +893,7 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
     if len(users) != 1:
         raise ValueError("pymap's dict backend supports exactly one login")
     ((user, password),) = users.items()
-    exe = which("pymap")
+    exe = find_tool("pymap")
     if exe is None:
         raise ServerStartError("pymap not found (pip install pymap)")
     workdir = Path(tempfile.mkdtemp(prefix="helpdesk-pymap-"))

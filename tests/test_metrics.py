@@ -615,7 +615,7 @@ def test_bad_scores_are_refused(seeded: Desk) -> None:
 
 
 def run_command(desk: Desk, *argv: str) -> tuple[int, str]:
-    from helpdesk.cli_metrics import add_parsers
+    from helpdesk.cli.metrics import add_parsers
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers(dest="command"))

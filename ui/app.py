@@ -96,14 +96,45 @@ def resolve_profile(args: argparse.Namespace) -> Any:
 
 
 def open_window(profile: Any, demo: bool = False, persist: bool = True) -> Any:
-    """Open the desk for ``profile`` and show the main window; None after telling why not."""
+    """Open the desk for ``profile`` and show the main window; None after telling why not.
+
+    A damaged store is offered a rebuild from the server (as ``rebuild-store`` does):
+    the file is set aside, readable outbox items and drafts are kept, and the sync
+    that starts with the window brings mail and team state back.
+    """
+    import html
+
+    from PySide6.QtWidgets import QMessageBox
+
     from helpdesk.desk import Desk
-    from helpdesk.errors import HelpdeskError
+    from helpdesk.errors import DamagedStoreError, HelpdeskError
+    from helpdesk.store.rebuild import rebuild_store
     from ui.main_window import MainWindow
     from ui.worker import DeskService
 
     try:
         desk = Desk(profile)
+    except DamagedStoreError as exc:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Help desk",
+                          "<b>The local ticket store is damaged.</b><br><br>"
+                          f"{html.escape(str(exc))}")
+        box.setObjectName("damagedStore")
+        rebuild = box.addButton("Rebuild from the server", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(rebuild)
+        box.exec()
+        if box.clickedButton() is not rebuild:
+            return None
+        try:
+            report = rebuild_store(profile.database)
+            desk = Desk(profile)
+        except HelpdeskError as again:
+            _fatal("The local ticket store could not be rebuilt", str(again))
+            return None
+        log.warning("store rebuilt: %s", " ".join(report.lines()))
+        QMessageBox.information(None, "Help desk", "<br>".join(
+            html.escape(line) for line in
+            [*report.lines(), "Mail and team state now sync back from the server."]))
     except HelpdeskError as exc:
         _fatal("The local ticket store could not be opened", str(exc))
         return None

@@ -1,7 +1,7 @@
 """CLI for surveys and service metrics: ``survey``, ``score``, ``metrics``.
 
 ``helpdesk.cli.build_parser`` calls :func:`add_parsers`; importing this module
-registers the handlers with ``helpdesk.cli.command``.
+registers the handlers with ``helpdesk.cli.registry.command``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import argparse
 from datetime import date
 from typing import Any
 
-from helpdesk.cli import command, emit_json
+from helpdesk.cli.output import emit_json, say
+from helpdesk.cli.registry import command
 from helpdesk.desk import Desk
 from helpdesk.errors import HelpdeskError
 
@@ -58,24 +59,24 @@ def cmd_survey(desk: Desk, args: argparse.Namespace) -> int:
     try:
         desk.flush_outbox()
     except HelpdeskError as exc:
-        print(f"The survey is queued; it will be sent on the next sync ({exc}).")
+        say(f"The survey is queued; it will be sent on the next sync ({exc}).")
         return 0
     item = next((i for i in desk.outbox(desk.resolve_ticket(args.ticket))
                  if i["message_id"] == message_id), None)
     if item is None or item["state"] == "sent":
-        print("Survey sent.")
+        say("Survey sent.")
     elif item["state"] == "failed":
-        print(f"The survey could not be sent: {item['last_error']}")
+        say(f"The survey could not be sent: {item['last_error']}")
         return 1
     else:
-        print("The survey is queued; it will be sent on the next sync.")
+        say("The survey is queued; it will be sent on the next sync.")
     return 0
 
 
 @command("score")
 def cmd_score(desk: Desk, args: argparse.Namespace) -> int:
     desk.metrics.record_score(args.ticket, args.nps, args.comment)
-    print(f"Score {args.nps} recorded.")
+    say(f"Score {args.nps} recorded.")
     return 0
 
 
@@ -96,17 +97,17 @@ def _pct(value: float | None) -> str:
 def _print_block(data: dict[str, Any], indent: str = "") -> None:
     n = data["nps"]
     score = "-" if n["score"] is None else f"{n['score']:+d}"
-    print(f"{indent}NPS {score}  ({n['responses']} responses: {n['promoters']} promoters, "
+    say(f"{indent}NPS {score}  ({n['responses']} responses: {n['promoters']} promoters, "
           f"{n['passives']} passives, {n['detractors']} detractors)")
     for key, label in (("first_response_seconds", "first response"),
                        ("resolution_seconds", "resolution")):
         s = data[key]
-        print(f"{indent}{label}: median {_duration(s['median'])}, p90 {_duration(s['p90'])} "
+        say(f"{indent}{label}: median {_duration(s['median'])}, p90 {_duration(s['p90'])} "
               f"({s['count']} tickets)")
     f = data["first_contact_resolution"]
-    print(f"{indent}first-contact resolution: {_pct(f['rate'])} of {f['count']} tickets")
+    say(f"{indent}first-contact resolution: {_pct(f['rate'])} of {f['count']} tickets")
     t = data["tickets"]
-    print(f"{indent}tickets: {t['opened']} opened, {t['closed']} closed, "
+    say(f"{indent}tickets: {t['opened']} opened, {t['closed']} closed, "
           f"{t['reopened']} reopened")
 
 
@@ -117,14 +118,14 @@ def cmd_metrics(desk: Desk, args: argparse.Namespace) -> int:
         emit_json(data)
         return 0
     span = f"{args.since or 'the beginning'} to {args.until or 'today'}"
-    print(f"Service metrics, tickets first heard from {span} (UTC)")
+    say(f"Service metrics, tickets first heard from {span} (UTC)")
     _print_block(data)
     c = data["cared"]
-    print(f"cared: {_pct(c['rate'])} yes ({c['yes']} yes, {c['no']} no)")
-    print(f"reopen rate: {_pct(data['reopen_rate'])}")
-    print(f"oldest unclaimed ticket: {_duration(data['oldest_unclaimed_seconds'])}")
+    say(f"cared: {_pct(c['rate'])} yes ({c['yes']} yes, {c['no']} no)")
+    say(f"reopen rate: {_pct(data['reopen_rate'])}")
+    say(f"oldest unclaimed ticket: {_duration(data['oldest_unclaimed_seconds'])}")
     if data["heard_from"]:
-        print("heard from: " + ", ".join(f"{k} {v}" for k, v in data["heard_from"].items()))
-    print("VIP customers:")
+        say("heard from: " + ", ".join(f"{k} {v}" for k, v in data["heard_from"].items()))
+    say("VIP customers:")
     _print_block(data["vip"], "  ")
     return 0

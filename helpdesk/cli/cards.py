@@ -6,14 +6,14 @@ Card ids may be given as an unambiguous prefix of at least 4 characters.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 from helpdesk.cards.export import FORMATS
 from helpdesk.cards.fold import SORTS
-from helpdesk.cli import command, emit_json
+from helpdesk.cli.output import emit_json, say, write_raw_text
+from helpdesk.cli.registry import command
 from helpdesk.desk import Desk
+from helpdesk.errors import HelpdeskError
 
 LIST_FIELDS = ("id", "title", "description", "column", "votes", "customers", "notified")
 
@@ -70,28 +70,28 @@ def cmd_card(desk: Desk, args: argparse.Namespace) -> int:
     cards = desk.cards
     action = args.card_action
     if action == "add":
-        print(cards.add(args.ticket, card_id=args.card, title=args.title, quote=args.quote,
+        say(cards.add(args.ticket, card_id=args.card, title=args.title, quote=args.quote,
                         description=args.description))
     elif action == "show":
         _show(cards.card(args.card), args.json)
     elif action == "move":
         cards.move(args.card, args.column)
         card = cards.card(args.card)
-        print(f"Moved \"{card['title']}\" to {card['column_name']}.")
+        say(f"Moved \"{card['title']}\" to {card['column_name']}.")
     elif action == "merge":
         cards.merge(args.card, args.into)
         card = cards.card(args.into)
-        print(f"Merged into \"{card['title']}\": {card['votes']} customers.")
+        say(f"Merged into \"{card['title']}\": {card['votes']} customers.")
     elif action == "ship":
         queued = cards.ship(args.card, notify=args.notify)
         card = cards.card(args.card)
-        print(f"Shipped \"{card['title']}\".")
+        say(f"Shipped \"{card['title']}\".")
         if args.notify:
-            print(f"Queued {len(queued)} notification(s); 'sync' sends them." if queued
+            say(f"Queued {len(queued)} notification(s); 'sync' sends them." if queued
                   else "Every customer on this card has been told already.")
     elif action == "rename-column":
         cards.rename_column(args.column, args.name)
-        print("Renamed.")
+        say("Renamed.")
     return 0
 
 
@@ -99,17 +99,17 @@ def _show(card: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(card)
         return
-    print(f"{card['id']}  {card['title']}  [{card['column_name']}]  {card['votes']} customers")
+    say(f"{card['id']}  {card['title']}  [{card['column_name']}]  {card['votes']} customers")
     if card["description"]:
-        print(f"  {card['description']}")
+        say(f"  {card['description']}")
     for c in card["customers"]:
         told = f"  told {c['notified_at']}" if c["notified_at"] else ""
         ticket = f"  #{c['ticket_id']}" if c["ticket_id"] else ""
-        print(f"- {c['name'] or ''} <{c['email']}>{ticket}{told}")
+        say(f"- {c['name'] or ''} <{c['email']}>{ticket}{told}")
         if c["quote"]:
-            print(f"    \"{c['quote']}\"")
+            say(f"    \"{c['quote']}\"")
     for m in card["merged"]:
-        print(f"  merged: {m['id'][:8]} {m['title']}")
+        say(f"  merged: {m['id'][:8]} {m['title']}")
 
 
 @command("cards")
@@ -117,20 +117,24 @@ def cmd_cards(desk: Desk, args: argparse.Namespace) -> int:
     if args.cards_action == "export":
         text = desk.cards.export(args.format)
         if args.output:
-            Path(args.output).write_text(text, encoding="utf-8", newline="")
-            print(f"Wrote {args.output}.", file=sys.stderr)
+            try:
+                with open(args.output, "w", encoding="utf-8", newline="") as f:
+                    write_raw_text(text, f)
+            except OSError as exc:
+                raise HelpdeskError(f"Cannot write {args.output}: {exc.strerror}.") from None
+            say(f"Wrote {args.output}.", err=True)
         else:
-            sys.stdout.write(text)
+            write_raw_text(text)
         return 0
     rows = desk.cards.cards(args.search, args.sort)
     if args.json:
         emit_json([{k: r[k] for k in LIST_FIELDS} for r in rows])
         return 0
     if not rows:
-        print("No cards.")
+        say("No cards.")
     names = {c["id"]: c["name"] for c in desk.cards.columns()}
     for r in rows:
         told = f" ({len(r['notified'])} told)" if r["notified"] else ""
-        print(f"{r['id'][:8]}  {r['votes']:>3}{told}  {names.get(r['column'], r['column']):<13} "
+        say(f"{r['id'][:8]}  {r['votes']:>3}{told}  {names.get(r['column'], r['column']):<13} "
               f"{r['title']}")
     return 0
