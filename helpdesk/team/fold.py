@@ -163,10 +163,17 @@ class Registry:
         return Registry(self.handlers, {**self.versions, **versions}, self.resets)
 
 
-def default_registry() -> Registry:
-    from helpdesk.team.registry import REGISTRY
+_default: Registry | None = None
 
-    return REGISTRY
+
+def default_registry() -> Registry:
+    """Every handler of this build (:mod:`helpdesk.team.registry`)."""
+    global _default
+    if _default is None:
+        from helpdesk.team.registry import REGISTRY
+
+        _default = REGISTRY
+    return _default
 
 
 class BadData(ValueError):
@@ -222,25 +229,58 @@ _INSERT_EVENT = ("INSERT OR IGNORE INTO team_events (uid, event_id, type, agent,
                  "body) VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
+Note = tuple[int, str, tuple[Any, ...]]  # a log line held back: level, format, args
+
+
+class Refused(Exception):
+    """From ``apply_event(atomic=False)``: a handler refused the event. The caller undoes
+    its whole batch and folds it again event by event (atomic), which skips this one."""
+
+
+def note(notes: list[Note] | None, level: int, fmt: str, *args: Any) -> None:
+    """Log now, or hold the line in ``notes`` until the caller's batch is kept."""
+    if notes is None:
+        log.log(level, fmt, *args)
+    else:
+        notes.append((level, fmt, args))
+
+
 def apply_event(cur: sqlite3.Cursor, event: Event, uid: int, at: datetime, body: str,
-                result: FoldResult, registry: Registry | None = None) -> str:
+                result: FoldResult, registry: Registry | None = None,
+                kept: bool = True, *, atomic: bool = True,
+                notes: list[Note] | None = None) -> str:
     """Record and apply one event, all or nothing (see the module docstring).
 
     Returns what became of it: ``"folded"``, ``"duplicate"`` (not stored again),
     ``"pending"``, ``"skipped"`` (its handler refused it; logged, stored as read) or
     ``"unstored"`` (refused and not even storable). Raises only for database trouble.
+
+    ``kept``: False when the caller knows ``team_pending`` is empty (no look-up there).
+    ``atomic=False``: no SAVEPOINT of its own (the caller holds one around a batch,
+    the fast path); a refusal raises :class:`Refused` instead of skipping, and the
+    handler writes into ``result`` directly. ``notes``: see :func:`note`.
     """
     registry = registry or default_registry()
     row = (uid, event.id, event.type, event.agent, db_time(at), event.subject, body)
+    if not atomic:
+        try:
+            done = _apply(cur, event, uid, at, row, result, registry, kept, notes)
+        except Exception as exc:
+            if is_db_trouble(exc):
+                raise
+            raise Refused(event.id) from exc
+        if done == "folded":
+            result.events += 1
+        return done
     folded = FoldResult()
     cur.execute("SAVEPOINT fold_event")
     try:
-        done = _apply(cur, event, uid, at, row, folded, registry)
+        done = _apply(cur, event, uid, at, row, folded, registry, kept, notes)
     except Exception as exc:
         if not _roll_back(cur) or is_db_trouble(exc):
             raise
-        log.warning("team log: skipped %s event %s (uid %d): bad data (%s: %s)",
-                    event.type, event.id[:8], uid, type(exc).__name__, str(exc)[:120])
+        note(notes, logging.WARNING, "team log: skipped %s event %s (uid %d): bad data (%s: %s)",
+             event.type, event.id[:8], uid, type(exc).__name__, str(exc)[:120])
         result.skipped += 1
         try:
             cur.execute(_INSERT_EVENT, row)  # read and refused: a later copy is a duplicate
@@ -257,10 +297,11 @@ def apply_event(cur: sqlite3.Cursor, event: Event, uid: int, at: datetime, body:
 
 
 def _apply(cur: sqlite3.Cursor, event: Event, uid: int, at: datetime, row: tuple[Any, ...],
-           folded: FoldResult, registry: Registry) -> str:
+           folded: FoldResult, registry: Registry, kept: bool, notes: list[Note] | None
+           ) -> str:
     if not registry.understands(event.type, event.version):
-        return _keep_pending(cur, event, row, folded)
-    if _pending_id(cur, event.id):
+        return _keep_pending(cur, event, row, folded, notes)
+    if kept and _pending_id(cur, event.id):
         return "duplicate"
     cur.execute(_INSERT_EVENT, row)
     if cur.rowcount == 0:
@@ -291,7 +332,7 @@ def _pending_id(cur: sqlite3.Cursor, event_id: str) -> bool:
 
 
 def _keep_pending(cur: sqlite3.Cursor, event: Event, row: tuple[Any, ...],
-                  result: FoldResult) -> str:
+                  result: FoldResult, notes: list[Note] | None) -> str:
     if cur.execute("SELECT 1 FROM team_events WHERE event_id = ?",
                    (event.id,)).fetchone() is not None:
         return "duplicate"
@@ -301,8 +342,8 @@ def _keep_pending(cur: sqlite3.Cursor, event: Event, row: tuple[Any, ...],
                 (uid, eid, etype, event.version, agent, at, subject, body))
     if cur.rowcount == 0:
         return "duplicate"
-    log.info("team log: kept %s event %s (uid %d, version %d) for a newer Help desk",
-             etype, eid[:8], uid, event.version)
+    note(notes, logging.INFO, "team log: kept %s event %s (uid %d, version %d) for a newer "
+         "Help desk", etype, eid[:8], uid, event.version)
     result.pending += 1
     return "pending"
 

@@ -33,7 +33,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 import imapclient
 from sqlalchemy import Connection, text
@@ -53,10 +54,13 @@ from helpdesk.team.events import (
 from helpdesk.team.fold import (
     ClaimOutcome,
     FoldResult,
+    Note,
+    Refused,
     Registry,
     apply_event,
     db_time,
     default_registry,
+    note,
     parse_db_time,
     reset_team_state,
 )
@@ -68,8 +72,15 @@ __all__ = ["FETCH_BATCH", "TeamLog"]
 
 _APPENDUID = re.compile(rb"APPENDUID\s+(\d+)\s+(\d+)", re.IGNORECASE)
 _STREAM = 1000  # staged rows per fetchmany while folding a rebuild
+_BATCH = 500  # messages folded under one SAVEPOINT
 _ATTEMPTS = 4  # replays restarted because another process rebuilt meanwhile
 _META_KEYS = ("team.uidvalidity", "team.cursor", "team.clock", "team.seen", "team.reread")
+
+
+class _State(NamedTuple):
+    clock: datetime | None
+    seen: int
+    kept: bool  # team_pending may hold ids (so look duplicates up there)
 
 
 @dataclass(frozen=True)
@@ -228,46 +239,84 @@ class TeamLog:
                        clock: datetime | None, seen: int, result: FoldResult
                        ) -> tuple[datetime | None, int]:
         """Fold messages in UID order; every one is recorded as read, none can raise
-        but for database trouble. Returns the clock and the count of messages read."""
-        for msg in messages:
+        but for database trouble. Returns the clock and the count of messages read.
+
+        Batches of messages are folded under one SAVEPOINT each; only a batch in which
+        a handler refused an event is undone and folded again with a SAVEPOINT per
+        event (so a bad event costs its batch a second pass, and good ones nothing).
+        Log lines are held until their batch is kept: one line per message.
+        """
+        state = _State(clock, seen, cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM team_pending)").fetchone()[0] == 1)
+        pending = iter(messages)
+        notes: list[Note]
+        while batch := list(islice(pending, _BATCH)):
+            part, notes = FoldResult(), []
+            cur.execute("SAVEPOINT fold_batch")
+            try:
+                after = self._fold_batch(cur, batch, state, part, notes, atomic=False)
+            except Refused:
+                cur.execute("ROLLBACK TO fold_batch")
+                part, notes = FoldResult(), []
+                after = self._fold_batch(cur, batch, state, part, notes, atomic=True)
+            cur.execute("RELEASE fold_batch")
+            state = after
+            result.merge(part)
+            for level, fmt, args in notes:
+                log.log(level, fmt, *args)
+        return state.clock, state.seen
+
+    def _fold_batch(self, cur: sqlite3.Cursor, batch: list[LogMessage], state: _State,
+                    result: FoldResult, notes: list[Note], atomic: bool) -> _State:
+        clock, seen, kept = state
+        for msg in batch:
             seen += 1
             if msg.at is not None and (clock is None or msg.at > clock):
                 clock = msg.at  # monotone clamp: T(e) = max(T(prev), INTERNALDATE(e))
             if msg.body is None:
                 problem = msg.problem or VANISHED
                 if problem == VANISHED:
-                    log.info("team log: message uid %d %s", msg.uid, problem)
+                    note(notes, logging.INFO, "team log: message uid %d %s", msg.uid, problem)
                 else:
-                    log.warning("team log: skipped message uid %d: %s", msg.uid, problem)
+                    note(notes, logging.WARNING, "team log: skipped message uid %d: %s",
+                         msg.uid, problem)
                     result.skipped += 1
                 _skip(cur, msg.uid, problem)
                 continue
             try:
                 event = decode_body(msg.body)
             except EventError as exc:
-                log.warning("team log: skipped message uid %d: %s", msg.uid, exc)
+                note(notes, logging.WARNING, "team log: skipped message uid %d: %s", msg.uid,
+                     exc)
                 result.skipped += 1
                 _skip(cur, msg.uid, str(exc)[:200])
                 continue
             if clock is None:  # a server that gave no INTERNALDATE at all
-                log.warning("team log: skipped message uid %d: no server date", msg.uid)
+                note(notes, logging.WARNING, "team log: skipped message uid %d: no server "
+                     "date", msg.uid)
                 result.skipped += 1
                 _skip(cur, msg.uid, "no server date")
                 continue
             body = msg.body.decode("utf-8", "replace")
-            done = apply_event(cur, event, msg.uid, clock, body, result, self.registry)
+            done = apply_event(cur, event, msg.uid, clock, body, result, self.registry, kept,
+                               atomic=atomic, notes=notes)
+            kept = kept or done == "pending"
             if done in ("duplicate", "unstored"):
                 if done == "duplicate":
-                    log.info("team log: uid %d repeats event %s", msg.uid, event.id[:8])
+                    note(notes, logging.INFO, "team log: uid %d repeats event %s", msg.uid,
+                         event.id[:8])
                 _skip(cur, msg.uid, done)
-        return clock, seen
+        return _State(clock, seen, kept)
 
     # --- rebuilds ----------------------------------------------------------------
 
     def _start(self, uidvalidity: int) -> None:
-        """A first replay into a store that never folded this log."""
+        """A first replay into a store that never folded this log (unless another
+        process sharing the database has just started one)."""
         with self.store.begin() as conn:
             cur = raw_cursor(conn)
+            if _meta(cur).uidvalidity is not None:
+                return
             reset_team_state(cur, self.registry)
             cur.execute("DELETE FROM team_skipped")
             _set_meta(cur, uidvalidity=str(uidvalidity), cursor="0", clock=None, seen="0",
@@ -367,28 +416,9 @@ class TeamLog:
                 cur.execute("INSERT INTO temp.team_refold SELECT uid, at, body FROM team_events "
                             "UNION ALL SELECT uid, at, body FROM team_pending")
                 reset_team_state(cur, self.registry)
-                stream = raw_cursor(conn)
-                stream.execute("SELECT uid, at, body FROM temp.team_refold ORDER BY uid")
-                while rows := stream.fetchmany(_STREAM):
-                    for uid, at, body in rows:
-                        self._refold_one(cur, int(uid), parse_db_time(at), str(body), result)
+                self._fold_messages(cur, _stored(conn), None, 0, result)
                 cur.execute("DROP TABLE temp.team_refold")
         return result.summary()
-
-    def _refold_one(self, cur: sqlite3.Cursor, uid: int, at: datetime | None, body: str,
-                    result: FoldResult) -> None:
-        try:
-            event = decode_body(body.encode("utf-8"))
-        except EventError as exc:  # stored by a build that decoded more: still read
-            log.warning("team log: skipped stored event uid %d: %s", uid, exc)
-            _skip(cur, uid, str(exc)[:200])
-            return
-        if at is None:
-            _skip(cur, uid, "no server date")
-            return
-        done = apply_event(cur, event, uid, at, body, result, self.registry)
-        if done in ("duplicate", "unstored"):
-            _skip(cur, uid, done)
 
     # --- publishing ------------------------------------------------------------
 
@@ -505,6 +535,17 @@ class _Tally(FoldResult):
     def summary(self) -> FoldResult:
         return FoldResult(tickets={"*"}, customers=self.customers, cards=True,
                           events=self.events, skipped=self.skipped, pending=self.pending)
+
+
+def _stored(conn: Connection) -> Iterable[LogMessage]:
+    """The events stored locally, in UID order, as messages to fold again (their time
+    is the clamped clock they were folded at: clamping again changes nothing)."""
+    stream = raw_cursor(conn)
+    stream.execute("SELECT uid, at, body FROM temp.team_refold ORDER BY uid")
+    while rows := stream.fetchmany(_STREAM):
+        for uid, at, body in rows:
+            raw = str(body).encode("utf-8")
+            yield LogMessage(int(uid), parse_db_time(at), len(raw), raw)
 
 
 def _staged(conn: Connection) -> Iterable[LogMessage]:
