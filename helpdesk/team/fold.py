@@ -28,14 +28,11 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from helpdesk.store.engine import db_time as db_time  # re-exported for fold handlers
 from helpdesk.store.engine import parse_db_time as parse_db_time
 from helpdesk.team.events import VERSION, Event
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
