@@ -69,6 +69,13 @@ PROBE_TIMEOUT = 5.0
 SOCKET_TIMEOUT = 30.0
 
 
+def expected(exc: BaseException) -> bool:
+    """A failure of the world (a server said no, the network broke, ours), not of the
+    code: told to the person plainly, not logged with a traceback."""
+    return isinstance(exc, (HelpdeskError, *NETWORK_ERRORS,
+                            imapclient.exceptions.IMAPClientError))
+
+
 def describe(exc: BaseException, profile: Profile) -> str:
     """One plain sentence for any failure of a change (what failed, what to do)."""
     if isinstance(exc, HelpdeskError):
@@ -318,7 +325,7 @@ class Session:
         """The error a person is shown for ``exc`` (logged with its traceback when it was
         not one of ours); never raises, so the worker never dies."""
         try:
-            if not isinstance(exc, HelpdeskError):
+            if not expected(exc):
                 log.error("%s failed unexpectedly:\n%s", what, "".join(
                     traceback.format_exception(type(exc), exc, exc.__traceback__)))
             error = as_helpdesk_error(exc, self.profile)
@@ -405,7 +412,7 @@ class Session:
                 changes.merge(step(self.syncer))
         except BaseException as exc:
             self._record_error(exc)
-            if not isinstance(exc, (HelpdeskError, *NETWORK_ERRORS)):
+            if not expected(exc):
                 log.error("sync failed unexpectedly:\n%s", traceback.format_exc())
             raise as_helpdesk_error(exc, self.profile) from exc
         finally:

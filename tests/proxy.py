@@ -1,4 +1,5 @@
-"""A TCP proxy on loopback that can cut connections after N bytes (dropped-network tests)."""
+"""A TCP proxy on loopback that can cut connections after N bytes (dropped-network tests)
+and counts what the server sent (``down``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class ChopProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.limit: int | None = None
+        self.down = 0  # bytes from the server to clients, all connections
         self.closed = threading.Event()
         self.conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -31,12 +33,13 @@ class ChopProxy:
             upstream = socket.create_connection(self.target)
             self.conns += [client, upstream]
             limit = self.limit
-            threading.Thread(target=self._pump, args=(upstream, client, limit),
+            threading.Thread(target=self._pump, args=(upstream, client, limit, True),
                              daemon=True).start()
             threading.Thread(target=self._pump, args=(client, upstream, None),
                              daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
+              downstream: bool = False) -> None:
         sent = 0
         try:
             while True:
@@ -48,6 +51,8 @@ class ChopProxy:
                     break
                 dst.sendall(data)
                 sent += len(data)
+                if downstream:
+                    self.down += len(data)
         except OSError:
             pass
         for s in (src, dst):

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # "exe.pdf" as "fdp.exe", and a bidi isolate.
 PAYLOAD = ("\x1b[2J\x1b[H" "\x1b]8;;https://evil.example/\x1b\\" "click" "\x1b]8;;\x1b\\"
            "\x1b]52;c;ZXZpbA==\x07" "\x9b31m" "\u202egpj.exe\u202c" "\u2066x\u2069")
+# What a teammate's event may carry: the team log refuses every C0 and C1 control in an
+# event (helpdesk/team/events.py), so only the bidi tricks are left to clean there.
+TEAM_PAYLOAD = "\u202egpj.exe\u202c" "\u2066x\u2069"
 FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 CUSTOMER = "mallory@evil.example"
 
@@ -85,16 +88,17 @@ def hostile(dovecot: Any, smtp_sink: Any, tmp_path: Path) -> dict[str, Any]:
     cfg = write_profile(dovecot, tmp_path)
     assert cli(cfg, "sync", "--once").returncode == 0
 
-    teammate = Desk(make_profile(dovecot, tmp_path, "agent-b" + PAYLOAD, db_name="b.sqlite3"))
+    teammate = Desk(make_profile(dovecot, tmp_path, "agent-b" + TEAM_PAYLOAD, db_name="b.sqlite3"))
     teammate.sync_once()
     (tid,) = teammate.ticket_ids("all")
     teammate.claim(tid)
-    teammate.update_customer(CUSTOMER, vip=True, tier="Gold" + PAYLOAD,
-                             note="Prefers phone" + PAYLOAD, preferred_name="Mal" + PAYLOAD,
-                             heard_from="a friend" + PAYLOAD)
-    card = teammate.cards.add(tid, title="Dark mode" + PAYLOAD, quote="Please" + PAYLOAD,
-                              description="Asked" + PAYLOAD)
-    teammate.save_template("Refund" + PAYLOAD, "Dear {first_name}," + PAYLOAD)
+    teammate.update_customer(CUSTOMER, vip=True, tier="Gold" + TEAM_PAYLOAD,
+                             note="Prefers phone" + TEAM_PAYLOAD,
+                             preferred_name="Mal" + TEAM_PAYLOAD,
+                             heard_from="a friend" + TEAM_PAYLOAD)
+    card = teammate.cards.add(tid, title="Dark mode" + TEAM_PAYLOAD, quote="Please" + TEAM_PAYLOAD,
+                              description="Asked" + TEAM_PAYLOAD)
+    teammate.save_template("Refund" + TEAM_PAYLOAD, "Dear {first_name}," + TEAM_PAYLOAD)
     teammate.close()
 
     mine = Desk(make_profile(dovecot, tmp_path, smtp=smtp_sink))
@@ -132,8 +136,8 @@ def test_human_output_holds_no_terminal_controls(hostile: dict[str, Any]) -> Non
         assert_safe(done.stderr, " ".join(argv) + " (stderr)")
     # The text itself is still shown, only the controls are gone.
     for visible in ("Invoice", "gpj.exex overdue", "Helloclickgpj.exex, please pay", "Mallory",
-                    "Prefers phoneclickgpj.exex", "Dark modeclickgpj.exex", "Refundclick",
-                    "agent-bclickgpj.exex", "Gold", "Pleaseclickgpj.exex"):
+                    "Prefers phonegpj.exex", "Dark modegpj.exex", "Refundgpj",
+                    "agent-bgpj.exex", "Gold", "Pleasegpj.exex"):
         assert visible in seen, visible
 
 
@@ -149,21 +153,22 @@ def test_json_output_stays_valid_and_exact(hostile: dict[str, Any]) -> None:
     (ticket,) = data("tickets", "--view", "all", "--json")
     # Header decoding drops C0 controls (ESC included); C1 and bidi survive it.
     assert "\u202egpj.exe\u202c" in ticket["subject"] and "\x9b31m" in ticket["subject"]
-    assert ticket["claimed_by"] == "agent-b" + PAYLOAD
-    assert ticket["vip_tier"] == ("Gold" + PAYLOAD)[:len(ticket["vip_tier"])]  # capped by the fold
+    assert ticket["claimed_by"] == "agent-b" + TEAM_PAYLOAD
+    capped = len(ticket["vip_tier"])  # by the fold
+    assert ticket["vip_tier"] == ("Gold" + TEAM_PAYLOAD)[:capped]
     shown = data("show", tid, "--json")
     assert PAYLOAD in shown["messages"][0]["text"]
     assert "\u202egpj.exe\u202c" in shown["messages"][0]["attachments"][0]["filename"]
     customer = data("customer", CUSTOMER, "--json")
-    assert customer["notes"][0]["text"] == "Prefers phone" + PAYLOAD
-    assert customer["notes"][0]["agent"] == "agent-b" + PAYLOAD
-    assert customer["preferred_name"] == "Mal" + PAYLOAD
+    assert customer["notes"][0]["text"] == "Prefers phone" + TEAM_PAYLOAD
+    assert customer["notes"][0]["agent"] == "agent-b" + TEAM_PAYLOAD
+    assert customer["preferred_name"] == "Mal" + TEAM_PAYLOAD
     (card,) = data("cards", "--json")
-    assert card["title"] == "Dark mode" + PAYLOAD
+    assert card["title"] == "Dark mode" + TEAM_PAYLOAD
     assert data("card", "show", card["id"], "--json")["customers"][0]["quote"] == \
-        "Please" + PAYLOAD
+        "Please" + TEAM_PAYLOAD
     (template,) = data("templates", "--json")
-    assert template["name"] == "Refund" + PAYLOAD
+    assert template["name"] == "Refund" + TEAM_PAYLOAD
     (item,) = data("outbox", "--json")
     assert item["subject"] == "Re: Invoice" + PAYLOAD
     assert data("status", "--json")["agent"] == "agent-a"

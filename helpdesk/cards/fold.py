@@ -11,7 +11,15 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Literal
 
 from helpdesk.cards import rank as card_rank
-from helpdesk.team.fold import FoldContext, Handlers, db_time
+from helpdesk.team.fold import (
+    BadData,
+    FoldContext,
+    Handlers,
+    db_time,
+    flag_field,
+    required_text,
+    text_field,
+)
 
 if TYPE_CHECKING:
     pass
@@ -81,11 +89,13 @@ def _title_key(title: str) -> str:
 def _card_create(ctx: FoldContext) -> None:
     card_id, data = ctx.event.subject, ctx.event.data
     if not _CARD_ID.fullmatch(card_id):
-        raise ValueError("bad card id")
-    title = _line(data["title"], MAX_TITLE)
+        raise BadData("bad card id")
+    title = _line(required_text(data, "title"), MAX_TITLE)
     if not title:
-        raise ValueError("card without a title")
-    column = str(data.get("column") or "ideas")
+        raise BadData("card without a title")
+    description = _block(text_field(data, "description"), MAX_DESCRIPTION)
+    by_title = flag_field(data, "by_title", default=False)
+    column = text_field(data, "column") or "ideas"
     if not _column_exists(ctx.cur, column):
         column = "ideas"
     at = db_time(ctx.at)
@@ -93,9 +103,9 @@ def _card_create(ctx: FoldContext) -> None:
         "INSERT OR IGNORE INTO cards (id, title, description, column_id, created_at, "
         "updated_at, created_by, title_stamp, column_stamp, shipped_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (card_id, title, _block(data.get("description"), MAX_DESCRIPTION), column, at, at,
+        (card_id, title, description, column, at, at,
          ctx.event.agent, ctx.uid, ctx.uid, at if column == SHIPPED else None))
-    if ctx.cur.rowcount and data.get("by_title"):
+    if ctx.cur.rowcount and by_title:
         key = _title_key(title)
         for other, other_title in ctx.cur.execute(
                 "SELECT c.id, c.title FROM cards c JOIN team_events e ON e.event_id = c.id "
@@ -113,18 +123,20 @@ def _card_update(ctx: FoldContext) -> None:
     subject, data = ctx.event.subject, ctx.event.data
     if subject.startswith(COLUMN_SUBJECT):
         column = subject[len(COLUMN_SUBJECT):]
-        name = _line(data["name"], MAX_COLUMN_NAME)
+        name = _line(required_text(data, "name"), MAX_COLUMN_NAME)
         if not name or not _column_exists(ctx.cur, column):
-            raise ValueError(f"cannot rename column {column!r} to {name!r}")
+            raise BadData(f"cannot rename column {column[:40]!r} to {name!r}")
         ctx.cur.execute("UPDATE board_columns SET name = ?, stamp = ? WHERE id = ? AND stamp < ?",
                         (name, ctx.uid, column, ctx.uid))
         ctx.result.cards = True
         return
-    title = _line(data["title"], MAX_TITLE) if data.get("title") is not None else None
-    description = _block(data["description"], MAX_DESCRIPTION) \
-        if data.get("description") is not None else None
+    title, description = text_field(data, "title"), text_field(data, "description")
+    if title is not None:
+        title = _line(title, MAX_TITLE)
+    if description is not None:
+        description = _block(description, MAX_DESCRIPTION)
     if title == "":
-        raise ValueError("a card title cannot be empty")
+        raise BadData("a card title cannot be empty")
     ctx.cur.execute(
         "UPDATE cards SET title = coalesce(?, title), description = coalesce(?, description), "
         "title_stamp = ? WHERE id = ? AND title_stamp < ?",
@@ -134,9 +146,9 @@ def _card_update(ctx: FoldContext) -> None:
 
 @HANDLERS.on("card-move")
 def _card_move(ctx: FoldContext) -> None:
-    card_id, column = ctx.event.subject, str(ctx.event.data["column"])
+    card_id, column = ctx.event.subject, required_text(ctx.event.data, "column")
     if not _column_exists(ctx.cur, column):
-        raise ValueError(f"unknown column {column!r}")
+        raise BadData(f"unknown column {column[:40]!r}")
     at = db_time(ctx.at)
     ctx.cur.execute(
         "UPDATE cards SET shipped_at = CASE WHEN :col != 'shipped' THEN NULL "
@@ -149,11 +161,11 @@ def _card_move(ctx: FoldContext) -> None:
 @HANDLERS.on("card-add")
 def _card_add(ctx: FoldContext) -> None:
     card_id, data = ctx.event.subject, ctx.event.data
-    email = str(data["email"]).strip().lower()
+    email = required_text(data, "email").strip().lower()
     if "@" not in email or len(email) > 320:
-        raise ValueError("customer is not an e-mail address")
-    ticket = str(data["ticket"])[:64] if data.get("ticket") else None
-    quote = _block(data.get("quote"), MAX_QUOTE) or None
+        raise BadData("customer is not an e-mail address")
+    ticket = (text_field(data, "ticket") or "")[:64] or None
+    quote = _block(text_field(data, "quote"), MAX_QUOTE) or None
     ctx.cur.execute(
         "INSERT OR IGNORE INTO card_customers (card_id, email, ticket_id, quote, added_at, "
         "added_by, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -168,11 +180,11 @@ def _card_add(ctx: FoldContext) -> None:
 
 @HANDLERS.on("card-merge")
 def _card_merge(ctx: FoldContext) -> None:
-    card_id, into = ctx.event.subject, str(ctx.event.data["into"])
+    card_id, into = ctx.event.subject, required_text(ctx.event.data, "into")
     row = ctx.cur.execute("SELECT merged_into FROM cards WHERE id = ?", (card_id,)).fetchone()
     target = _root_of(ctx.cur, into)
     if row is None or target is None:
-        raise ValueError("merge of an unknown card")
+        raise BadData("merge of an unknown card")
     if row[0] is not None or target == card_id:
         log.info("team log: ignored merge of card %s into %s (already merged, or a cycle)",
                  card_id[:8], into[:8])
@@ -184,18 +196,18 @@ def _card_merge(ctx: FoldContext) -> None:
 
 @HANDLERS.on("card-notified")
 def _card_notified(ctx: FoldContext) -> None:
-    email = str(ctx.event.data["email"]).strip().lower()
+    email = required_text(ctx.event.data, "email").strip().lower()
+    message_id = text_field(ctx.event.data, "message_id")
     root = _root_of(ctx.cur, ctx.event.subject)
     if root is None:
-        raise ValueError("notification for an unknown card")
+        raise BadData("notification for an unknown card")
     told = ctx.cur.execute(
         _GROUP + " SELECT 1 FROM card_notified n JOIN grp ON grp.id = n.card_id "
         "WHERE n.email = :email", {"root": root, "email": email}).fetchone()
     if told is None:
-        message_id = ctx.event.data.get("message_id")
         ctx.cur.execute("INSERT INTO card_notified (card_id, email, at, message_id) "
                         "VALUES (?, ?, ?, ?)",
-                        (root, email, db_time(ctx.at), str(message_id) if message_id else None))
+                        (root, email, db_time(ctx.at), message_id or None))
         ctx.result.cards = True
 
 

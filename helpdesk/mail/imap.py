@@ -204,6 +204,25 @@ def fetch_sizes(client: imapclient.IMAPClient, uids: str) -> dict[int, int]:
     return sizes
 
 
+def fetch_sizes_dated(client: imapclient.IMAPClient, uids: str
+                      ) -> dict[int, tuple[int, datetime | None]]:
+    """UID -> (RFC822.SIZE, INTERNALDATE as naive UTC) for a UID set: what to download
+    and when the server received it, without downloading anything (the team log
+    skips oversized messages by size, yet counts their time)."""
+    typ, data = client._imap.uid("FETCH", uids, "(RFC822.SIZE INTERNALDATE)")
+    if typ != "OK":
+        raise imapclient.exceptions.IMAPClientError(f"UID FETCH failed: {data!r}")
+    out: dict[int, tuple[int, datetime | None]] = {}
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        uid, size = _UID.search(line), _SIZE.search(line)
+        if uid is not None and size is not None:  # else an unsolicited FETCH (flags)
+            out[int(uid.group(1))] = (int(size.group(1)), _internaldate(line))
+    return out
+
+
 def uid_at(client: imapclient.IMAPClient, seq: int) -> int | None:
     """The UID of message number ``seq`` in the selected folder; None when there is no
     such message (any more). One small round trip."""

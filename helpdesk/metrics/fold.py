@@ -22,10 +22,10 @@ SURVEY_CURSOR = "metrics.survey_rowid"  # meta: surveys rowid already scanned fo
 
 @HANDLERS.on("survey-sent")
 def _survey_sent(ctx: fold.FoldContext) -> None:
-    message_id = _bare_id(ctx.event.data["message_id"])
+    message_id = _bare_id(fold.required_text(ctx.event.data, "message_id"))
     if not message_id:
-        raise ValueError("survey without a message id")
-    customer = str(ctx.event.data.get("customer") or "").strip().lower()
+        raise fold.BadData("survey without a message id")
+    customer = (fold.text_field(ctx.event.data, "customer") or "").strip().lower()
     ctx.cur.execute("INSERT OR IGNORE INTO surveys (message_id, ticket_id, customer, sent_at) "
                     "VALUES (?, ?, ?, ?)",
                     (message_id, ctx.event.subject, customer, fold.db_time(ctx.at)))
@@ -34,16 +34,16 @@ def _survey_sent(ctx: fold.FoldContext) -> None:
 
 @HANDLERS.on("score")
 def _score(ctx: fold.FoldContext) -> None:
-    value = ctx.event.data["score"]
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10:
-        raise ValueError(f"score {value!r} is not a whole number from 0 to 10")
-    comment = ctx.event.data.get("comment")
-    customer = ctx.event.data.get("customer")
+    value = fold.int_field(ctx.event.data, "score", -1)
+    if not 0 <= value <= 10:
+        raise fold.BadData(f"score {value} is not a whole number from 0 to 10")
+    comment = fold.text_field(ctx.event.data, "comment")
+    customer = fold.text_field(ctx.event.data, "customer")
     ctx.cur.execute("INSERT OR IGNORE INTO scores (id, ticket_id, customer, score, comment, at, "
                     "source, agent) VALUES (?, ?, ?, ?, ?, ?, 'manual', ?)",
                     (ctx.event.id, ctx.event.subject,
-                     str(customer).strip().lower() if customer else None, value,
-                     str(comment)[:2000] if comment else None, fold.db_time(ctx.at),
+                     customer.strip().lower() if customer else None, value,
+                     comment[:2000] if comment else None, fold.db_time(ctx.at),
                      ctx.event.agent))
     ctx.result.tickets.add(ctx.event.subject)
 
@@ -51,9 +51,7 @@ def _score(ctx: fold.FoldContext) -> None:
 @HANDLERS.on("cared")
 def _cared(ctx: fold.FoldContext) -> None:
     """The self-check answered separately from the close (e.g. after it)."""
-    value = ctx.event.data["cared"]
-    if not isinstance(value, bool):
-        raise ValueError("cared must be true or false")
+    value = fold.flag_field(ctx.event.data, "cared")
     ctx.cur.execute("INSERT OR IGNORE INTO cared (event_id, ticket_id, agent, value, at) "
                     "VALUES (?, ?, ?, ?, ?)", (ctx.event.id, ctx.event.subject,
                                                ctx.event.agent, value, fold.db_time(ctx.at)))

@@ -16,7 +16,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from helpdesk.team.events import Event
-from helpdesk.team.fold import ClaimOutcome, FoldContext, Handlers, db_time, parse_db_time
+from helpdesk.team.fold import (
+    BadData,
+    ClaimOutcome,
+    FoldContext,
+    Handlers,
+    db_time,
+    flag_field,
+    int_field,
+    parse_db_time,
+    required_text,
+    text_field,
+)
 
 HANDLERS = Handlers("claims")
 
@@ -45,10 +56,7 @@ def _live(state: dict[str, Any], at: datetime) -> bool:
 
 
 def _lease_of(event: Event) -> int:
-    lease = event.data.get("lease", DEFAULT_LEASE)
-    if not isinstance(lease, int):
-        raise ValueError("lease must be an integer")
-    return max(MIN_LEASE, min(MAX_LEASE, lease))
+    return max(MIN_LEASE, min(MAX_LEASE, int_field(event.data, "lease", DEFAULT_LEASE)))
 
 
 def _set_claim(ctx: FoldContext, claimed_at: datetime) -> None:
@@ -83,7 +91,7 @@ def _claim(ctx: FoldContext) -> None:
 def _renew(ctx: FoldContext) -> None:
     ticket = ctx.event.subject
     st = _state(ctx.cur, ticket)
-    if st["claim_event"] and st["claim_event"] == ctx.event.data.get("claim") \
+    if st["claim_event"] and st["claim_event"] == text_field(ctx.event.data, "claim") \
             and st["claimed_by"] == ctx.event.agent:
         ctx.cur.execute("UPDATE ticket_state SET claim_active_at = ? WHERE ticket_id = ?",
                         (db_time(ctx.at), ticket))
@@ -103,7 +111,7 @@ def _release(ctx: FoldContext) -> None:
 def _takeover(ctx: FoldContext) -> None:
     ticket, agent = ctx.event.subject, ctx.event.agent
     st = _state(ctx.cur, ticket)
-    replaces = ctx.event.data.get("replaces")
+    replaces = text_field(ctx.event.data, "replaces")
     live = _live(st, ctx.at)
     if not live or st["claim_event"] == replaces or st["claimed_by"] == agent:
         previous = st["claimed_by"] if live and st["claimed_by"] != agent else None
@@ -120,12 +128,14 @@ def _takeover(ctx: FoldContext) -> None:
 @HANDLERS.on("status")
 def _status(ctx: FoldContext) -> None:
     ticket = ctx.event.subject
-    status = ctx.event.data["status"]
+    status = required_text(ctx.event.data, "status")
     if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}")
-    st = _state(ctx.cur, ticket)
+        raise BadData(f"unknown status {status[:20]!r}")
     cared = ctx.event.data.get("cared")
-    if isinstance(cared, bool):
+    if cared is not None:
+        cared = flag_field(ctx.event.data, "cared")
+    st = _state(ctx.cur, ticket)
+    if cared is not None:
         ctx.cur.execute("INSERT OR IGNORE INTO cared (event_id, ticket_id, agent, value, at) "
                         "VALUES (?, ?, ?, ?, ?)",
                         (ctx.event.id, ticket, ctx.event.agent, cared, db_time(ctx.at)))

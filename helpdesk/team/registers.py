@@ -11,14 +11,22 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from helpdesk.team.fold import FoldContext, Handlers, db_time
+from helpdesk.team.fold import (
+    BadData,
+    FoldContext,
+    Handlers,
+    db_time,
+    flag_field,
+    required_text,
+    text_field,
+)
 
 HANDLERS = Handlers("registers")
 
 def _customer(cur: sqlite3.Cursor, email: str) -> str:
     email = email.strip().lower()
     if "@" not in email:
-        raise ValueError("customer is not an e-mail address")
+        raise BadData("customer is not an e-mail address")
     cur.execute("INSERT OR IGNORE INTO customers (email, organisation) VALUES (?, ?)",
                 (email, _organisation(email)))
     return email
@@ -38,18 +46,18 @@ def _register(cur: sqlite3.Cursor, email: str, column: str, value: Any, uid: int
 @HANDLERS.on("vip")
 def _vip(ctx: FoldContext) -> None:
     email = _customer(ctx.cur, ctx.event.subject)
-    on = bool(ctx.event.data["vip"])
-    tier = ctx.event.data.get("tier") if on else None
+    on = flag_field(ctx.event.data, "vip")
+    tier = text_field(ctx.event.data, "tier") if on else None
     ctx.cur.execute("UPDATE customers SET vip = ?, vip_tier = ?, vip_stamp = ? "
                     "WHERE email = ? AND vip_stamp < ?",
-                    (on, str(tier)[:60] if tier else None, ctx.uid, email, ctx.uid))
+                    (on, tier[:60] if tier else None, ctx.uid, email, ctx.uid))
     ctx.result.customers.add(email)
 
 
 @HANDLERS.on("white-glove")
 def _white_glove(ctx: FoldContext) -> None:
     email = _customer(ctx.cur, ctx.event.subject)
-    _register(ctx.cur, email, "white_glove", bool(ctx.event.data["on"]), ctx.uid)
+    _register(ctx.cur, email, "white_glove", flag_field(ctx.event.data, "on"), ctx.uid)
     ctx.result.customers.add(email)
 
 
@@ -59,8 +67,8 @@ PROFILE_FIELDS = ("preferred_name", "birthday", "heard_from")
 def _profile_fields(ctx: FoldContext, email: str) -> None:
     for name in PROFILE_FIELDS:
         if name in ctx.event.data:
-            value = ctx.event.data[name]
-            _register(ctx.cur, email, name, str(value)[:200] if value else None, ctx.uid)
+            value = text_field(ctx.event.data, name)
+            _register(ctx.cur, email, name, value[:200] if value else None, ctx.uid)
 
 
 @HANDLERS.on("profile")
@@ -73,7 +81,7 @@ def _profile(ctx: FoldContext) -> None:
 @HANDLERS.on("note")
 def _note(ctx: FoldContext) -> None:
     email = _customer(ctx.cur, ctx.event.subject)
-    text = str(ctx.event.data.get("text") or "")[:10000]
+    text = (text_field(ctx.event.data, "text") or "")[:10000]
     if text:
         ctx.cur.execute("INSERT OR IGNORE INTO notes (id, customer_email, agent, text, at, "
                         "deleted) VALUES (?, ?, ?, ?, ?, 0)",
@@ -85,14 +93,15 @@ def _note(ctx: FoldContext) -> None:
 @HANDLERS.on("note-delete")
 def _note_delete(ctx: FoldContext) -> None:
     email = _customer(ctx.cur, ctx.event.subject)
-    ctx.cur.execute("UPDATE notes SET deleted = 1 WHERE id = ?", (str(ctx.event.data["note"]),))
+    ctx.cur.execute("UPDATE notes SET deleted = 1 WHERE id = ?",
+                    (required_text(ctx.event.data, "note"),))
     ctx.result.customers.add(email)
 
 
 @HANDLERS.on("template")
 def _template(ctx: FoldContext) -> None:
     name = str(ctx.event.subject).strip()[:100]
-    body = str(ctx.event.data["body"])[:20000]
+    body = required_text(ctx.event.data, "body")[:20000]
     ctx.cur.execute("INSERT INTO templates (name, body, stamp, deleted, agent) "
                     "VALUES (?, ?, ?, 0, ?) ON CONFLICT (name) DO UPDATE SET body = excluded.body, "
                     "stamp = excluded.stamp, deleted = 0, agent = excluded.agent "

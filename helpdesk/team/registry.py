@@ -1,8 +1,9 @@
 """Every module's fold handlers, listed explicitly.
 
 Which handlers run never depends on which modules happen to be imported: the fold
-(:mod:`helpdesk.team.fold`) looks event types up in :data:`HANDLERS`, built from
-this one list.
+(:mod:`helpdesk.team.fold`) looks event types up in :data:`REGISTRY`, built from
+this one list. What this build understands (each type's newest version) is part of
+the registry too: an event it does not understand is kept for a build that does.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from helpdesk.cards import fold as cards
 from helpdesk.metrics import fold as metrics
 from helpdesk.team import claims, registers
-from helpdesk.team.fold import Handler, Handlers, handler_table
+from helpdesk.team.fold import Handler, Handlers, Registry
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
                                 metrics.HANDLERS)
-HANDLERS: dict[str, Handler] = handler_table(TABLES)
+REGISTRY: Registry = Registry.of(TABLES)
+HANDLERS: dict[str, Handler] = REGISTRY.handlers

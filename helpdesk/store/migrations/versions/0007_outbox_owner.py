@@ -1,13 +1,13 @@
 """The outbox's owner: which process is sending an item (compare-and-swap transitions).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
