@@ -79,6 +79,10 @@ class Profile:
     survey: str = "ask"  # never | ask | always
     fcr_window_days: int = 7
     notify_unclaimed: bool = False
+    #: The undo window: a reply waits this long in the outbox before it goes.
+    send_delay_seconds: int = 10
+    #: Attachments over this total (MB) are warned about before sending.
+    max_attachment_mb: int = 20
     source: Path | None = None
 
     @property
@@ -205,6 +209,16 @@ def parse_profile(data: dict[str, Any], source: Path | None = None) -> Profile:
     notify = _expect(data, "notify_unclaimed", bool, where)
     if notify is not None:
         extra["notify_unclaimed"] = notify
+    delay = _expect(data, "send_delay_seconds", int, where)
+    if delay is not None:
+        if isinstance(delay, bool) or not 0 <= delay <= 600:
+            raise ConfigError(f"In {where}, 'send_delay_seconds' must be between 0 and 600.")
+        extra["send_delay_seconds"] = delay
+    limit = _expect(data, "max_attachment_mb", int, where)
+    if limit is not None:
+        if isinstance(limit, bool) or not 1 <= limit <= 1000:
+            raise ConfigError(f"In {where}, 'max_attachment_mb' must be between 1 and 1000.")
+        extra["max_attachment_mb"] = limit
     return Profile(agent=agent.strip(), database=db_path, imap=imap, smtp=smtp, source=source,
                    **extra)
 

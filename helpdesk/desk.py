@@ -14,18 +14,17 @@ from collections.abc import Callable
 from typing import Any
 
 import imapclient
-from sqlalchemy import text as sql_text
 
 from helpdesk.cards.service import FeedbackCards
 from helpdesk.changes import Changes
 from helpdesk.claims import Claims
-from helpdesk.clock import utcnow
 from helpdesk.config import Profile
 from helpdesk.errors import HelpdeskError
+from helpdesk.mail.compose import FileAttachment
 from helpdesk.mail.push import LoopStatus, Push
 from helpdesk.mail.sync import MailSync, SyncResult, refresh_tickets
 from helpdesk.metrics.service import ServiceMetrics
-from helpdesk.replies import Replies
+from helpdesk.replies import Draft, Replies
 from helpdesk.session import ImapLink, Session, describe, intent
 from helpdesk.store import Store
 from helpdesk.store import queries as q
@@ -37,7 +36,7 @@ from helpdesk.tickets import ClaimInfo, TicketBook, check_birthday, normalise_em
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Changes", "ClaimInfo", "Desk"]
+__all__ = ["Changes", "ClaimInfo", "Desk", "Draft", "FileAttachment"]
 
 
 class Desk:
@@ -222,15 +221,53 @@ class Desk:
         return self.replies.composer(ticket)
 
     def reply(self, ticket: str, body: str, close: bool = False,
-              cared: bool | None = None) -> dict[str, Any]:
+              cared: bool | None = None, draft: Draft | None = None) -> dict[str, Any]:
         """Send (or safely queue) a reply; ConflictError if a teammate holds the ticket.
 
         With ``close`` the ticket closes once the reply is sent, recording the agent's
-        ``cared`` self-check in the same event.
+        ``cared`` self-check in the same event. ``draft`` carries the rest of the
+        composer (recipients, reply-all, attachments, formatting, quote, signature,
+        ``now``). Unless ``now`` (or ``send_delay_seconds = 0``) it waits out the undo
+        window in the outbox: ``state`` is then ``queued`` and ``not_before`` says until
+        when; :meth:`cancel_outbox` undoes it.
         """
-        return self.replies.reply(ticket, body, close, cared)
+        return self.replies.reply(ticket, body, close, cared, draft)
 
-    def queue_mail(self, *, kind: str, to: str, subject: str, body: str,
+    def forward(self, ticket: str, to: list[str], draft: Draft | None = None,
+                message: int | None = None) -> dict[str, Any]:
+        """Forward message ``message`` (1 = the ticket's first; default the customer's
+        latest) with its attachments; recorded in the ticket."""
+        return self.replies.forward(ticket, to, draft, message)
+
+    def compose(self, to: list[str], subject: str, draft: Draft) -> dict[str, Any]:
+        """Start a new conversation; the result's ``ticket`` is its ticket id (claimed
+        by this agent when it is sent)."""
+        return self.replies.compose(to, subject, draft)
+
+    def cancel_outbox(self, item_id: int) -> dict[str, Any]:
+        """Undo a send still in its window (or failed, or held): nothing goes and the
+        draft is back; HelpdeskError when it is being sent or was sent (it goes once)."""
+        return self.replies.cancel(item_id)
+
+    def send_now(self, item_id: int) -> dict[str, Any]:
+        """Skip the rest of an item's undo window."""
+        return self.replies.send_now(item_id)
+
+    def signatures(self) -> dict[str, str]:
+        """``{'team': ..., 'personal': ...}`` (text with placeholders; empty: none)."""
+        return self.replies.signatures()
+
+    def set_signature(self, body: str, team: bool = False) -> Changes:
+        return self.replies.set_signature(body, team)
+
+    def forwards(self, ticket: str) -> list[dict[str, Any]]:
+        from helpdesk.outgoing import forwards
+
+        tid = self.book.resolve(ticket)
+        with self.store.read() as conn:
+            return forwards(conn, tid)
+
+    def queue_mail(self, *, kind: str, to: str | list[str], subject: str, body: str,
                    ticket_id: str | None = None, in_reply_to: str | None = None,
                    references: list[str] | None = None, meta: dict[str, Any] | None = None,
                    message_id: str | None = None) -> tuple[int, str]:
@@ -280,23 +317,21 @@ class Desk:
     def render_template(self, body: str, ticket: str) -> str:
         return self.replies.render_template(body, ticket)
 
-    def save_draft(self, ticket: str, body: str) -> None:
+    def save_draft(self, ticket: str, body: str, meta: dict[str, Any] | None = None,
+                   attachments: list[FileAttachment] | None = None) -> None:
         """Autosave the composer (local only; survives a crash)."""
-        with self.store.begin() as conn:
-            conn.execute(sql_text(
-                "INSERT INTO drafts (ticket_id, body, updated_at) VALUES (:t, :b, :u) "
-                "ON CONFLICT (ticket_id) DO UPDATE SET body = excluded.body, "
-                "updated_at = excluded.updated_at"), {"t": ticket, "b": body, "u": utcnow()})
+        self.replies.save_draft(ticket, body, meta, attachments)
 
     def draft(self, ticket: str) -> str | None:
-        with self.store.read() as conn:
-            value = conn.execute(sql_text("SELECT body FROM drafts WHERE ticket_id = :t"),
-                                 {"t": ticket}).scalar()
-        return str(value) if value is not None else None
+        found = self.replies.load_draft(ticket)
+        return None if found is None else str(found["body"])
+
+    def load_draft(self, key: str) -> dict[str, Any] | None:
+        """A draft with its composer fields and files (an undone send comes back here)."""
+        return self.replies.load_draft(key)
 
     def discard_draft(self, ticket: str) -> None:
-        with self.store.begin() as conn:
-            conn.execute(sql_text("DELETE FROM drafts WHERE ticket_id = :t"), {"t": ticket})
+        self.replies.drop_draft(ticket)
 
     def attachment(self, message_pk: int, index: int) -> tuple[str, str, bytes]:
         """(filename, content type, bytes), fetched from the server on demand."""

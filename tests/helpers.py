@@ -58,5 +58,7 @@ def make_profile(server: Any, tmp: Path, agent: str = "agent-a", *, smtp: Any = 
         smtp_settings = SmtpSettings(host=smtp.host, port=smtp.port, security="plain",
                                      username="", from_address="support@example.com",
                                      from_name="Example Support")
+    # No undo window unless a test asks for one: most tests send and look at once.
+    extra.setdefault("send_delay_seconds", 0)
     return Profile(agent=agent, database=tmp / (db_name or f"{agent}.sqlite3"), imap=imap,
                    smtp=smtp_settings, **extra)

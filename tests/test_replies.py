@@ -176,10 +176,11 @@ def cli(cfg: Path, *args: str, env: dict[str, str] | None = None
                           env={**os.environ, **(env or {})})
 
 
-def write_smtp_profile(server: Any, sink: Any, tmp: Path, agent: str = "agent-a") -> Path:
+def write_smtp_profile(server: Any, sink: Any, tmp: Path, agent: str = "agent-a",
+                       delay: int = 0) -> Path:
     from test_sync import write_profile
 
-    cfg = write_profile(server, tmp, agent)
+    cfg = write_profile(server, tmp, agent, top={"send_delay_seconds": delay})
     cfg.write_text(cfg.read_text() + f'[smtp]\nhost = "{sink.host}"\nport = {sink.port}\n'
                    'security = "plain"\nfrom_address = "support@example.com"\n'
                    'from_name = "{agent} at Example Support"\n')

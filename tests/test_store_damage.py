@@ -99,6 +99,10 @@ def damage(built: Built, how: str) -> set[str]:
     db = built.db
     if how == "middle":
         offset = (built.size // 2) // PAGE * PAGE
+        # Pages of the schema itself make every table unreadable (that is "header"):
+        # the middle is the first run of three pages past the middle that holds none.
+        while "sqlite_schema" in owners(db, offset // PAGE + 1, 3):
+            offset += PAGE
         hit = owners(db, offset // PAGE + 1, 3)
         overwrite(db, offset, 3 * PAGE)
         return hit

@@ -14,6 +14,13 @@ processes sharing one database, the GUI and a CLI ``sync``, never both act)::
                  │      the ticket)       ├──▶ failed (permanent refusal, server's words)
                  └────────────────────────┘ temporary failure before the message went
     failed, held, uncertain ──▶ queued  only when the person asks (retry)
+    queued, failed, held ──▶ cancelled  the person undid the send: the draft is back
+
+- ``queued`` with ``not_before``: the undo window. Nothing takes the item before that
+  time (the sync pass leaves it queued); :meth:`Outbox.send_now` clears it. A cancel is
+  the compare-and-swap ``queued -> cancelled`` and a take is ``queued -> claiming``, so
+  when both race exactly one wins: either nothing is sent and the draft is back, or the
+  cancel is refused ("being sent" / "already sent") and the mail goes once.
 
 - ``staged``: written before a team event that decides whether it goes at all (a
   shipped-card note, a survey); promoted to ``queued`` once the event is folded.
@@ -34,21 +41,24 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from helpdesk.clock import iso, utcnow
 from helpdesk.errors import HelpdeskError, NotFoundError
 from helpdesk.store import Store
-from helpdesk.store.engine import parse_db_time
+from helpdesk.store.engine import db_time, parse_db_time
 
 PENDING_STATES = ("staged", "queued", "claiming", "sending", "accepted")
 VISIBLE_STATES = ("staged", "queued", "claiming", "sending", "accepted", "failed", "held",
                   "uncertain")
 RETRYABLE_STATES = ("failed", "held", "uncertain")
+#: What an undo can still stop: nothing of these has gone to the SMTP server.
+CANCELLABLE_STATES = ("queued", "failed", "held")
 DISCARDABLE_STATES = ("staged", "queued", "failed", "held", "uncertain")
 MAX_BACKOFF = timedelta(minutes=30)
 #: An owner on another host (or a process that outlived this) is presumed dead after this.
@@ -105,6 +115,8 @@ class OutboxItem:
     message_id: str
     agent: str
     to: list[str]
+    cc: list[str]
+    bcc: list[str]
     subject: str
     body: str
     raw: bytes
@@ -120,19 +132,29 @@ class OutboxItem:
     meta: dict[str, Any]
     owner: str | None
     owner_at: datetime | None
+    not_before: datetime | None = None
+
+    @property
+    def envelope(self) -> list[str]:
+        """Every SMTP recipient: To, Cc and Bcc, each once (Bcc is in no header)."""
+        return list(dict.fromkeys([*self.to, *self.cc, *self.bcc]))
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "ticket_id": self.ticket_id, "kind": self.kind,
                 "state": self.state, "last_error": self.last_error, "attempts": self.attempts,
                 "subject": self.subject, "to": self.to, "message_id": self.message_id,
                 "created_at": iso(self.created_at), "sent_at": iso(self.sent_at),
-                "next_attempt_at": iso(self.next_attempt_at), "close_after": self.close_after}
+                "next_attempt_at": iso(self.next_attempt_at), "close_after": self.close_after,
+                "cc": self.cc, "bcc": self.bcc, "not_before": iso(self.not_before),
+                "attachments": list(self.meta.get("attachments") or [])}
 
 
 def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row["id"], kind=row["kind"], ticket_id=row["ticket_id"],
         message_id=row["message_id"], agent=row["agent"], to=json.loads(row["to_addrs"]),
+        cc=json.loads(row["cc_addrs"] or "[]"), bcc=json.loads(row["bcc_addrs"] or "[]"),
+        not_before=parse_db_time(row["not_before"]),
         subject=row["subject"], body=row["body"], raw=row["raw"], state=row["state"],
         attempts=row["attempts"], next_attempt_at=parse_db_time(row["next_attempt_at"]),
         last_error=row["last_error"], created_at=parse_db_time(row["created_at"]) or utcnow(),
@@ -177,15 +199,21 @@ class Outbox:
 
     def enqueue(self, *, kind: str, ticket_id: str | None, message_id: str, agent: str,
                 to: list[str], subject: str, body: str, raw: bytes, close_after: bool = False,
-                meta: dict[str, Any] | None = None, staged: bool = False) -> int:
+                meta: dict[str, Any] | None = None, staged: bool = False,
+                cc: list[str] | None = None, bcc: list[str] | None = None,
+                not_before: datetime | None = None) -> int:
+        """Store one message (its bytes, attachments included) before any network I/O."""
         with self.store.begin() as conn:
             return int(conn.execute(text(
-                "INSERT INTO outbox (kind, ticket_id, message_id, agent, to_addrs, subject, body, "
-                "raw, state, created_at, close_after, meta) VALUES (:k, :t, :m, :a, :to, :s, :b, "
-                ":r, :state, :c, :close, :meta) RETURNING id"),
+                "INSERT INTO outbox (kind, ticket_id, message_id, agent, to_addrs, cc_addrs, "
+                "bcc_addrs, subject, body, raw, state, created_at, close_after, meta, "
+                "not_before) VALUES (:k, :t, :m, :a, :to, :cc, :bcc, :s, :b, :r, :state, :c, "
+                ":close, :meta, :nb) RETURNING id"),
                 {"k": kind, "t": ticket_id, "m": message_id, "a": agent, "to": json.dumps(to),
+                 "cc": json.dumps(cc or []), "bcc": json.dumps(bcc or []),
                  "s": subject, "b": body, "r": raw, "c": utcnow(), "close": close_after,
-                 "meta": json.dumps(meta or {}), "state": "staged" if staged else "queued"}
+                 "meta": json.dumps(meta or {}), "state": "staged" if staged else "queued",
+                 "nb": db_time(not_before) if not_before else None}
             ).scalar_one())
 
     def _move(self, item_id: int, expect: tuple[str, ...], held_by: str | None,
@@ -213,9 +241,26 @@ class Outbox:
                                 {"i": item_id}).rowcount == 1
 
     def take(self, item_id: int, owner: str) -> bool:
-        """queued -> claiming by ``owner``; False when another session took it first."""
-        return self._move(item_id, ("queued",), None, state="claiming", owner=owner,
-                          owner_at=utcnow())
+        """queued -> claiming by ``owner``, once its undo window is over; False when
+        another session took it first, it was cancelled, or it is not due yet."""
+        now = db_time(utcnow())
+        with self.store.begin() as conn:
+            return conn.execute(text(
+                "UPDATE outbox SET state = 'claiming', owner = :o, owner_at = :now "
+                "WHERE id = :i AND state = 'queued' AND (not_before IS NULL OR "
+                "not_before <= :now)"), {"o": owner, "now": now, "i": item_id}).rowcount == 1
+
+    def send_now(self, item_id: int) -> bool:
+        """End the undo window of a queued item (\"send now\"); False if it is not queued."""
+        return self._move(item_id, ("queued",), None, not_before=None)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest undo window of a queued item ends (None: none is waiting)."""
+        with self.store.read() as conn:
+            value = conn.execute(text(
+                "SELECT min(not_before) FROM outbox WHERE state = 'queued' AND "
+                "not_before IS NOT NULL")).scalar()
+        return parse_db_time(value)
 
     def adopt(self, item: OutboxItem, owner: str) -> bool:
         """Take over ``item`` in its state from the owner it had when read (dead or none)."""
@@ -280,6 +325,38 @@ class Outbox:
         if not self._move(item_id, RETRYABLE_STATES, None, state="queued",
                           next_attempt_at=None, last_error=None, owner=None, owner_at=None):
             raise HelpdeskError(f"Outbox item {item_id} changed meanwhile; look again.")
+
+    def cancel(self, item_id: int,
+               restore: Callable[[Connection, OutboxItem], None] | None = None) -> OutboxItem:
+        """Undo a send: queued, failed or held -> cancelled, and ``restore(conn, item)``
+        puts the draft back in the same transaction. Refuses (a HelpdeskError saying
+        "being sent" or "already sent") when a session took it first: then it goes once."""
+        with self.store.begin() as conn:
+            moved = conn.execute(text(
+                "UPDATE outbox SET state = 'cancelled', owner = NULL, owner_at = NULL, "
+                "not_before = NULL WHERE id = :i AND state IN "
+                "(SELECT value FROM json_each(:ok))"),
+                {"i": item_id, "ok": json.dumps(list(CANCELLABLE_STATES))}).rowcount == 1
+            row = conn.execute(text("SELECT * FROM outbox WHERE id = :i"),
+                               {"i": item_id}).mappings().first()
+            if row is None:
+                raise NotFoundError(f"There is no item {item_id} in the outbox.")
+            item = _item(row)
+            if moved and restore is not None:
+                restore(conn, item)
+        if moved:
+            return item
+        if item.state == "sent":
+            raise HelpdeskError(f"Outbox item {item_id} was already sent "
+                                f"({iso(item.sent_at) or 'earlier'}); it cannot be undone.")
+        if item.state == "cancelled":
+            raise HelpdeskError(f"Outbox item {item_id} was already cancelled; its draft "
+                                f"is kept.")
+        if item.state == "uncertain":
+            raise HelpdeskError(f"Outbox item {item_id} may already have been sent "
+                                f"(uncertain); check, then discard it.")
+        raise HelpdeskError(f"Outbox item {item_id} is being sent right now ({item.state}); "
+                            f"it can no longer be cancelled and will go once.")
 
     def discard(self, item_id: int) -> None:
         """Drop an unsent item; refuse one that is being sent or was sent."""

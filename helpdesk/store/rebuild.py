@@ -20,7 +20,7 @@ from helpdesk.errors import StoreError
 from helpdesk.store.engine import Store, open_store, raw_cursor
 
 # Tables whose rows exist only on this desktop (everything else comes from the server).
-LOCAL_TABLES = ("outbox", "drafts")
+LOCAL_TABLES = ("outbox", "drafts", "draft_attachments")
 SIDE_FILES = ("", "-wal", "-shm")
 
 
@@ -43,6 +43,7 @@ class RebuildReport:
     def lines(self) -> list[str]:
         """The report in plain sentences, one per line."""
         names = {"outbox": ("outgoing mail item", "outgoing mail items"),
+                 "draft_attachments": ("draft attachment", "draft attachments"),
                  "drafts": ("draft", "drafts")}
         out = [f"The damaged database was moved to {self.damaged[0]}." if self.damaged
                else "There was no database file to set aside.",
