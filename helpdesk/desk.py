@@ -249,6 +249,10 @@ class Desk:
         draft is back; HelpdeskError when it is being sent or was sent (it goes once)."""
         return self.replies.cancel(item_id)
 
+    def send_due(self, item_id: int) -> dict[str, Any]:
+        """Send this item if its undo window is over (a cancelled one stays cancelled)."""
+        return self.replies.send_due(item_id)
+
     def send_now(self, item_id: int) -> dict[str, Any]:
         """Skip the rest of an item's undo window."""
         return self.replies.send_now(item_id)

@@ -554,6 +554,11 @@ class Replies:
     def send_now(self, item_id: int) -> dict[str, Any]:
         """End the undo window of a queued item and send it now."""
         self.outbox.send_now(item_id)
+        return self.send_due(item_id)
+
+    @intent
+    def send_due(self, item_id: int) -> dict[str, Any]:
+        """Send the item if its window is over; what became of it (cancelled included)."""
         try:
             self.flush(self.session.intents, ids=[item_id], force=True)
         except HelpdeskError as exc:
@@ -929,6 +934,8 @@ def _write_draft(conn: Any, key: str, body: str, meta: dict[str, Any],
 
 def describe(item: OutboxItem) -> str:
     recipients = ", ".join(item.to + item.cc)
+    if item.state == "cancelled":
+        return "Cancelled: nothing was sent, and the draft is kept."
     if item.state == "sent":
         return f"Sent to {recipients}."
     if item.state == "queued" and item.not_before is not None \

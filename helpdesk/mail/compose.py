@@ -10,6 +10,7 @@ are never given to it: they exist only in the SMTP envelope.
 
 from __future__ import annotations
 
+import email.errors
 import email.policy
 import html
 import mimetypes
@@ -365,7 +366,7 @@ def is_address(value: str) -> bool:
         return False
     try:
         parsed = Address(addr_spec=value)
-    except (ValueError, IndexError, TypeError):
+    except (ValueError, IndexError, TypeError, email.errors.HeaderParseError):
         return False
     local, _, domain = value.rpartition("@")
     return (bool(local and domain and parsed.addr_spec) and "." in domain.strip(".")) \
