@@ -368,3 +368,53 @@ def test_cancel_racing_the_send_cancels_or_sends_once(mailbox: Any, smtp_sink: A
     assert len(smtp_sink.messages) == outcomes.count("sent") + 1
     canceller.close()
     flusher.close()
+
+
+def test_addresses_and_file_names_are_checked() -> None:
+    from helpdesk.mail.compose import addresses, is_address, safe_filename
+
+    # "@nowhere" made the stdlib parser raise HeaderParseError (not a ValueError): an
+    # unexpected crash of the reply intent instead of a plain "not an address".
+    for bad in ("@nowhere", "a@", "a b@c.example", "a@b.example\r\nBcc: x@y.example",
+                "a@b.example,c@d.example", "", "a@b\x00.example"):
+        assert not is_address(bad), bad
+    assert is_address("zoe.home+tag@customer.example")
+    assert addresses(["Zoë <zoe@customer.example>; b@x.example", "ZOE@customer.example"]) \
+        == ["zoe@customer.example", "b@x.example"]
+    assert safe_filename("../../etc/pass\x00wd\u202e.exe") == "passwd.exe"
+    assert safe_filename("C:\\Users\\me\\report.pdf") == "report.pdf"
+    assert safe_filename("...") == "attachment"
+    assert FileAttachment.of("x.bin", b"", "text/html; charset=x\r\nX: y").content_type \
+        == "application/octet-stream"
+
+
+def test_a_store_from_before_the_composer_sends_its_queued_reply(
+        mailbox: Any, smtp_sink: Any, tmp_path: Path) -> None:
+    """Migration 0009 on a store an older build left with a queued reply: it goes once."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from helpdesk.store.engine import MIGRATIONS
+
+    profile = make_profile(mailbox, tmp_path, "agent-a", smtp=smtp_sink)
+    engine = create_engine(f"sqlite:///{profile.database}")
+    raw = build(Outgoing(from_address="support@example.com", from_name="", to=[
+        "zoe@customer.example"], subject="Old build", body="Queued before 0009"), "old@x.example")
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0007")
+        conn.exec_driver_sql(
+            "INSERT INTO outbox (kind, message_id, agent, to_addrs, subject, body, raw, "
+            "state, created_at) VALUES ('note', 'old@x.example', 'agent-a', "
+            "'[\"zoe@customer.example\"]', 'Old build', 'Queued before 0009', ?, 'queued', "
+            "'2026-11-01 00:00:00.000000')", (raw,))
+    engine.dispose()
+    desk = Desk(profile)
+    desk.sync_once()
+    ((_f, rcpts, got),) = smtp_sink.wait_for(1)
+    assert rcpts == ["zoe@customer.example"] and got == raw
+    assert desk.outbox() == []
+    desk.close()
