@@ -211,6 +211,10 @@ def quote_lines(text: str) -> str:
                      for line in text.rstrip().splitlines())
 
 
+_TIGHT = re.compile(r"margin-top:0(px|em|pt)?(;|$)")
+_TIGHT_END = re.compile(r"margin-bottom:0(px|em|pt)?(;|$)")
+
+
 class _Plain(HTMLParser):
     """Sanitised HTML to a plain text that says the same (lists, links, emphasis)."""
 
@@ -226,6 +230,9 @@ class _Plain(HTMLParser):
         self.marks: list[str] = []  # per open tag: the emphasis mark it closes with
         self.quote = 0
         self.pre = 0
+        # Per open block: whether it is "tight" (no margins: Qt's rich text writes one
+        # paragraph per line), so it ends with a line break, not an empty line.
+        self.blocks: list[bool] = []
 
     def _newline(self, blank: bool = False) -> None:
         text = "".join(self.out)
@@ -255,7 +262,9 @@ class _Plain(HTMLParser):
             self._newline(blank=True)
             self.quote += 1
         elif tag in self._BLOCKS:
-            self._newline(blank=tag != "div" and tag != "tr")
+            tight = tag in ("div", "tr") or bool(_TIGHT.search(style) and _TIGHT_END.search(style))
+            self.blocks.append(tight)
+            self._newline(blank=not tight)
             if tag == "pre":
                 self.pre += 1
         if tag == "a":
@@ -296,7 +305,8 @@ class _Plain(HTMLParser):
         elif tag in self._BLOCKS:
             if tag == "pre":
                 self.pre = max(0, self.pre - 1)
-            self._newline(blank=tag not in ("div", "tr"))
+            tight = self.blocks.pop() if self.blocks else tag in ("div", "tr")
+            self._newline(blank=not tight)
 
     def handle_data(self, data: str) -> None:
         if not self.pre:
