@@ -418,3 +418,22 @@ def test_a_store_from_before_the_composer_sends_its_queued_reply(
     assert rcpts == ["zoe@customer.example"] and got == raw
     assert desk.outbox() == []
     desk.close()
+
+
+def test_a_window_long_over_arms_no_wake_up(mailbox: Any, smtp_sink: Any,
+                                            tmp_path: Path) -> None:
+    """A reply whose window is over but that waits out an SMTP back-off must not wake
+    the worker again and again (it once armed a timer for a time already past)."""
+    desk = desk_for(mailbox, smtp_sink, tmp_path, send_delay_seconds=1)
+    tid = desk.tickets("all")[0]["id"]
+    smtp_sink.set_fail(451, "4.3.0 Try again later")
+    item = desk.reply(tid, "Soon")["outbox_id"]
+    wait_until(lambda: (desk.session.outbox.get(item).attempts,
+                        desk.session.outbox.get(item).state) == (1, "queued"),
+               what="the first attempt after the window, given back to back off")
+    desk.sync_once()  # backing off: not taken
+    assert desk.replies._timer is None
+    smtp_sink.set_fail(None)
+    desk.flush_outbox(force=True)
+    assert len(smtp_sink.wait_for(1)) == 1
+    desk.close()

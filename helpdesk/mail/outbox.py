@@ -255,11 +255,11 @@ class Outbox:
         return self._move(item_id, ("queued",), None, not_before=None)
 
     def next_due(self) -> datetime | None:
-        """When the earliest undo window of a queued item ends (None: none is waiting)."""
+        """When the earliest undo window still running ends (None: none is)."""
         with self.store.read() as conn:
             value = conn.execute(text(
                 "SELECT min(not_before) FROM outbox WHERE state = 'queued' AND "
-                "not_before IS NOT NULL")).scalar()
+                "not_before > :now"), {"now": db_time(utcnow())}).scalar()
         return parse_db_time(value)
 
     def adopt(self, item: OutboxItem, owner: str) -> bool:
