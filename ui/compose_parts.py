@@ -298,6 +298,7 @@ class Attachments(QWidget):
         super().__init__(parent)
         self.limit_mb = limit_mb
         self.files: list[FileAttachment] = []
+        self._labels: list[QLabel] = []
         self._pasted = 0
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -353,6 +354,10 @@ class Attachments(QWidget):
         self.files = list(files)
         self._refresh()
 
+    def names(self) -> list[str]:
+        """What each file's row shows: its name and size."""
+        return [label.text() for label in self._labels]
+
     def remove(self, index: int) -> None:
         if 0 <= index < len(self.files):
             del self.files[index]
@@ -364,6 +369,7 @@ class Attachments(QWidget):
             w = item.widget() if item is not None else None
             if w is not None:
                 w.deleteLater()
+        self._labels = []
         for i, f in enumerate(self.files):
             row = QWidget()
             h = QHBoxLayout(row)
@@ -373,6 +379,7 @@ class Attachments(QWidget):
             h.addWidget(icon)
             name = _plain(f"{f.filename}  ({fmt.size(len(f.data))})")
             name.setToolTip(f.content_type)
+            self._labels.append(name)
             h.addWidget(name, 1)
             remove = QToolButton()
             remove.setIcon(style.icon("close", C.muted))
