@@ -437,3 +437,35 @@ def test_a_window_long_over_arms_no_wake_up(mailbox: Any, smtp_sink: Any,
     desk.flush_outbox(force=True)
     assert len(smtp_sink.wait_for(1)) == 1
     desk.close()
+
+
+def test_signatures_and_forwards_fold_alike_on_every_desktop(dovecot: Any, smtp_sink: Any,
+                                                           tmp_path: Path) -> None:
+    """Last writer (by log UID) wins per signature, whoever folds when; hostile events
+    (wrong types, someone else's scope) are skipped the same everywhere."""
+    a = desk_for(dovecot, smtp_sink, tmp_path, "agent-a")
+    b = desk_for(dovecot, smtp_sink, tmp_path, "agent-b")
+    a.set_signature("Team v1", team=True)
+    b.set_signature("Team v2", team=True)
+    b.set_signature("Bea")
+    a.set_signature("Ann v1")
+    b.publish(Event(type="signature", agent="agent-b", subject="agent:agent-a",
+                    data={"body": "not yours"}))
+    a.set_signature("Ann v2")
+    for bad in ({"message_id": "m@x", "to": "vendor@x.example"}, {"message_id": 7, "to": []},
+                {"to": ["vendor@x.example"]}, {"message_id": "m@x", "to": [None]}):
+        b.publish(Event(type="forwarded", agent="agent-b", subject="t1", data=bad))
+    b.publish(Event(type="forwarded", agent="agent-b", subject="t1",
+                    data={"message_id": "m@x", "to": ["vendor@x.example"], "original": ""}))
+    a.refresh_team()
+    b.refresh_team()
+    c = Desk(make_profile(dovecot, tmp_path, "agent-a", smtp=smtp_sink, db_name="c.sqlite3"))
+    c.sync_once()  # a new desktop, folding the whole log at once
+    assert a.signatures() == c.signatures() == {"team": "Team v2", "personal": "Ann v2"}
+    assert b.signatures() == {"team": "Team v2", "personal": "Bea"}
+    with a.store.read() as x, c.store.read() as y:
+        rows = "SELECT ticket_id, agent, message_id, to_addrs FROM forwards"
+        assert x.exec_driver_sql(rows).all() == y.exec_driver_sql(rows).all() == \
+            [("t1", "agent-b", "m@x", '["vendor@x.example"]')]
+    for d in (a, b, c):
+        d.close()
