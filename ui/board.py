@@ -55,6 +55,7 @@ from ui.banner import MessageBar
 from ui.card_dialogs import CardDialog, MergeDialog, NotifyDialog, guarded
 from ui.delegates import pill
 from ui.style import C
+from ui.widgets import plain_tooltip
 from ui.worker import Changes, DeskService
 
 __all__ = ["BoardWindow", "CardColumnModel"]
@@ -127,7 +128,7 @@ class CardColumnModel(QAbstractListModel):
             return card["title"]
         if role == Qt.ItemDataRole.ToolTipRole:
             text = card["description"] or card["title"]
-            return f"{text}\n\n{customers_text(card['votes'])}"
+            return plain_tooltip(f"{text}\n\n{customers_text(card['votes'])}")
         if role == CARD_ROLE:
             return card
         if role == ID_ROLE:
@@ -241,6 +242,7 @@ class BoardColumn(QFrame):
         self.setStyleSheet(f"#boardColumn {{ background: {C.sidebar}; border-radius: 8px; }}")
         self.model = CardColumnModel(self.column_id, self)
         self.header = QLabel()
+        self.header.setTextFormat(Qt.TextFormat.PlainText)  # column names: team data
         self.header.setFont(style.font(self.font(), bold=True))
         menu_button = QToolButton()
         menu_button.setIcon(style.icon("more"))

@@ -28,6 +28,7 @@ from ui import style
 from ui.card_dialogs import guarded
 from ui.models import flat_item_flags
 from ui.style import C
+from ui.widgets import plain_tooltip
 from ui.worker import Changes, DeskService
 
 __all__ = ["CardMatchModel", "CardPicker"]
@@ -67,7 +68,7 @@ class CardMatchModel(QAbstractListModel):
             already = " · already on this card" if row["has_customer"] else ""
             return f"{row['title']}   ({n} customer{'' if n == 1 else 's'}{already})"
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.get("description") or None
+            return plain_tooltip(str(row.get("description") or "")) or None
         if role == Qt.ItemDataRole.DecorationRole:
             return style.icon("card" if row["kind"] == "card" else "note", C.accent,
                               active=C.accent_text)

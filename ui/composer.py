@@ -32,7 +32,7 @@ from ui import format as fmt
 from ui import style
 from ui.help_sheet import keys, tip
 from ui.style import C
-from ui.widgets import ElidedLabel
+from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
 AUTOSAVE_MS = 3000
@@ -70,7 +70,7 @@ class Composer(QFrame):
         icon = QLabel()
         icon.setPixmap(style.pixmap("reply", C.accent, 16))
         head.addWidget(icon)
-        self.to_label = QLabel()
+        self.to_label = plain_label()
         self.to_label.setObjectName("composerTo")
         head.addWidget(self.to_label)
         self.subject_label = ElidedLabel()
@@ -94,7 +94,7 @@ class Composer(QFrame):
         head.addWidget(close)
         lay.addLayout(head)
 
-        self.reminder = QLabel()
+        self.reminder = plain_label()
         self.reminder.setObjectName("reminder")
         self.reminder.setWordWrap(True)
         self.reminder.hide()
@@ -108,7 +108,7 @@ class Composer(QFrame):
         lay.addWidget(self.editor, 1)
 
         foot = QHBoxLayout()
-        self.state = QLabel()
+        self.state = plain_label()
         self.state.setObjectName("composerState")
         self.state.setWordWrap(True)
         foot.addWidget(self.state, 1)
@@ -183,7 +183,7 @@ class Composer(QFrame):
         self.to_label.ensurePolished()
         self.to_label.setText(self.to_label.fontMetrics().elidedText(
             to_text, Qt.TextElideMode.ElideMiddle, 360))
-        self.to_label.setToolTip(to_text)
+        self.to_label.setToolTip(plain_tooltip(to_text))
         self.subject_label.setText(str(ctx.get("subject") or ""))
         reminder = ctx.get("reminder")
         self.reminder.setText(str(reminder or ""))
@@ -262,7 +262,7 @@ class Composer(QFrame):
             menu.addAction(empty)
         for t in templates:
             action = QAction(t["name"], menu)
-            action.setToolTip(t["body"][:200])
+            action.setToolTip(plain_tooltip(t["body"][:200]))
             action.triggered.connect(lambda _=False, body=t["body"]: self.insert_template(body))
             menu.addAction(action)
         menu.addSeparator()

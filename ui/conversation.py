@@ -33,6 +33,7 @@ from ui import format as fmt
 from ui import style
 from ui.mailview import MailView
 from ui.style import C
+from ui.widgets import plain_label, plain_tooltip
 from ui.worker import DeskService
 
 AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list"}
@@ -120,9 +121,9 @@ class MessageCard(QFrame):
                        0, Qt.AlignmentFlag.AlignTop)
         who = QVBoxLayout()
         who.setSpacing(1)
-        name = QLabel(fmt.display_name(msg.get("from_name"), msg.get("from")))
+        name = plain_label(fmt.display_name(msg.get("from_name"), msg.get("from")))
         name.setObjectName("senderName")
-        addr = QLabel(self._address_line(msg, outgoing))
+        addr = plain_label(self._address_line(msg, outgoing))
         addr.setObjectName("muted")
         addr.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         who.addWidget(name)
@@ -133,13 +134,14 @@ class MessageCard(QFrame):
             chip = QLabel(auto)
             chip.setObjectName("chip")
             head.addWidget(chip, 0, Qt.AlignmentFlag.AlignTop)
-        when = QLabel(fmt.stamp(msg.get("date") or msg.get("received_at")))
+        sent_at = msg.get("date") or msg.get("received_at")
+        when = QLabel(fmt.ago(sent_at))
         when.setObjectName("muted")
-        when.setToolTip(f"Received {fmt.ago(msg.get('received_at'))}")
+        when.setToolTip(f"Sent {fmt.exact(sent_at)}" if sent_at else "")
         head.addWidget(when, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(head)
 
-        self.summary = QLabel(" ".join(str(msg.get("text") or "").split())[:200])
+        self.summary = plain_label(" ".join(str(msg.get("text") or "").split())[:200])
         self.summary.setObjectName("muted")
         self.summary.setCursor(Qt.CursorShape.PointingHandCursor)
         self.summary.setToolTip("Show this message")
@@ -181,7 +183,8 @@ class MessageCard(QFrame):
             b = QPushButton(f"{name_text}  ·  {fmt.size(att.get('size'))}")
             b.setObjectName("attachment")
             b.setIcon(style.icon("attach", C.muted))
-            b.setToolTip(f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…")
+            b.setToolTip(plain_tooltip(
+                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
             b.setCursor(Qt.CursorShape.PointingHandCursor)
             b.clicked.connect(lambda _=False, a=att: self.save_attachment.emit(self.pk, a))
             al.addWidget(b)
@@ -365,7 +368,7 @@ class ConversationView(QScrollArea):
                                         C.error if failed else C.warn, 16))
             row.addWidget(icon)
             text = outbox_text(e)
-            label = QLabel(text)
+            label = plain_label(text)
             label.setWordWrap(True)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             row.addWidget(label, 1)

@@ -32,7 +32,7 @@ from ui import format as fmt
 from ui import style
 from ui.conversation import Avatar
 from ui.style import C
-from ui.widgets import ElidedLabel
+from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
 TIERS = ("Gold", "Platinum", "Silver", "VIP")
@@ -57,12 +57,13 @@ class NoteCard(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 6, 8)
         layout.setSpacing(3)
-        text = QLabel(str(note.get("text") or ""))
+        text = plain_label(str(note.get("text") or ""))
         text.setWordWrap(True)
         text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(text)
         foot = QHBoxLayout()
-        who = QLabel(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
+        who = plain_label(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
+        who.setToolTip(fmt.exact(note.get("at")))
         who.setObjectName("muted")
         foot.addWidget(who, 1)
         self.button = QToolButton()
@@ -117,7 +118,7 @@ class CustomerPanel(QScrollArea):
         top.addLayout(self.avatar_slot)
         who = QVBoxLayout()
         who.setSpacing(1)
-        self.name = QLabel()
+        self.name = plain_label()
         self.name.setObjectName("customerName")
         self.name.setWordWrap(True)
         self.address = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
@@ -166,7 +167,7 @@ class CustomerPanel(QScrollArea):
         form.addRow("Birthday", self.birthday)
         form.addRow("Heard from", self.heard)
         lay.addLayout(form)
-        self.field_error = QLabel()
+        self.field_error = plain_label()
         self.field_error.setObjectName("errorText")
         self.field_error.setWordWrap(True)
         self.field_error.hide()
@@ -294,13 +295,15 @@ class CustomerPanel(QScrollArea):
             link = QLabel()
             link.setObjectName("ticketLink")
             elided = link.fontMetrics().elidedText(subject, Qt.TextElideMode.ElideRight, 190)
-            when = fmt.stamp(row.get("created_at"))
+            when = fmt.ago(row.get("created_at"))
             text = (f"<b>{_esc(elided)}</b>" if current else
                     f"<a href='ticket:{tid}' style='color:{C.accent}; text-decoration:none'>"
                     f"{_esc(elided)}</a>")
             link.setText(f"{text}<br><span style='color:{C.muted}'>{_esc(when)}"
                          f"{' · ' + status if status else ''}</span>")
-            link.setToolTip(f"#{tid}: {subject}")
+            link.setTextFormat(Qt.TextFormat.RichText)  # built here, every datum escaped
+            opened = fmt.exact(row.get("created_at"))
+            link.setToolTip(plain_tooltip(f"#{tid}: {subject}\nOpened {opened}"))
             link.linkActivated.connect(lambda href: self.open_ticket.emit(href.split(":", 1)[1]))
             self.tickets_box.addWidget(link)
         if len(ids) > 30:

@@ -1,4 +1,8 @@
-"""Plain-language times and sizes for the screen ("4 min", "yesterday 14:05", "2.3 MB")."""
+"""Plain-language times and sizes for the screen ("4 min ago", "2.3 MB").
+
+One wording of time everywhere: :func:`ago` on screen ("just now", "4 min ago",
+"yesterday 14:05"), with :func:`exact` ("Tue 3 Feb 2026, 14:05") on hover.
+"""
 
 from __future__ import annotations
 
@@ -65,7 +69,17 @@ def ago(value: Any, now: datetime | None = None) -> str:
         return "just now"
     if delta < timedelta(days=1):
         return duration(delta) + " ago"
-    return stamp(when, now)
+    day = stamp(when, now)
+    return day[:1].lower() + day[1:] if day.startswith("Yesterday") else day
+
+
+def exact(value: Any) -> str:
+    """The exact local time, for tooltips: 'Tue 3 Feb 2026, 14:05'."""
+    when = parse_time(value)
+    if when is None:
+        return ""
+    here = local(when)
+    return f"{here.strftime('%a')} {here.day} {here.strftime('%b %Y, %H:%M')}"
 
 
 def stamp(value: Any, now: datetime | None = None) -> str:

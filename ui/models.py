@@ -29,6 +29,7 @@ from PySide6.QtGui import QColor, QIcon
 
 from ui import format as fmt
 from ui import style
+from ui.widgets import plain_tooltip
 
 Row = dict[str, Any]
 Index = QModelIndex | QPersistentModelIndex
@@ -266,11 +267,11 @@ class TicketModel(QAbstractTableModel):
 
     def _tooltip(self, col: Col, row: Row) -> str | None:
         if col == Col.CUSTOMER:
-            return str(row.get("customer_email") or "")
+            return plain_tooltip(str(row.get("customer_email") or ""))
         if col == Col.WAITING and row.get("waiting_since"):
-            return f"Oldest unanswered message: {fmt.ago(row['waiting_since'])}"
+            return f"Oldest unanswered message: {fmt.exact(row['waiting_since'])}"
         if col == Col.SUBJECT:
-            return str(row.get("snippet") or "")
+            return plain_tooltip(str(row.get("snippet") or ""))
         return None
 
 

@@ -141,6 +141,7 @@ class SetupDialog(QDialog):
         lay.addWidget(intro)
         if problem:
             warn = QLabel(problem)
+            warn.setTextFormat(Qt.TextFormat.PlainText)
             warn.setObjectName("errorText")
             warn.setWordWrap(True)
             lay.addWidget(warn)
@@ -188,6 +189,7 @@ class SetupDialog(QDialog):
         boxes.addWidget(self.smtp, 1, Qt.AlignmentFlag.AlignTop)
 
         self.result = QLabel()
+        self.result.setTextFormat(Qt.TextFormat.PlainText)
         self.result.setObjectName("testResult")
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
