@@ -33,7 +33,7 @@ from ui import format as fmt
 from ui import style
 from ui.mailview import MailView
 from ui.style import C
-from ui.widgets import plain_label, plain_tooltip
+from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
 AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list"}
@@ -121,9 +121,13 @@ class MessageCard(QFrame):
                        0, Qt.AlignmentFlag.AlignTop)
         who = QVBoxLayout()
         who.setSpacing(1)
-        name = plain_label(fmt.display_name(msg.get("from_name"), msg.get("from")))
+        # Elided lines: a long name or address list never widens the card (and with it
+        # the conversation column, pushing the customer panel off the window).
+        name = ElidedLabel()
+        name.setText(fmt.display_name(msg.get("from_name"), msg.get("from")))
         name.setObjectName("senderName")
-        addr = plain_label(self._address_line(msg, outgoing))
+        addr = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
+        addr.setText(self._address_line(msg, outgoing))
         addr.setObjectName("muted")
         addr.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         who.addWidget(name)
@@ -141,7 +145,8 @@ class MessageCard(QFrame):
         head.addWidget(when, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(head)
 
-        self.summary = plain_label(" ".join(str(msg.get("text") or "").split())[:200])
+        self.summary = ElidedLabel()
+        self.summary.setText(" ".join(str(msg.get("text") or "").split())[:300])
         self.summary.setObjectName("muted")
         self.summary.setCursor(Qt.CursorShape.PointingHandCursor)
         self.summary.setToolTip("Show this message")
@@ -180,7 +185,8 @@ class MessageCard(QFrame):
         al.setSpacing(6)
         for att in files:
             name_text = str(att.get("filename") or "attachment")
-            b = QPushButton(f"{name_text}  ·  {fmt.size(att.get('size'))}")
+            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
+            b = QPushButton(f"{shown}  ·  {fmt.size(att.get('size'))}")
             b.setObjectName("attachment")
             b.setIcon(style.icon("attach", C.muted))
             b.setToolTip(plain_tooltip(
@@ -189,7 +195,19 @@ class MessageCard(QFrame):
             b.clicked.connect(lambda _=False, a=att: self.save_attachment.emit(self.pk, a))
             al.addWidget(b)
         al.addStretch(1)
-        layout.addWidget(self.attachments)
+        # Many attachments scroll sideways inside the card rather than widen it.
+        self.attachments_area = QScrollArea()
+        self.attachments_area.setObjectName("attachmentsArea")
+        self.attachments_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.attachments_area.setWidgetResizable(True)
+        self.attachments_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.attachments_area.setHorizontalScrollBarPolicy(
+            Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.attachments_area.setWidget(self.attachments)
+        self.attachments_area.setFixedHeight(
+            self.attachments.sizeHint().height()
+            + self.attachments_area.horizontalScrollBar().sizeHint().height() + 2)
+        layout.addWidget(self.attachments_area)
         self.expanded = False
         self.set_expanded(expanded)
 
@@ -209,7 +227,7 @@ class MessageCard(QFrame):
             self.render()
         if self.view is not None:
             self.view.setVisible(expanded)
-        self.attachments.setVisible(expanded and self.attachments.layout().count() > 1)
+        self.attachments_area.setVisible(expanded and self.attachments.layout().count() > 1)
         self._update_remote_bar()
 
     def render(self) -> None:
