@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -191,7 +192,8 @@ class MessageBar(QFrame):
         self._notes: dict[str, Note] = {}
         self._serial = 0
         self._timers: dict[str, QTimer] = {}
-        self.history: list[tuple[str, str]] = []  # (kind, text), for tests and the log
+        # (kind, text), for tests and the log; bounded: the app runs all day.
+        self.history: deque[tuple[str, str]] = deque(maxlen=500)
         self.current: Note | None = None
         self._pinned: str | None = None  # a note picked from the "+N" menu shows first
         lay = QHBoxLayout(self)

@@ -7,6 +7,7 @@ missing), so nothing depends on a tray being there.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,8 @@ class Notifier(QObject):
         self.window = window
         self.fallback = fallback
         self.armed = False  # set after the first successful sync: no flood on start-up
-        self.sent: list[tuple[str, str, str]] = []  # (title, text, ticket id)
+        # (title, text, ticket id), newest last; bounded: the app runs all day.
+        self.sent: deque[tuple[str, str, str]] = deque(maxlen=500)
         self._last_ticket: str | None = None
         self.tray: QSystemTrayIcon | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
