@@ -366,6 +366,17 @@ class ConversationView(QScrollArea):
         if gen == self._generation and shiboken6.isValid(last):
             self.verticalScrollBar().setValue(max(0, last.y() - 12))
 
+    def show_latest_incoming(self) -> None:
+        """Scroll so that the customer's latest message starts at the top."""
+        card = next((c for c in reversed(self.cards) if c.msg.get("direction") == "in"),
+                    self.cards[-1] if self.cards else None)
+        if card is None:
+            return
+        if not card.expanded:
+            card.set_expanded(True)
+        gen = self._generation
+        QTimer.singleShot(30, self, lambda: self._show_last(gen, card))
+
     def show_outbox(self, entries: list[dict[str, Any]]) -> None:
         """Replies for this ticket that are not sent yet (queued, failed, held)."""
         for w in self._outbox:

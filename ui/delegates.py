@@ -102,12 +102,12 @@ class TicketDelegate(QStyledItemDelegate):
         # Line 1: customer ........ waiting age (or last activity)
         waiting = row.get("waiting_since")
         if waiting and not closed:
-            age = fmt.age(waiting)
+            age = fmt.ago(waiting)
             level = fmt.waiting_level(waiting)
             age_c = muted_c if on_accent or level == 0 else (C.warn, C.error)[level - 1]
             age_font = small_bold if level else small
         else:
-            age = fmt.stamp(row.get("updated_at"))
+            age = fmt.ago(row.get("updated_at"))
             age_c, age_font = muted_c, small
         painter.setFont(age_font)
         age_w = QFontMetrics(age_font).horizontalAdvance(age)

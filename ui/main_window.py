@@ -424,10 +424,11 @@ class MainWindow(QMainWindow, WindowMenus):
         self.sync_label.setText("Syncing…")
 
     def notify(self, text: str, kind: str = "info", *, action: Any = None,
-               key: str | None = None) -> None:
+               key: str | None = None, timeout_ms: int | None = None) -> None:
         """A note for the person; ``key`` names its situation (one note each)."""
         if shiboken6.isValid(self):
-            self.message_bar.show_message(text, kind, action=action, key=key)
+            self.message_bar.show_message(text, kind, action=action, key=key,
+                                          timeout_ms=timeout_ms)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.text() == "?" and not event.modifiers() & ~Qt.KeyboardModifier.ShiftModifier:

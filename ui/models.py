@@ -263,7 +263,7 @@ class TicketModel(QAbstractTableModel):
             if row.get("white_glove"):
                 flags.append("White-glove")
             return " · ".join(flags)
-        return fmt.stamp(row.get("updated_at"))
+        return fmt.ago(row.get("updated_at"))
 
     def _tooltip(self, col: Col, row: Row) -> str | None:
         if col == Col.CUSTOMER:
@@ -272,6 +272,8 @@ class TicketModel(QAbstractTableModel):
             return f"Oldest unanswered message: {fmt.exact(row['waiting_since'])}"
         if col == Col.SUBJECT:
             return plain_tooltip(str(row.get("snippet") or ""))
+        if col == Col.UPDATED and row.get("updated_at"):
+            return f"Last activity {fmt.exact(row['updated_at'])}"
         return None
 
 

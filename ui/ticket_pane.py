@@ -255,6 +255,9 @@ class TicketPane(QStackedWidget):
         self.composer.sent.connect(self._reply_sent)
         self.composer.send_failed.connect(lambda m: self.notify(m, "warn"))
         self.composer.ask_cared = self._ask_cared
+        self.composer.quote_source = self.conversation.quote_text
+        self.composer.discarded.connect(self._draft_discarded)
+        self.composer.opened.connect(lambda _t: self._keep_answer_in_view())
         self._row_timer = QTimer(self)
         self._row_timer.setInterval(ROW_REFRESH_MS)
         self._row_timer.timeout.connect(self.reload_row)
@@ -533,6 +536,27 @@ class TicketPane(QStackedWidget):
             self.notify(f"{self.row.get('claimed_by')} is handling this ticket. Take it over "
                         "first if you need to reply.", "warn", key=f"held:{self.ticket_id}")
         self.composer.open_for(self.ticket_id, unclaimed=not self.row.get("claimed_by"))
+
+    def _keep_answer_in_view(self) -> None:
+        """The composer shares the column with the conversation: what is being
+        answered stays readable above it (a splitter the person can move)."""
+        total = sum(self.vsplit.sizes()) or self.vsplit.height()
+        conversation = self.vsplit.sizes()[0]
+        if conversation < total * 0.45:
+            keep = int(total * 0.5)
+            self.vsplit.setSizes([keep, total - keep])
+        self.conversation.show_latest_incoming()
+
+    def _draft_discarded(self, tid: str, text: str) -> None:
+        def undo() -> None:
+            def restored(_r: Any) -> None:
+                if shiboken6.isValid(self) and self.ticket_id == tid:
+                    self.composer.open_for(tid)
+
+            self.service.run(lambda d: d.save_draft(tid, text), on_done=restored)
+
+        self.notify("Draft discarded.", "info", key=f"discarded:{tid}", action=("Undo", undo),
+                    timeout_ms=30_000)
 
     def _reply_sent(self, tid: str, result: dict[str, Any]) -> None:
         state = result.get("state")

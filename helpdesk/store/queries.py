@@ -232,7 +232,11 @@ def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
 
 
 TICKET_COLUMNS = (
-    "t.id, t.subject, t.customer_email, c.name AS customer_name, c.preferred_name, "
+    # A sender who is no customer (a mailing list, a newsletter) keeps the display name
+    # its message header gives, as the conversation shows it.
+    "t.id, t.subject, t.customer_email, coalesce(c.name, (SELECT m.from_name FROM messages m "
+    "WHERE m.ticket_id = t.id AND m.from_addr = t.customer_email AND m.from_name != '' "
+    "ORDER BY m.received_at LIMIT 1)) AS customer_name, c.preferred_name, "
     f"{STATUS} AS status, s.claimed_by, s.claimed_at, s.claim_active_at, s.claim_lease, "
     "s.claim_event, coalesce(c.vip, 0) AS vip, c.vip_tier, "
     "coalesce(c.white_glove, 0) AS white_glove, t.message_count, t.created_at, t.updated_at, "
