@@ -73,9 +73,10 @@ class Composer(QFrame):
         icon = QLabel()
         icon.setPixmap(style.pixmap("reply", C.accent, 16))
         head.addWidget(icon)
-        self.to_label = plain_label()
+        # Elided, so that a long recipient never widens the composer (and the pane).
+        self.to_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
         self.to_label.setObjectName("composerTo")
-        head.addWidget(self.to_label)
+        head.addWidget(self.to_label, 2)
         self.subject_label = ElidedLabel()
         self.subject_label.setObjectName("muted")
         head.addWidget(self.subject_label, 1)
@@ -195,10 +196,7 @@ class Composer(QFrame):
                 templates: list[dict[str, str]]) -> None:
         self.context = ctx
         to_text = f"Reply to {ctx.get('to') or ''}"
-        self.to_label.ensurePolished()
-        self.to_label.setText(self.to_label.fontMetrics().elidedText(
-            to_text, Qt.TextElideMode.ElideMiddle, 360))
-        self.to_label.setToolTip(plain_tooltip(to_text))
+        self.to_label.setText(to_text)
         self.subject_label.setText(str(ctx.get("subject") or ""))
         reminder = ctx.get("reminder")
         self.reminder.setText(str(reminder or ""))
