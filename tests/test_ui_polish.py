@@ -161,3 +161,25 @@ def test_a_mailing_lists_display_name_shows_in_the_list(qtbot: QtBot, dovecot: A
         assert shown == "Stackwise Partner Digest"  # as the message header says
     finally:
         app.stop()
+
+
+def test_dialogs_have_room_around_their_buttons(qtbot: QtBot) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    from ui.card_dialogs import CardNoteDialog
+    from ui.ticket_pane import CaredDialog
+    from ui.tier_dialog import TierOrderDialog
+
+    for dialog in (CaredDialog("A subject", offer_survey=True), TierOrderDialog(["Gold"]),
+                   CardNoteDialog("Dark mode")):
+        qtbot.addWidget(dialog)
+        dialog.show()
+        qtbot.waitExposed(dialog)
+        for button in dialog.findChildren(QPushButton):
+            if not button.isVisible():
+                continue
+            corner = button.mapTo(dialog, button.rect().bottomRight())
+            left = button.mapTo(dialog, button.rect().topLeft())
+            assert dialog.width() - corner.x() >= 16, (type(dialog).__name__, button.text())
+            assert dialog.height() - corner.y() >= 16, (type(dialog).__name__, button.text())
+            assert left.x() >= 16, (type(dialog).__name__, button.text())

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from helpdesk import team_settings
 from helpdesk.desk import Changes
 from helpdesk.mail.push import LoopStatus
 from helpdesk.store.queries import QueryCancelled
@@ -75,6 +76,7 @@ class MainWindow(QMainWindow, WindowMenus):
         self._dashboard: QWidget | None = None
         self._shown_query: tuple[Any, ...] | None = None
         self._shown_once = False
+        self.tier_rank: tuple[str, ...] = ()
         self.setWindowTitle(f"Help desk — {self.agent}")
         self.setWindowIcon(style.app_icon())
         self.resize(1380, 860)
@@ -141,6 +143,7 @@ class MainWindow(QMainWindow, WindowMenus):
         self._counts_loaded = False
         self.model.rows_loaded.connect(self._first_rows)
         self.refresh_list()
+        self._load_tier_order()
         # Keyboard first: single-key shortcuts (J, K, C, R...) work from the start.
         self.column.list.setFocus(Qt.FocusReason.OtherFocusReason)
 
@@ -217,12 +220,15 @@ class MainWindow(QMainWindow, WindowMenus):
         self._list_busy = True
         query = self._list_query()
         view, search, vip_first, sort = query
+        tier_rank = self.tier_rank
         started = time.perf_counter()
 
         def ids_job(limit: int | None, cancel: threading.Event | None = None
                     ) -> Callable[[Any], tuple[list[str], dict[str, int]] | None]:
             def work(d: Any) -> tuple[list[str], dict[str, int]] | None:
                 kw: dict[str, Any] = {"vip_first": vip_first, "sort": sort}
+                if vip_first and tier_rank:
+                    kw["tier_rank"] = tier_rank  # VIP tickets by the team's tier order
                 if limit:
                     kw["limit"] = limit
                 if cancel is not None:
@@ -371,9 +377,23 @@ class MainWindow(QMainWindow, WindowMenus):
         self._changes_timer.start()
 
     def _apply_changes(self) -> None:
+        everything = "*" in self._pending_changes.tickets
         self._pending_changes = Changes(set(), set())
+        if everything:  # a team-wide change, the tier order among them
+            self._load_tier_order()
         self.refresh_list()
         self.refresh_counts()
+
+    def _load_tier_order(self) -> None:
+        def done(order: list[str]) -> None:
+            if shiboken6.isValid(self) and tuple(order) != self.tier_rank:
+                self.tier_rank = tuple(order)
+                if self.column.vip_first:
+                    self._shown_query = None
+                    self.refresh_list()
+
+        self.service.read(lambda d: team_settings.tier_order(d), on_done=done,
+                          on_error=lambda _m: None)
 
     def _periodic(self) -> None:
         # Leases lapse with time, not events: recount and repaint now and then.

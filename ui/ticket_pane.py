@@ -99,6 +99,11 @@ class CaredDialog(QDialog):
         return self.survey.isVisibleTo(self) and self.survey.isChecked()
 
 
+def _short(text: str | None, limit: int = 80) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def ask_cared(parent: QWidget, subject: str, then: Callable[[bool | None], None], *,
               offer_survey: bool = False,
               survey: Callable[[bool], None] | None = None) -> CaredDialog:
@@ -578,7 +583,18 @@ class TicketPane(QStackedWidget):
         except ImportError:
             self.notify("Feedback cards are not available yet.", "info")
             return
-        CardPicker(self.service, tid, self.conversation.quote_text(), self).exec()
+        picker = CardPicker(self.service, tid, self.conversation.quote_text(), self)
+        who = fmt.display_name(self.row.get("customer_name"), self.row.get("customer_email"))
+
+        def added(_card_id: str) -> None:
+            words = f" with their words “{_short(picker.added_quote)}”" \
+                if picker.added_quote else ""
+            self.notify(f"{who} is now on the card “{picker.added_label}”{words}.", "ok",
+                        key=f"card:{tid}")
+            self.customer.reload()
+
+        picker.added.connect(added)
+        picker.exec()
 
     def _open_link(self, url: QUrl) -> None:
         if url.scheme() not in ("http", "https", "mailto"):

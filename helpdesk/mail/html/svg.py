@@ -57,7 +57,8 @@ def clean_svg(data: bytes) -> bytes | None:
     if _local(root.tag) != "svg":
         return None
     _clean(root)
-    return ET.tostring(root, encoding="utf-8")
+    cleaned: bytes = ET.tostring(root, encoding="utf-8")
+    return cleaned
 
 
 def _clean(element: ET.Element) -> None:
