@@ -43,7 +43,9 @@ def _wait_for(qtbot: QtBot, kind: type) -> Any:
 
 def test_the_open_ticket_stays_when_it_leaves_the_view(app: App, qtbot: QtBot) -> None:
     w = app.window
+    w.resize(1280, 800)  # a laptop screen: little room to spare
     _activate(qtbot, app)
+    width = w.width()
     tid = w.model.ids[2]
     w.column.list.setFocus()
     w.column.select_row(2)
@@ -65,6 +67,10 @@ def test_the_open_ticket_stays_when_it_leaves_the_view(app: App, qtbot: QtBot) -
     assert w.pane.ticket_id == tid
     assert w.pane.header.out_of_view.isVisible()
     assert "No longer in Unclaimed" in w.pane.header.out_of_view.text()
+    # The mark wraps in the header: it never widens the pane or the window.
+    left = w.pane.splitter.widget(0)
+    assert left.minimumSizeHint().width() <= left.width()
+    assert w.width() == width and w.minimumSizeHint().width() <= width
     assert not w.column.list.selectionModel().hasSelection()
 
     # R answers the customer on screen, not the list's first one.

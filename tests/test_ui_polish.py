@@ -109,11 +109,16 @@ def test_one_wording_of_time_with_the_exact_time_on_hover(mail_app: App, qtbot: 
     if cached.get("waiting_since"):
         assert fmt.exact(cached["waiting_since"]) in tip
     assert w.model.data(w.model.index(row, Col.UPDATED)) == fmt.ago(cached["updated_at"])
-    # "x ago" everywhere: a day-old time says "yesterday 14:05", never "Yesterday".
-    from datetime import timedelta
+    # Relative everywhere, "… ago", then a date only for what is months old.
+    from datetime import datetime, timedelta
 
-    assert fmt.ago(fmt.utcnow() - timedelta(days=1, minutes=1)).startswith(
-        ("yesterday", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
+    now = datetime(2026, 3, 10, 12, 0)
+    assert fmt.ago(now - timedelta(seconds=20), now) == "just now"
+    assert fmt.ago(now - timedelta(minutes=4), now) == "4 min ago"
+    assert fmt.ago(now - timedelta(hours=3), now) == "3 h ago"
+    assert fmt.ago(now - timedelta(days=3), now) == "3 d ago"
+    assert fmt.ago(now - timedelta(days=20), now) == "2 wk ago"
+    assert fmt.ago(now - timedelta(days=100), now)[0].isdigit()
 
 
 def test_unclaimed_and_pending_have_distinct_icons(qapp: Any) -> None:

@@ -60,17 +60,29 @@ def age(value: Any, now: datetime | None = None) -> str:
 
 
 def ago(value: Any, now: datetime | None = None) -> str:
-    """'just now', '4 min ago', 'yesterday', '12 Mar'."""
+    """Relative, the one wording of time on screen: 'just now', '4 min ago', '3 h ago',
+    'yesterday', '5 d ago', '3 wk ago'; older than eight weeks, the date ('12 Mar',
+    '12 Mar 2024'). :func:`exact` gives the exact time for a tooltip."""
     when = parse_time(value)
     if when is None:
         return "never"
-    delta = (now or utcnow()) - when
+    current = now or utcnow()
+    delta = current - when
     if delta < timedelta(seconds=45):
         return "just now"
     if delta < timedelta(days=1):
         return duration(delta) + " ago"
-    day = stamp(when, now)
-    return day[:1].lower() + day[1:] if day.startswith("Yesterday") else day
+    days = (local(current).date() - local(when).date()).days
+    if days <= 1:
+        return "yesterday"
+    if days < 14:
+        return f"{days} d ago"
+    if days < 56:
+        return f"{days // 7} wk ago"
+    here = local(when)
+    if here.year == local(current).year:
+        return f"{here.day} {here.strftime('%b')}"
+    return f"{here.day} {here.strftime('%b %Y')}"
 
 
 def exact(value: Any) -> str:

@@ -145,6 +145,7 @@ class TicketHeader(QFrame):
         self.out_of_view = QLabel()
         self.out_of_view.setObjectName("outOfView")
         self.out_of_view.setTextFormat(Qt.TextFormat.PlainText)
+        self.out_of_view.setWordWrap(True)  # never widens the pane (or the window)
         self.out_of_view.hide()
         left.addWidget(self.subject)
         left.addWidget(self.meta)
@@ -166,7 +167,7 @@ class TicketHeader(QFrame):
         if status != "open":
             bits.append(status.capitalize())
         if row.get("waiting_since") and status != "closed":
-            bits.append(f"waiting since {fmt.ago(row['waiting_since'])}")
+            bits.append(f"oldest unanswered {fmt.ago(row['waiting_since'])}")
         self.meta.setText("  ·  ".join(bits))
         when = fmt.exact(row.get("waiting_since")) if status != "closed" else ""
         self.meta.setToolTip(f"Oldest unanswered message: {when}" if when else "")
