@@ -349,3 +349,24 @@ def test_always_sends_the_survey_and_never_never_does(survey_app: App, qtbot: Qt
     else:
         app.settle()
         assert app.desk.metrics.surveys(tid) == []
+
+
+def test_closing_the_composer_gives_the_keys_back_to_the_list(app: App, qtbot: QtBot) -> None:
+    w = app.window
+    _activate(qtbot, app)
+    w.column.list.setFocus()
+    tid = w.model.ids[0]
+    w.column.select_row(0)
+    qtbot.waitUntil(lambda: w.pane.ticket_id == tid and bool(w.pane.row), timeout=10_000)
+    qtbot.keyClick(w.column.list, Qt.Key.Key_R)
+    composer = w.pane.composer
+    qtbot.waitUntil(lambda: composer.is_open and composer.editor.hasFocus(), timeout=10_000)
+    qtbot.keyClick(composer.editor, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not composer.is_open)
+    focused = QApplication.focusWidget()
+    assert not isinstance(focused, (QLineEdit, QPlainTextEdit)), focused
+    fields = [*w.findChildren(QLineEdit), *w.findChildren(QPlainTextEdit)]
+    before = [f.text() if isinstance(f, QLineEdit) else f.toPlainText() for f in fields]
+    qtbot.keyClick(focused or w, Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: w.pane.ticket_id == w.model.ids[1], timeout=10_000)
+    assert [f.text() if isinstance(f, QLineEdit) else f.toPlainText() for f in fields] == before
