@@ -26,17 +26,36 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import text as sql_text
 
 from helpdesk.errors import HelpdeskError
-from helpdesk.team.fold import FoldContext, Handlers
+from helpdesk.team.events import Event
+from helpdesk.team.fold import FoldContext, FoldResult, Handlers
 
 if TYPE_CHECKING:
     from helpdesk.changes import Changes
-    from helpdesk.desk import Desk
     from helpdesk.store import Store
+
+
+class _Cards(Protocol):
+    def resolve(self, card: str) -> str: ...
+
+
+class Desk(Protocol):
+    """What these reads and intents use of the facade (``helpdesk.desk.Desk``): a core
+    module never imports the facade itself."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def cards(self) -> _Cards: ...
+
+    def event(self, etype: str, subject: str, **data: Any) -> Event: ...
+
+    def publish(self, *events: Event) -> tuple[Changes, FoldResult]: ...
 
 __all__ = ["DEFAULT_TIERS", "HANDLERS", "CardNote", "card_notes", "card_notes_in", "note_for",
            "rank_of", "render_note", "set_card_note", "set_tier_order", "tier_order"]
