@@ -1,10 +1,14 @@
 """The composer: reply in place, under the conversation.
 
 Opening it loads the reply context (recipient, greeting by preferred name,
-white-glove reminder), the saved draft and the saved replies. While it is open
+white-glove reminder, who reply-all copies, the signature, the quoted message), the
+saved draft (its files and recipients too) and the saved replies. While it is open
 the draft is autosaved every few seconds and the claim lease is renewed. Sending
-goes through ``desk.reply`` on the worker; a teammate holding the ticket comes
-back as a conflict and the text stays where it is.
+goes through ``desk.reply`` on the worker with everything the parts hold
+(ui/compose_parts.py: To/Cc/Bcc, formatting, files, quote, signature); a teammate
+holding the ticket comes back as a conflict and the text stays where it is. A
+reply waits out the undo window in the outbox: "Sending in 8 s... Undo"; Undo
+cancels it (nothing is sent) and puts the draft back, files included.
 """
 
 from __future__ import annotations
@@ -21,15 +25,25 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMenu,
-    QPlainTextEdit,
+    QMessageBox,
     QPushButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from helpdesk.desk import Draft
 from ui import format as fmt
 from ui import style
+from ui.compose_parts import (
+    Attachments,
+    FormatBar,
+    QuotedMessage,
+    Recipients,
+    RichEditor,
+    SignatureRow,
+    UndoBar,
+)
 from ui.help_sheet import keys, tip
 from ui.style import C
 from ui.widgets import ElidedLabel, plain_label, plain_tooltip
@@ -112,12 +126,43 @@ class Composer(QFrame):
         self.reminder.hide()
         lay.addWidget(self.reminder)
 
-        self.editor = QPlainTextEdit()
+        self.recipients = Recipients()
+        lay.addWidget(self.recipients)
+
+        self.editor = RichEditor()
         self.editor.setObjectName("editor")
         self.editor.setPlaceholderText("Write your reply…")
         self.editor.setMinimumHeight(150)
-        self.editor.setTabChangesFocus(True)
+        tools = QHBoxLayout()
+        tools.setSpacing(4)
+        self.format_bar = FormatBar(self.editor)
+        tools.addWidget(self.format_bar, 1)
+        self.attach_button = QToolButton()
+        self.attach_button.setText("Attach")
+        self.attach_button.setIcon(style.icon("attach", C.muted))
+        self.attach_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.attach_button.setToolTip("Attach files (or drop them on the text, or paste an "
+                                      "image)")
+        tools.addWidget(self.attach_button)
+        lay.addLayout(tools)
         lay.addWidget(self.editor, 1)
+        self.files = Attachments(int(getattr(service.desk.profile, "max_attachment_mb", 20)))
+        self.files.setObjectName("composerFiles")
+        lay.addWidget(self.files)
+        self.attach_button.clicked.connect(self.files.choose)
+        self.editor.files_dropped.connect(self.files.add_paths)
+        self.editor.image_pasted.connect(self.files.add_image)
+        self.files.problem.connect(lambda m: self._set_state(m, "error"))
+        self.files.changed.connect(self._files_changed)
+        self._files_dirty = False
+        self.signature = SignatureRow()
+        lay.addWidget(self.signature)
+        self.quoted = QuotedMessage()
+        lay.addWidget(self.quoted)
+        self.undo_bar = UndoBar()
+        self.undo_bar.undo.connect(self._undo)
+        self.undo_bar.elapsed.connect(self._window_over)
+        lay.addWidget(self.undo_bar)
 
         foot = QHBoxLayout()
         self.state = plain_label()
@@ -170,7 +215,12 @@ class Composer(QFrame):
         self._seq += 1
         seq = self._seq
         self._set_sending(False)
+        self.undo_bar.stop()
         self.editor.clear()
+        self.files.set_files([])
+        self.recipients.set_values([])
+        self.signature.set_signature("")
+        self.quoted.set_quote("", "")
         self.editor.setEnabled(False)
         self.to_label.setText("Preparing the reply…")
         self.subject_label.setText("")
@@ -178,10 +228,12 @@ class Composer(QFrame):
         self._set_state("")
         self.show()
 
-        def load(desk: Any) -> tuple[dict[str, Any], str | None, list[dict[str, str]]]:
-            return desk.composer(ticket_id), desk.draft(ticket_id), desk.templates()
+        def load(desk: Any) -> tuple[dict[str, Any], dict[str, Any] | None,
+                                     list[dict[str, str]]]:
+            return desk.composer(ticket_id), desk.load_draft(ticket_id), desk.templates()
 
-        def done(result: tuple[dict[str, Any], str | None, list[dict[str, str]]]) -> None:
+        def done(result: tuple[dict[str, Any], dict[str, Any] | None,
+                               list[dict[str, str]]]) -> None:
             if shiboken6.isValid(self) and seq == self._seq:
                 self._loaded(*result)
 
@@ -192,7 +244,7 @@ class Composer(QFrame):
 
         self.service.run(load, on_done=done, on_error=failed)
 
-    def _loaded(self, ctx: dict[str, Any], draft: str | None,
+    def _loaded(self, ctx: dict[str, Any], saved: dict[str, Any] | None,
                 templates: list[dict[str, str]]) -> None:
         self.context = ctx
         to_text = f"Reply to {ctx.get('to') or ''}"
@@ -207,15 +259,35 @@ class Composer(QFrame):
         self._set_templates(templates)
         greeting = str(ctx.get("greeting") or "Hello,")
         self._initial_text = f"{greeting}\n\n"
+        draft = str(saved["body"]) if saved else None
+        meta: dict[str, Any] = dict(saved.get("meta") or {}) if saved else {}
         text = draft if draft else self._initial_text
         self._saved_text = text
         self.editor.setEnabled(True)
-        self.editor.setPlainText(text)
+        if meta.get("html"):
+            self.editor.setHtml(str(meta["html"]))
+            self._saved_text = self.text()
+        else:
+            self.editor.setPlainText(text)
+        to = meta.get("to") or ([ctx["to"]] if ctx.get("to") else [])
+        self.recipients.set_values([str(a) for a in to], list(meta.get("cc") or []),
+                                   list(meta.get("bcc") or []), list(ctx.get("cc_all") or []))
+        if meta.get("reply_all"):
+            self.recipients.add_others()
+        self.files.set_files(list(saved.get("attachments") or []) if saved else [])
+        self._files_dirty = False
+        self.signature.set_signature(str(ctx.get("signature") or ""))
+        self.signature.include.setChecked(meta.get("signature", True) is not False)
+        quote = ctx.get("quote") or {}
+        self.quoted.set_quote(str(quote.get("attribution") or ""), str(quote.get("text") or ""))
+        self.quoted.include.setChecked(meta.get("quote", True) is not False)
         cursor = self.editor.textCursor()
         cursor.movePosition(QTextCursor.MoveOperation.End)
         self.editor.setTextCursor(cursor)
         self.editor.setFocus()
-        if draft:
+        if meta.get("outbox_id"):
+            self._set_state("Not sent: your reply is back.")
+        elif draft:
             self._set_state("Draft restored.")
         elif self.unclaimed:
             self._set_state("Sending will claim this ticket for you.")
@@ -227,6 +299,8 @@ class Composer(QFrame):
             self.opened.emit(self.ticket_id)
 
     def close_composer(self, save: bool = True) -> None:
+        # A reply still in its undo window goes when the window ends (the core sends it).
+        self.undo_bar.stop()
         if save:
             self.save_draft()
         self._autosave.stop()
@@ -241,15 +315,29 @@ class Composer(QFrame):
     def text(self) -> str:
         return self.editor.toPlainText()
 
+    def _files_changed(self) -> None:
+        self._files_dirty = True
+
+    def _draft_meta(self) -> dict[str, Any]:
+        to, cc, bcc = self.recipients.values()
+        return {"to": to, "cc": cc, "bcc": bcc, "quote": self.quoted.include.isChecked(),
+                "signature": self.signature.include.isChecked(),
+                "html": self.editor.toHtml() if self.editor.has_formatting() else None}
+
     def save_draft(self, quiet: bool = False) -> None:
         tid = self.ticket_id
         text = self.text()
-        if not tid or not self.editor.isEnabled() or text == self._saved_text:
+        dirty_files = self._files_dirty
+        if not tid or not self.editor.isEnabled() or self._sending or \
+                (text == self._saved_text and not dirty_files):
             return
         self._saved_text = text
-        if text.strip() in ("", self._initial_text.strip()):
+        self._files_dirty = False
+        if text.strip() in ("", self._initial_text.strip()) and not self.files.files:
             self.service.run(lambda d: d.discard_draft(tid), on_error=lambda _m: None)
             return
+        meta = self._draft_meta()
+        files = list(self.files.files) if dirty_files else None
 
         def saved(_r: Any) -> None:
             if (shiboken6.isValid(self) and not quiet and not self._sending
@@ -257,7 +345,7 @@ class Composer(QFrame):
                 self._set_state("Draft saved just now.")
                 self.state.setToolTip(f"Saved {fmt.exact(fmt.utcnow())}")
 
-        self.service.run(lambda d: d.save_draft(tid, text), on_done=saved)
+        self.service.run(lambda d: d.save_draft(tid, text, meta, files), on_done=saved)
 
     def discard(self) -> None:
         """Throw the draft away and close; ``discarded`` lets the window offer an undo."""
@@ -347,26 +435,45 @@ class Composer(QFrame):
         else:
             self._send(close, None)
 
+    def draft(self, allow_large: bool = False) -> Draft:
+        """Everything the composer holds, for ``desk.reply``."""
+        to, cc, bcc = self.recipients.values()
+        return Draft(body=self.text(),
+                     html=self.editor.toHtml() if self.editor.has_formatting() else None,
+                     to=to or None, cc=cc, bcc=bcc, attachments=list(self.files.files),
+                     quote=self.quoted.include.isChecked() and self.quoted.isVisibleTo(self),
+                     signature=self.signature.include.isChecked(), allow_large=allow_large)
+
     def _send(self, close: bool, cared: bool | None) -> None:
         tid = self.ticket_id
         if not tid or not shiboken6.isValid(self):
             return
+        if self.files.over_limit and QMessageBox.question(
+                self, "Large attachments",
+                f"The files come to more than {self.files.limit_mb} MB; many mail servers "
+                f"refuse messages this large. Send anyway?") != QMessageBox.StandardButton.Yes:
+            return
         body = self.text()
+        draft = self.draft(allow_large=self.files.over_limit)
         self._set_sending(True)
         self._set_state("Sending…")
 
         def work(desk: Any) -> dict[str, Any]:
-            result: dict[str, Any] = desk.reply(tid, body, close=close, cared=cared)
+            result: dict[str, Any] = desk.reply(tid, body, close=close, cared=cared,
+                                                draft=draft)
             return result
 
         def done(result: dict[str, Any]) -> None:
             if not shiboken6.isValid(self):
                 return
-            self._set_sending(False)
-            if self.ticket_id == tid:
+            due = result.get("not_before")
+            if result.get("state") == "queued" and due is not None and self.ticket_id == tid:
                 self._saved_text = body
-                self.close_composer(save=False)
-            self.sent.emit(tid, result)
+                self._set_state("")
+                self.undo_bar.start(int(result["outbox_id"]),
+                                    (due - fmt.utcnow()).total_seconds())
+                return
+            self._finished(tid, body, result)
 
         def failed(message: str) -> None:
             if not shiboken6.isValid(self):
@@ -380,9 +487,52 @@ class Composer(QFrame):
 
         self.service.run(work, on_done=done, on_error=failed)
 
+    def _finished(self, tid: str, body: str, result: dict[str, Any]) -> None:
+        self._set_sending(False)
+        self.undo_bar.stop()
+        if self.ticket_id == tid:
+            self._saved_text = body
+            self.close_composer(save=False)
+        self.sent.emit(tid, result)
+
+    def _window_over(self, item_id: int) -> None:
+        """The countdown ended: the core sends it now; close once it has gone."""
+        tid = self.ticket_id
+        body = self.text()
+
+        def done(result: dict[str, Any]) -> None:
+            if shiboken6.isValid(self) and tid:
+                self._finished(tid, body, result)
+
+        def failed(message: str) -> None:
+            if shiboken6.isValid(self):
+                self._set_sending(False)
+                self._set_state(message, "error")
+
+        self.service.run(lambda d: d.send_due(item_id), on_done=done, on_error=failed)
+
+    def _undo(self, item_id: int) -> None:
+        """Undo: nothing is sent and the draft (files, recipients) is back here."""
+        tid = self.ticket_id
+
+        def undone(_r: Any) -> None:
+            if not shiboken6.isValid(self) or self.ticket_id != tid or tid is None:
+                return
+            self._set_sending(False)
+            self.undo_bar.stop()
+            self.ticket_id = None  # reopen: the restored draft, as it was
+            self.open_for(tid, self.unclaimed)
+
+        def refused(message: str) -> None:  # too late: being sent or sent; it goes once
+            if shiboken6.isValid(self):
+                self._set_state(message, "error")
+
+        self.service.run(lambda d: d.cancel_outbox(item_id), on_done=undone, on_error=refused)
+
     def _set_sending(self, sending: bool) -> None:
         self._sending = sending
-        for w in (self.send_button, self.send_close_button, self.editor, self.discard_button):
+        for w in (self.send_button, self.send_close_button, self.editor, self.discard_button,
+                  self.recipients, self.attach_button, self.format_bar):
             w.setEnabled(not sending)
 
     def _set_state(self, text: str, kind: str = "") -> None:

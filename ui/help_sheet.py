@@ -36,6 +36,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("close", ("E",), "Close the ticket", "Working a ticket"),
     Shortcut("feedback", ("F",), "Add to a feedback card", "Working a ticket"),
     Shortcut("customer", ("I",), "Show or hide the customer panel", "Working a ticket"),
+    Shortcut("compose", ("N",), "New conversation (becomes a ticket of yours)",
+             "Working a ticket"),
     Shortcut("send", ("Ctrl+Return", "Ctrl+Enter"), "Send the reply", "Composer"),
     Shortcut("send_close", ("Ctrl+Shift+Return",), "Send and close", "Composer"),
     Shortcut("cancel", ("Esc",), "Leave the composer or search (draft is kept)", "Composer"),

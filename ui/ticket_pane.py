@@ -245,6 +245,7 @@ class TicketPane(QStackedWidget):
                                              self.mark_pending)
         self.reopen_action = menu.addAction(style.icon("reopen"), "Reopen", self.reopen)
         self.release_action = menu.addAction(style.icon("release"), "Release", self.release)
+        menu.addAction(style.icon("send"), "Forward…", self.forward)
         menu.addSeparator()
         menu.addAction(style.icon("card"), tip("Add to a feedback card…", "feedback"),
                        self.add_to_card)
@@ -542,6 +543,18 @@ class TicketPane(QStackedWidget):
             self.notify(f"{self.row.get('claimed_by')} is handling this ticket. Take it over "
                         "first if you need to reply.", "warn", key=f"held:{self.ticket_id}")
         self.composer.open_for(self.ticket_id, unclaimed=not self.row.get("claimed_by"))
+
+    def forward(self) -> None:
+        """Forward the customer's latest message (with its files) to a colleague or vendor."""
+        if self.ticket_id is None:
+            return
+        from ui.compose_dialog import ComposeDialog
+
+        tid = self.ticket_id
+        dialog = ComposeDialog.forward(self.service, tid, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.sent.connect(lambda result: self._reply_sent(tid, result))
+        dialog.show()
 
     def _keep_answer_in_view(self) -> None:
         """The composer shares the column with the conversation: what is being

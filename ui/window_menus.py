@@ -64,10 +64,13 @@ class WindowMenus:
             "pending": self._action("Mark as pending", p.mark_pending, None, "pending"),
             "feedback": self._action("Add to feedback card…", p.add_to_card, "feedback",
                                      "card"),
+            "forward": self._action("Forward…", p.forward, None, "send"),
+            "compose": self._action("New conversation…", self.new_conversation, "compose",
+                                    "note"),
         }
         for name, action in self.ticket_actions.items():
             t.addAction(action)
-            if name in ("release", "pending"):
+            if name in ("release", "pending", "feedback"):
                 t.addSeparator()
         self.next_action = self._action("Next ticket", lambda: self.column.move(1), None, None,
                                         [QKeySequence("J")])
@@ -101,6 +104,22 @@ class WindowMenus:
         h.addAction(self._action("About Help desk", self._about))
 
     # --- other windows -----------------------------------------------------------------
+
+    def new_conversation(self) -> None:
+        """Write to a customer first: the message becomes a ticket claimed by you."""
+        from ui.compose_dialog import ComposeDialog
+
+        dialog = ComposeDialog.new_conversation(self.service, self.pane)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def sent(result: dict[str, Any]) -> None:
+            tid = str(result.get("ticket") or "")
+            kind = "error" if result.get("state") == "failed" else "ok"
+            self.pane.notify(f"{result.get('message') or ''} New ticket #{tid}.", kind,
+                             key=f"compose:{tid}")
+
+        dialog.sent.connect(sent)
+        dialog.show()
 
     def show_help(self) -> None:
         sheet = HelpSheet(self)
