@@ -136,7 +136,12 @@ def main() -> int:
         wait(app, lambda: composer.is_open and composer.editor.isEnabled(), what="composer")
         composer.editor.insertPlainText(
             "I completely understand how worrying this is, and your recipes are safe: "
-            "nothing is lost.\n\nHere is what happens next:\n1. ")
+            "nothing is lost.\n\nHere is what happens next:\n")
+        composer.format_bar.make_list(numbered=True)
+        composer.editor.insertPlainText("We check your account today.")
+        from helpdesk.desk import FileAttachment
+        composer.files.set_files([FileAttachment.of("Your recipes (backup).pdf",
+                                                    b"%PDF-1.4\n" + b"0" * 180_000)])
         settle(app, 1.0)
         window.grab().save(str(out / "composer.png"))
         composer.close_composer(save=False)

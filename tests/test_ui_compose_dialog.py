@@ -89,3 +89,17 @@ def test_forward_from_the_gui(qtbot: QtBot, service: DeskService, smtp_sink: Any
     service.run(lambda d: d.send_now(service.desk.outbox()[0]["id"]))
     ((_f, rcpts, raw),) = smtp_sink.wait_for(1, timeout=15)
     assert rcpts == ["vendor@vendor.example"] and b"See logs." in raw
+
+
+def test_signatures_dialog_sets_both_for_the_team(qtbot: QtBot, service: DeskService) -> None:
+    from ui.compose_dialog import SignatureDialog
+
+    dialog = SignatureDialog(service)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(dialog.save_button.isEnabled, timeout=10_000)
+    dialog.personal.setPlainText("Ann\nExample support")
+    dialog.team.setPlainText("The Example team — {agent}")
+    with qtbot.waitSignal(dialog.saved, timeout=10_000):
+        dialog.save_button.click()
+    assert service.desk.signatures() == {"personal": "Ann\nExample support",
+                                         "team": "The Example team — {agent}"}

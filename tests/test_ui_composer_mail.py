@@ -158,3 +158,23 @@ def test_forward_and_new_conversation_from_the_window(
     assert len(smtp_sink.wait_for(2)) == 2
     qtbot.waitUntil(lambda: any("New ticket #" in t for _k, t in app.window.message_bar.history),
                     timeout=10_000)
+
+
+def test_undo_too_late_says_already_sent_and_closes(
+        qtbot: QtBot, dovecot: Any, smtp_sink: Any, tmp_path: Path) -> None:
+    app = _app(qtbot, dovecot, smtp_sink, tmp_path, send_delay_seconds=30)
+    try:
+        composer = _open(app, qtbot)
+        _type_at_end(composer, qtbot, "Gone already")
+        composer.send()
+        qtbot.waitUntil(lambda: composer.undo_bar.isVisible(), timeout=10_000)
+        item = composer.undo_bar.item_id
+        app.desk.send_now(item)  # another desktop's sync, a CLI: it went meanwhile
+        smtp_sink.wait_for(1)
+        messages: list[str] = []
+        composer.sent.connect(lambda _t, r: messages.append(r["state"]))
+        composer.undo_bar.button.click()
+        qtbot.waitUntil(lambda: not composer.is_open, timeout=10_000)
+        assert messages == ["sent"] and len(smtp_sink.messages) == 1
+    finally:
+        app.stop()

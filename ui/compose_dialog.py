@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -198,7 +198,19 @@ class ComposeDialog(QDialog):
         def look(desk: Desk) -> dict[str, Any]:
             return desk.send_due(item_id)
 
-        self.service.run(look, on_done=self._done, on_error=self._failed)
+        def done(result: dict[str, Any]) -> None:
+            from helpdesk.clock import utcnow
+
+            due = result.get("not_before")
+            if shiboken6.isValid(self) and result.get("state") == "queued" and \
+                    due is not None and due > utcnow():
+                # Our countdown ran a little ahead of the outbox's clock: look again then.
+                wait = int((due - utcnow()).total_seconds() * 1000) + 100
+                QTimer.singleShot(wait, self, lambda: self._window_over(item_id))
+                return
+            self._done(result)
+
+        self.service.run(look, on_done=done, on_error=self._failed)
 
     def _done(self, result: dict[str, Any]) -> None:
         if not shiboken6.isValid(self):
@@ -230,5 +242,83 @@ class ComposeDialog(QDialog):
         def refused(message: str) -> None:  # too late: it is being sent, or was sent
             if shiboken6.isValid(self):
                 self._state(message, "error")
+                self._window_over(item_id)  # close once it has gone, as without Undo
 
         self.service.run(cancel, on_done=undone, on_error=refused)
+
+
+class SignatureDialog(QDialog):
+    """Your signature and the team's (team state: every desktop gets them), with the
+    placeholders saved replies have ({agent}, {first_name}, {ticket}...)."""
+
+    saved = Signal()
+
+    def __init__(self, service: DeskService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from PySide6.QtWidgets import QPlainTextEdit
+
+        self.service = service
+        self.setWindowTitle("Signatures")
+        self.resize(520, 420)
+        lay = QVBoxLayout(self)
+        hint = QLabel("Added below everything you send. {agent}, {first_name}, {ticket} and "
+                      "{subject} are filled in. The team's is used by whoever has none.")
+        hint.setWordWrap(True)
+        hint.setObjectName("muted")
+        lay.addWidget(hint)
+        lay.addWidget(QLabel(f"Your signature ({service.desk.agent})"))
+        self.personal = QPlainTextEdit()
+        lay.addWidget(self.personal, 1)
+        lay.addWidget(QLabel("The team's signature"))
+        self.team = QPlainTextEdit()
+        lay.addWidget(self.team, 1)
+        foot = QHBoxLayout()
+        self.state = QLabel()
+        self.state.setWordWrap(True)
+        foot.addWidget(self.state, 1)
+        cancel = QPushButton("Cancel")
+        cancel.clicked.connect(self.reject)
+        self.save_button = QPushButton("Save")
+        self.save_button.setObjectName("primary")
+        self.save_button.clicked.connect(self.save)
+        foot.addWidget(cancel)
+        foot.addWidget(self.save_button)
+        lay.addLayout(foot)
+        self._was: dict[str, str] = {"personal": "", "team": ""}
+        self.save_button.setEnabled(False)
+        service.read(lambda d: d.signatures(), on_done=self._loaded)
+
+    def _loaded(self, sigs: dict[str, str]) -> None:
+        if not shiboken6.isValid(self):
+            return
+        self._was = dict(sigs)
+        self.personal.setPlainText(sigs.get("personal") or "")
+        self.team.setPlainText(sigs.get("team") or "")
+        self.save_button.setEnabled(True)
+
+    def save(self) -> None:
+        changes = [(text, team) for text, team, key in (
+            (self.personal.toPlainText().strip("\n"), False, "personal"),
+            (self.team.toPlainText().strip("\n"), True, "team"))
+            if text != (self._was.get(key) or "")]
+        if not changes:
+            self.accept()
+            return
+        self.save_button.setEnabled(False)
+        self.state.setText("Saving for the team…")
+
+        def work(desk: Desk) -> None:
+            for text, team in changes:
+                desk.set_signature(text, team=team)
+
+        def done(_r: Any) -> None:
+            if shiboken6.isValid(self):
+                self.saved.emit()
+                self.accept()
+
+        def failed(message: str) -> None:
+            if shiboken6.isValid(self):
+                self.save_button.setEnabled(True)
+                self.state.setText(message)
+
+        self.service.run(work, on_done=done, on_error=failed)

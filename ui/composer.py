@@ -501,8 +501,15 @@ class Composer(QFrame):
         body = self.text()
 
         def done(result: dict[str, Any]) -> None:
-            if shiboken6.isValid(self) and tid:
-                self._finished(tid, body, result)
+            if not shiboken6.isValid(self) or not tid:
+                return
+            due = result.get("not_before")
+            if result.get("state") == "queued" and due is not None and due > fmt.utcnow():
+                # Our countdown ran a little ahead of the outbox's clock: look again then.
+                wait = int((due - fmt.utcnow()).total_seconds() * 1000) + 100
+                QTimer.singleShot(wait, self, lambda: self._window_over(item_id))
+                return
+            self._finished(tid, body, result)
 
         def failed(message: str) -> None:
             if shiboken6.isValid(self):
@@ -526,6 +533,7 @@ class Composer(QFrame):
         def refused(message: str) -> None:  # too late: being sent or sent; it goes once
             if shiboken6.isValid(self):
                 self._set_state(message, "error")
+                self._window_over(item_id)  # close once it has gone, as without Undo
 
         self.service.run(lambda d: d.cancel_outbox(item_id), on_done=undone, on_error=refused)
 

@@ -48,6 +48,7 @@ class WindowMenus:
         self.sync_action = self._action("Sync now", self.sync_now, "sync", "refresh")
         app_menu.addAction(self.sync_action)
         app_menu.addAction(self._action("Settings…", self.open_settings, None, "settings"))
+        app_menu.addAction(self._action("Signatures…", self.open_signatures, None, "note"))
         app_menu.addSeparator()
         app_menu.addAction(self._action("Quit", self.close, None, None,
                                         [QKeySequence(QKeySequence.StandardKey.Quit)]))
@@ -159,6 +160,14 @@ class WindowMenus:
         if self.model.row_of(tid) < 0 and self.view != "all":
             self.sidebar.select("all")
         self.open_ticket(tid)
+
+    def open_signatures(self) -> None:
+        from ui.compose_dialog import SignatureDialog
+
+        dialog = SignatureDialog(self.service, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(lambda: self.notify("Signatures saved for the team.", "ok"))
+        dialog.open()
 
     def open_settings(self) -> None:
         from ui.setup_dialog import SetupDialog
