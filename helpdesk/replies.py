@@ -317,7 +317,8 @@ class Replies(OutboxSender):
         base = strip_subject(original["subject"] or row.get("subject") or "")
         subject = draft.subject or f"Fwd: {base} [#{tid}]"
         item_id, _mid = self.queue_mail(
-            kind="forward", to=rcpt, cc=cc, bcc=bcc, subject=subject, body=draft.body,
+            kind="forward", extra_headers={"X-Helpdesk-Kind": "forward"}, to=rcpt, cc=cc,
+            bcc=bcc, subject=subject, body=draft.body,
             html=draft.html, ticket_id=tid, in_reply_to=original["message_id"],
             references=refs, attachments=own + theirs,
             quote=self._quote_of(original, "forward"),
@@ -385,7 +386,8 @@ class Replies(OutboxSender):
                    html: str | None = None, attachments: list[FileAttachment] | None = None,
                    quote: Quote | None = None, signature: str = "",
                    not_before: datetime | None = None,
-                   draft: dict[str, Any] | None = None) -> tuple[int, str]:
+                   draft: dict[str, Any] | None = None,
+                   extra_headers: dict[str, str] | None = None) -> tuple[int, str]:
         """Store an outgoing message durably (nothing sent yet); returns (id, Message-ID).
 
         The bytes stored are the bytes sent (attachments included), so a queued item
@@ -411,7 +413,8 @@ class Replies(OutboxSender):
                              to=rcpt, cc=list(cc or []), subject=subject, body=body,
                              in_reply_to=in_reply_to, references=references or [],
                              ticket_id=ticket_id, html=html, attachments=files, quote=quote,
-                             signature=signature), message_id)
+                             signature=signature, extra_headers=dict(extra_headers or {})),
+                     message_id)
         meta = dict(meta or {})
         if publish:
             meta["publish"] = [event_json(e) for e in publish]

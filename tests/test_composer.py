@@ -178,6 +178,11 @@ def test_forward_keeps_attachments_and_joins_the_ticket(dovecot: Any, smtp_sink:
     assert [m["direction"] for m in b.ticket(tid)["messages"]] == ["in", "out"]
     (fwd,) = b.forwards(tid)
     assert fwd["agent"] == "agent-a" and fwd["to"] == ["vendor@vendor.example"]
+    # A forward is no answer: the customer still waits, and it is no first response.
+    for desk in (a, b):
+        row = desk.ticket_rows([tid])[tid]
+        assert row["waiting_since"] is not None and row["first_out_at"] is None, row
+    assert [m["auto"] for m in b.ticket(tid)["messages"]] == ["none", "forward"]
     # The vendor's answer joins the ticket.
     answer = (f"From: vendor@vendor.example\r\nTo: support@example.com\r\n"
               f"Subject: Re: {msg['Subject']}\r\nMessage-ID: <v1@vendor.example>\r\n"

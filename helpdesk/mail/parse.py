@@ -305,7 +305,8 @@ def html_to_text(markup: str) -> str:
 
 def classify_auto(msg: Message, from_addr: str | None,
                   headers: _RawHeaders | None = None) -> str:
-    """'bounce', 'auto-reply', 'list' or 'none' (so machines are not counted as customers)."""
+    """'bounce', 'auto-reply', 'list', 'forward' (one of our forwards) or 'none' (so
+    machines are not counted as customers, and a forward not as an answer)."""
     ctype = (msg.get_content_type() or "").lower()
     local = (from_addr or "").split("@")[0]
     if ctype == "multipart/report" or local in ("mailer-daemon", "postmaster"):
@@ -314,6 +315,8 @@ def classify_auto(msg: Message, from_addr: str | None,
         if part.get_content_type() in ("message/delivery-status", "message/feedback-report"):
             return "bounce"
     h = headers or _RawHeaders(msg, [])
+    if str(h.get("X-Helpdesk-Kind") or "").strip().lower() == "forward":
+        return "forward"  # our forward to a colleague or vendor: not an answer, not a customer
     auto_submitted = str(h.get("Auto-Submitted") or "").strip().lower()
     precedence = str(h.get("Precedence") or "").strip().lower()
     if (auto_submitted and auto_submitted != "no") or h.get("X-Autoreply") \

@@ -421,7 +421,8 @@ def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
     customer_msgs = [m for m in msgs if m["direction"] == "in" and m["auto_kind"] == "none"
                      and not m["scored"]]
     inbound = [m for m in msgs if m["direction"] == "in"]
-    outbound = [m for m in msgs if m["direction"] == "out"]
+    # A forward to a colleague or vendor (helpdesk/replies.py) does not answer the customer.
+    outbound = [m for m in msgs if m["direction"] == "out" and m["auto_kind"] != "forward"]
     customer = None
     for candidates in (customer_msgs, inbound):
         if candidates and candidates[0]["from_addr"]:
@@ -432,7 +433,7 @@ def _aggregate(ticket_id: str, msgs: list[Any]) -> dict[str, Any]:
         customer = to[0][1] if to else None
     waiting = None
     for m in msgs:
-        if m["direction"] == "out":
+        if m["direction"] == "out" and m["auto_kind"] != "forward":
             waiting = None
         elif m["auto_kind"] == "none" and not m["scored"] and waiting is None:
             waiting = m["received_at"]

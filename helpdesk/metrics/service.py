@@ -114,7 +114,7 @@ class ServiceMetrics:
                 f"FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE {_COHORT} "
                 "ORDER BY m.received_at, m.id"), b).all():
             if direction == "out":
-                kind = OTHER if survey else REPLY
+                kind = OTHER if survey or auto == "forward" else REPLY
             else:
                 kind = CUSTOMER if auto == "none" and not answer else OTHER
             tickets[tid].messages.append(Msg(_t(at), kind))
