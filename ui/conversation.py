@@ -36,7 +36,8 @@ from ui.style import C
 from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
-AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list"}
+AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list",
+               "forward": "Forwarded"}
 COLLAPSE_AFTER = 4          # longer threads show older messages folded
 MAX_REMOTE_IMAGES = 40
 MAX_REMOTE_BYTES = 5 * 1024 * 1024
