@@ -178,3 +178,27 @@ def test_undo_too_late_says_already_sent_and_closes(
         assert messages == ["sent"] and len(smtp_sink.messages) == 1
     finally:
         app.stop()
+
+
+def test_a_draft_keeps_its_files_recipients_and_formatting(
+        mail_app: App, qtbot: QtBot, tmp_path: Path) -> None:
+    app = mail_app
+    composer = _open(app, qtbot)
+    _type_at_end(composer, qtbot, "Half written, ")
+    composer.format_bar.toggle_bold()
+    qtbot.keyClicks(composer.editor, "important")
+    shot = tmp_path / "screen.png"
+    shot.write_bytes(b"\x89PNG fake")
+    composer.files.add_paths([str(shot)])
+    composer.recipients.cc.setText("boss@customer.example")
+    composer.save_draft()
+    tid = composer.ticket_id
+    qtbot.waitUntil(lambda: bool((app.desk.load_draft(tid) or {}).get("attachments")),
+                    timeout=10_000)
+    composer.close_composer()
+    composer = _open(app, qtbot)
+    assert composer.state.text() == "Draft restored."
+    assert composer.text().endswith("Half written, important")
+    assert composer.editor.has_formatting()
+    assert [f.data for f in composer.files.files] == [b"\x89PNG fake"]
+    assert composer.recipients.values()[1] == ["boss@customer.example"]
