@@ -8,7 +8,6 @@ query and refresh the counts, debounced so a burst of changes costs one query.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -71,7 +70,6 @@ class MainWindow(QMainWindow, WindowMenus):
         self._full_read_cancel: threading.Event | None = None
         self._full_read_query: tuple[str, str, bool, str] | None = None
         self._first_list = True
-        self._paged = _accepts_limit(self.desk)
         self._board: QWidget | None = None
         self._dashboard: QWidget | None = None
         self._shown_query: tuple[Any, ...] | None = None
@@ -273,7 +271,7 @@ class MainWindow(QMainWindow, WindowMenus):
 
         # A first page only for a new query: a refresh of the same list must not shrink
         # it under the reader's scroll position.
-        page = self._paged and query != self._shown_query
+        page = query != self._shown_query
         self.service.read(ids_job(FIRST_PAGE if page else None),
                          on_done=lambda r: done(r, page), on_error=failed)
 
@@ -477,14 +475,6 @@ class MainWindow(QMainWindow, WindowMenus):
             s.setValue("main/geometry", self.saveGeometry())
             s.setValue("main/splitter", self.splitter.saveState())
         super().closeEvent(event)
-
-
-def _accepts_limit(desk: Any) -> bool:
-    """Whether ``desk.ticket_ids`` takes ``limit`` (a first page before the full list)."""
-    try:
-        return "limit" in inspect.signature(desk.ticket_ids).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _empty_text(view: str) -> str:
