@@ -37,7 +37,7 @@ class _Docs(http.server.BaseHTTPRequestHandler):
     docs: dict[str, bytes] = {}
     seen: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.seen.append(self.path)
         body = self.docs.get(self.path.split("?")[0])
         if body is None:
@@ -49,7 +49,7 @@ class _Docs(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
