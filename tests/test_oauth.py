@@ -232,6 +232,7 @@ def test_token_expiry_mid_session_refreshes_without_a_visible_error(
         assert len(smtp_oauth_sink.wait_for(1)) == 1
         assert idp.count("token:refresh_token") >= 1
         assert smtp_oauth_sink.oauth_refusals == []  # renewed ahead, never refused
+        assert "auth failed" not in mailbox.log_text()
         assert desk.status()["last_error"] is None
     finally:
         desk.close()
@@ -270,6 +271,13 @@ def test_revocation_says_so_plainly_and_keeps_the_outbox(
         assert "login smtp" in item["last_error"]
         st = state(desk.profile, "smtp")
         assert st["signed_in"] is False and "revoked" in st["problem"]
+        # The IMAP side finds out at its next connection: told plainly, nothing lost.
+        desk.session.syncer.drop()
+        with pytest.raises(SignInError, match="IMAP sign-in for agent-a has expired or was "
+                                              "revoked"):
+            desk.sync_once()
+        assert "login imap" in str(desk.status()["last_error"])
+        assert [i["state"] for i in desk.outbox()] == ["queued"]
         # Signing in again sends what was queued, once.
         sign_in(desk.profile, "smtp", device=True, show=approve(idp))
         desk.flush_outbox(force=True)
@@ -342,6 +350,13 @@ def test_microsoft_wrong_tenant_is_told_plainly(mailbox: Any, idp: Any,
     assert caught.value.kind == "tenant"
     assert "wrong organisation (tenant)" in str(caught.value) and "oauth_tenant" in \
         str(caught.value)
+
+
+def test_google_has_no_device_flow_for_mail(mailbox: Any, idp: Any, tmp_path: Path) -> None:
+    keys = {"auth": "oauth2", "oauth_provider": "google", "oauth_client_id": "c"}
+    profile = profile_of(tables(mailbox, None, keys), tmp_path)
+    with pytest.raises(SignInError, match="Google does not offer the device-code sign-in"):
+        sign_in(profile, "imap", device=True)
 
 
 def test_declined_in_the_browser(mailbox: Any, idp: Any, tmp_path: Path) -> None:

@@ -53,6 +53,12 @@ def sign_in(profile: Profile, protocol: str, *, device: bool = False,
     signed in by it, with the scopes of all of them.
     """
     settings = _oauth_side(profile, protocol)
+    if device and settings.oauth_provider == "google" and not settings.oauth_device_url:
+        raise SignInError(
+            "Google does not offer the device-code sign-in for mail (its device flow leaves "
+            "out the Gmail scope). Run 'python main.py login " + protocol + "' without "
+            "--device on a computer with a browser, or use the setup dialog's Sign in.",
+            "config")
     scopes = sign_in_scopes(profile, protocol)
     src = source(settings)
     try:
