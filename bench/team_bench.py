@@ -220,7 +220,7 @@ def round_trips(cmds: list[Cmd]) -> int:
 
 def traced(desk: Desk, tracers: dict[int, Tracer]) -> Tracer:
     """The tracer of ``desk``'s own intent connection (re-installed after a reconnect)."""
-    client = desk._client
+    client = desk.session.intents._client
     if client is None:
         raise RuntimeError("the desk has no open connection yet")
     if id(client) not in tracers or tracers[id(client)].client is not client:
@@ -685,14 +685,14 @@ def join_desk(server: Any, work: Path, name: str,
 
     desk = Desk(make_profile(server, work, "agent-new", db_name=f"{name}.sqlite3"))
     tracers: list[Tracer] = []
-    original_connect = desk._connect
+    original_connect = desk.session.connect_imap
 
     def connect() -> imapclient.IMAPClient:
         client = original_connect()
         tracers.append(Tracer(client))
         return client
 
-    desk._connect = connect
+    desk.session.connect_imap = connect
     replay_time = [0.0]
     replay_cmds: list[Cmd] = []
     original_replay = desk.team.replay

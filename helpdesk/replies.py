@@ -206,8 +206,10 @@ class Replies:
                                       agent=self.session.agent, to=[to], subject=subject,
                                       body=body, raw=raw, close_after=close_after, meta=meta,
                                       staged=bool(publish))
-        if publish and resolve:
-            self.resolve_staged([item_id])
+        if publish:
+            _fault_point("staged")
+            if resolve:
+                self.resolve_staged([item_id])
         return item_id, message_id
 
     @intent

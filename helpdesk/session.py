@@ -395,7 +395,11 @@ class Session:
         if not self.on_worker():
             return self.call(self.sync_pass, "sync", interleave=False)
         if self._in_pass:
-            raise RuntimeError("sync_pass is not re-entrant")
+            # Asked for by an intent that runs between two batches of a pass: the pass
+            # under way covers it; one more follows it for anything it already passed.
+            with self._cond:
+                self._sync_wanted = True
+            return Changes(set(), set())
         self._in_pass = True
         try:
             changes = Changes(set(), set())
@@ -404,6 +408,8 @@ class Session:
                 for hook in self.batch_hooks:
                     changes.merge(hook(batch))
                 self.run_waiting_intents()
+                if self._closing:  # what is stored stays stored; the rest next time
+                    raise HelpdeskError("The sync stopped because the desk is closing.")
 
             result = self.syncer.use(lambda c: self.mail.sync_all(c, on_batch=stored))
             changes.merge(Changes.of_mail(result))

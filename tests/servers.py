@@ -48,6 +48,8 @@ import imapclient
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from helpdesk.demo import starters
+
 __all__ = [
     "DEFAULT_USERS",
     "ImapServer",
@@ -103,10 +105,7 @@ class ServerStartError(RuntimeError):
 
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return starters.free_port(HOST)
 
 
 def _port_bindable(port: int) -> bool:
@@ -950,19 +949,8 @@ def start_pymap(users: dict[str, str] | None = None) -> ImapServer:
         last_error: Exception | None = None
         for _attempt in range(5):
             port = free_port()
-            argv = [
-                exe,
-                "--pid-file", str(workdir / "pymap.pid"),
-                "--host", HOST,
-                "--port", str(port),
-                "--no-tls",
-                "--no-service", "admin",
-                "--no-service", "managesieve",
-                "--no-service", "swim",
-                "dict",
-                "--demo-user", user,
-                "--demo-password", password,
-            ]  # fmt: skip
+            argv = [exe, "--pid-file", str(workdir / "pymap.pid"),
+                    *starters.pymap_args(HOST, port, user, password)]
             server = ImapServer(
                 host=HOST,
                 port=port,
@@ -1299,12 +1287,9 @@ class _SinkHandler:
         fail = self.sink._failure("data", None)
         if fail is not None:
             return fail
-        raw = envelope.original_content
-        if raw is None:
-            raw = envelope.content if isinstance(envelope.content, bytes) else b""
         auth = session.auth_data
         user = auth.login.decode(errors="replace") if isinstance(auth, LoginPassword) else None
-        self.sink._record((envelope.mail_from or "", list(envelope.rcpt_tos), raw), user)
+        self.sink._record(starters.received(envelope), user)
         return "250 Message accepted for delivery"
 
 

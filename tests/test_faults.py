@@ -326,3 +326,77 @@ def test_retry_refuses_sent_and_unknown_items(dovecot: Any, smtp_sink: Any,
     assert len(smtp_sink.messages) == 1
     listed = json.loads(cli("outbox", "--json").stdout)
     assert listed == []
+
+
+def test_a_shipped_card_note_is_never_told_without_its_mail(dovecot: Any, smtp_sink: Any,
+                                                           tmp_path: Path) -> None:
+    """The note is stored before its card-notified event, so a crash between them (or a
+    team log out of reach) leaves the customer not yet told and the mail kept; the next
+    sync publishes the event and sends the note, once."""
+    from test_replies import cli, write_smtp_profile
+
+    with dovecot.session() as c:
+        c.append("INBOX", CUSTOMER_MAIL)
+    cfg = write_smtp_profile(dovecot, smtp_sink, tmp_path)
+    assert cli(cfg, "sync", "--once").returncode == 0
+    tid = json.loads(cli(cfg, "tickets", "--json").stdout)[0]["id"]
+    card = cli(cfg, "card", "add", tid, "--title", "Export to CSV").stdout.strip().split()[-1]
+    crashed = cli(cfg, "card", "ship", card, "--notify", env={"HELPDESK_FAULT": "staged"})
+    assert crashed.returncode == 70  # killed after storing the note, before the event
+    shown = json.loads(cli(cfg, "card", "show", card, "--json").stdout)
+    assert shown["notified"] == []  # nobody is marked told
+    assert [i["state"] for i in json.loads(cli(cfg, "outbox", "--json").stdout)] == ["staged"]
+    assert smtp_sink.messages == []
+    for _ in range(2):
+        assert cli(cfg, "sync", "--once").returncode == 0
+    shown = json.loads(cli(cfg, "card", "show", card, "--json").stdout)
+    assert shown["notified"] == ["zoe@customer.example"]
+    assert len(smtp_sink.messages) == 1
+    assert "Export to CSV" in email.message_from_bytes(smtp_sink.messages[0][2])["Subject"]
+    assert json.loads(cli(cfg, "outbox", "--json").stdout) == []
+
+
+@pytest.mark.allow_log_errors
+def test_a_survey_waits_for_its_event_when_the_team_log_is_out_of_reach(
+        dovecot: Any, smtp_sink: Any, tmp_path: Path) -> None:
+    from servers import free_port
+
+    with dovecot.session() as c:
+        c.append("INBOX", CUSTOMER_MAIL)
+    with CutProxy(dovecot.host, dovecot.port) as imap:
+        desk = proxied_desk(dovecot, tmp_path, imap, smtp=smtp_sink)
+        desk.sync_once()
+        tid = desk.tickets("all")[0]["id"]
+        real = imap.target
+        imap.target = ("127.0.0.1", free_port())  # the server is gone
+        imap.kill_all()
+        assert desk.metrics.send_survey(tid)  # kept, staged
+        assert [i["state"] for i in desk.outbox()] == ["staged"]
+        with pytest.raises(HelpdeskError):
+            desk.sync_once()
+        assert smtp_sink.messages == []  # never sent before its survey-sent event
+        imap.target = real
+        desk.sync_once()
+        desk.sync_once()
+        assert len(smtp_sink.messages) == 1
+        assert desk.metrics.surveys(tid)  # every desktop can now recognise the answer
+        assert desk.outbox() == []
+        desk.close()
+
+
+def test_a_failing_smtp_password_command_is_a_plain_sentence_and_keeps_the_reply(
+        dovecot: Any, smtp_sink: Any, tmp_path: Path) -> None:
+    with dovecot.session() as c:
+        c.append("INBOX", CUSTOMER_MAIL)
+    profile = make_profile(dovecot, tmp_path, smtp=smtp_sink)
+    profile = replace(profile, smtp=replace(profile.smtp, username="support@example.com",
+                                            password_command="false"))
+    desk = Desk(profile)
+    desk.sync_once()
+    tid = desk.tickets("all")[0]["id"]
+    result = desk.reply(tid, "Hello")
+    assert result["state"] == "queued"
+    assert "password_command 'false' failed with exit status 1" in result["message"]
+    assert "SMTP" in result["message"] and "Unexpected" not in result["message"]
+    assert smtp_sink.messages == []
+    desk.close()

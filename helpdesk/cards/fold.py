@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from helpdesk.cards import rank as card_rank
 from helpdesk.team.fold import (
@@ -20,9 +20,6 @@ from helpdesk.team.fold import (
     required_text,
     text_field,
 )
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import time
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from helpdesk.demo.seed import fill_mailbox, load_demo_messages, seed_team_log, team_seed
+from helpdesk.demo.starters import free_port, pymap_args, received
 from helpdesk.demo.state import (
     DEMO_PASSWORD,
     DEMO_USER,
@@ -35,31 +35,23 @@ from helpdesk.demo.supervisor import _smtp_ident
 # --- the server process ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _start_imap(stack: AsyncExitStack, username: str, password: str) -> int:
     """Run pymap's dict backend + IMAP service in this loop; returns the port."""
     from pymap.backend.dict import DictBackend
     from pymap.imap import IMAPService
 
-    # The same arguments `pymap --host H --port P --no-tls dict --demo-user U
-    # --demo-password W` would parse (see pymap.main).
+    # The same arguments the tests' pymap process parses (see pymap.main).
     parser = argparse.ArgumentParser(prog="pymap")
     parser.add_argument("--debug", action="store_true")
-    parser.set_defaults(skip_services=[], passlib_cfg=None)
+    parser.add_argument("--no-service", dest="skip_services", action="append", default=[])
+    parser.set_defaults(passlib_cfg=None)
     backends = parser.add_subparsers(dest="backend", required=True)
     DictBackend.add_subparser("dict", backends)
     IMAPService.add_arguments(parser)
     last_error: OSError | None = None
     for _attempt in range(10):
-        port = _free_port()
-        args = parser.parse_args(["--host", HOST, "--port", str(port), "--no-tls", "dict",
-                                  "--demo-user", username, "--demo-password", password])
+        port = free_port()
+        args = parser.parse_args(pymap_args(HOST, port, username, password))
         backend, config = await DictBackend.init(args)
         config.apply_context()
         service = IMAPService(backend, config)
@@ -81,11 +73,7 @@ class _SinkHandler:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        raw = envelope.original_content
-        if raw is None:
-            raw = envelope.content if isinstance(envelope.content, bytes) else b""
-        mail_from = str(envelope.mail_from or "")
-        rcpts = [str(r) for r in envelope.rcpt_tos]
+        mail_from, rcpts, raw = received(envelope)
         self.messages.append((mail_from, rcpts, raw))
         subject = ""
         m = re.search(rb"^Subject:[ \t]*([^\r\n]*)", raw, re.MULTILINE | re.IGNORECASE)

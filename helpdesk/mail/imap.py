@@ -236,18 +236,7 @@ _SEQ_UID = re.compile(rb"^(\d+) \(.*?\bUID (\d+)")
 def fetch_sizes(client: imapclient.IMAPClient, uids: str) -> dict[int, int]:
     """UID -> RFC822.SIZE for a UID set such as ``"101:5100"`` (read with two regexes,
     not imapclient's general parser: a few bytes per message, whatever the set)."""
-    typ, data = client._imap.uid("FETCH", uids, "(RFC822.SIZE)")
-    if typ != "OK":
-        raise imapclient.exceptions.IMAPClientError(f"UID FETCH failed: {data!r}")
-    sizes: dict[int, int] = {}
-    for item in data:
-        line = item[0] if isinstance(item, tuple) else item
-        if not isinstance(line, bytes):
-            continue
-        uid, size = _UID.search(line), _SIZE.search(line)
-        if uid is not None and size is not None:  # else an unsolicited FETCH (flags)
-            sizes[int(uid.group(1))] = int(size.group(1))
-    return sizes
+    return {uid: size for uid, (size, _at) in _fetch_sizes(client, uids, False).items()}
 
 
 def fetch_sizes_dated(client: imapclient.IMAPClient, uids: str
@@ -255,7 +244,13 @@ def fetch_sizes_dated(client: imapclient.IMAPClient, uids: str
     """UID -> (RFC822.SIZE, INTERNALDATE as naive UTC) for a UID set: what to download
     and when the server received it, without downloading anything (the team log
     skips oversized messages by size, yet counts their time)."""
-    typ, data = client._imap.uid("FETCH", uids, "(RFC822.SIZE INTERNALDATE)")
+    return _fetch_sizes(client, uids, True)
+
+
+def _fetch_sizes(client: imapclient.IMAPClient, uids: str, dated: bool
+                 ) -> dict[int, tuple[int, datetime | None]]:
+    items = "(RFC822.SIZE INTERNALDATE)" if dated else "(RFC822.SIZE)"
+    typ, data = client._imap.uid("FETCH", uids, items)
     if typ != "OK":
         raise imapclient.exceptions.IMAPClientError(f"UID FETCH failed: {data!r}")
     out: dict[int, tuple[int, datetime | None]] = {}
@@ -265,7 +260,8 @@ def fetch_sizes_dated(client: imapclient.IMAPClient, uids: str
             continue
         uid, size = _UID.search(line), _SIZE.search(line)
         if uid is not None and size is not None:  # else an unsolicited FETCH (flags)
-            out[int(uid.group(1))] = (int(size.group(1)), _internaldate(line))
+            out[int(uid.group(1))] = (int(size.group(1)),
+                                      _internaldate(line) if dated else None)
     return out
 
 

@@ -68,23 +68,22 @@ class Store:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A transaction that commits on success and rolls back on error."""
-        try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(helpdesk_write=True)
-                with conn.begin():
-                    yield conn
-        except (DBAPIError, sqlite3.Error) as exc:
-            plain = self._plain(exc)
-            if plain is None:
-                raise
-            raise plain from exc
+        with self._plainly(), self.engine.connect() as conn:
+            conn = conn.execution_options(helpdesk_write=True)
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads (each statement, or an explicit transaction, a snapshot)."""
+        with self._plainly(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _plainly(self) -> Iterator[None]:
+        """SQLite's trouble with the file, the disk or another process as a StoreError."""
         try:
-            with self.engine.connect() as conn:
-                yield conn
+            yield
         except (DBAPIError, sqlite3.Error) as exc:
             plain = self._plain(exc)
             if plain is None:
