@@ -118,7 +118,8 @@ def _open(settings: SmtpSettings, password: str | None,
 
 def _oauth_login(smtp: smtplib.SMTP, settings: SmtpSettings) -> None:
     """AUTH OAUTHBEARER or XOAUTH2 with a bearer token (helpdesk/auth/sasl.py picks and
-    retries once); a refusal becomes SMTPAuthenticationError with the reason in words."""
+    retries once). A refused or missing sign-in is a SignInError, which :func:`_opened`
+    makes a temporary SendError: the outbox keeps the mail queued until a new sign-in."""
     from helpdesk.auth import sasl
 
     offered = smtp.esmtp_features.get("auth", "").upper().split()
