@@ -146,7 +146,9 @@ def test_cli_device_login_sync_claim_reply_status_logout(mailbox: Any, smtp_oaut
     assert record["refresh_token"].startswith("rt-") and "at-" not in entry  # no access token
     assert set(record["scopes"]) >= {"mail.imap", "mail.smtp"}
 
-    assert run_cli(cfg, tmp_path, "sync", "--once").returncode == 0
+    verbose = run_cli(cfg, tmp_path, "-v", "sync", "--once")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "renewed the imap sign-in" in verbose.stderr
     listed = json.loads(run_cli(cfg, tmp_path, "tickets", "--json").stdout)
     tid = listed[0]["id"]
     assert run_cli(cfg, tmp_path, "claim", tid).returncode == 0
@@ -178,6 +180,13 @@ def test_cli_device_login_sync_claim_reply_status_logout(mailbox: Any, smtp_oaut
     assert "Traceback" not in failed.stderr
     gone = run_cli(cfg, tmp_path, "status")
     assert "imap sign-in (custom, agent-a): not signed in (run 'login imap')" in gone.stdout
+    # No token ever reached a log (the -v run logged the renewals, not the tokens).
+    import re
+
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log")
+                   if p.name != "browser.log")
+    assert "renewed the imap sign-in" in logs
+    assert not re.search(r"\b(at|rt)-[A-Za-z0-9_-]{20,}", logs + verbose.stderr + out.stdout)
 
 
 def test_cli_browser_login_uses_pkce_on_a_loopback_redirect(mailbox: Any, idp: Any,
@@ -340,6 +349,9 @@ def test_microsoft_through_msal_against_the_local_provider(mailbox: Any, idp: An
     token_sources.reset()  # a new process: the refresh token from the keyring
     assert state(profile, "imap")["token_expires_at"]
     assert idp.count("token:refresh_token") == 1
+    # The device-code flow through MSAL too.
+    again = sign_in(profile, "imap", device=True, show=approve(idp))
+    assert again.user == "agent-a" and idp.count("devicecode") == 1
 
 
 def test_microsoft_wrong_tenant_is_told_plainly(mailbox: Any, idp: Any,
