@@ -24,7 +24,7 @@ from test_sync import ROOT
 
 from helpdesk.auth import sign_in, state
 from helpdesk.auth import tokens as token_sources
-from helpdesk.auth.errors import SignInError
+from helpdesk.auth.errors import SignInError, needs_sign_in
 from helpdesk.config import KEYRING_SERVICE, Profile, parse_profile
 from helpdesk.desk import Desk
 
@@ -283,8 +283,9 @@ def test_revocation_says_so_plainly_and_keeps_the_outbox(
         # The IMAP side finds out at its next connection: told plainly, nothing lost.
         desk.session.syncer.drop()
         with pytest.raises(SignInError, match="IMAP sign-in for agent-a has expired or was "
-                                              "revoked"):
+                                              "revoked") as told:
             desk.sync_once()
+        assert needs_sign_in(told.value) == "imap"  # what a window offers a button for
         assert "login imap" in str(desk.status()["last_error"])
         assert [i["state"] for i in desk.outbox()] == ["queued"]
         # Signing in again sends what was queued, once.

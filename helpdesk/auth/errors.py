@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from helpdesk.errors import SecretError
 
 #: Kinds after which signing in again is the cure.
-SIGN_IN_AGAIN = frozenset({"revoked", "signed-out", "consent", "scope", "mfa"})
+SIGN_IN_AGAIN = frozenset({"revoked", "signed-out", "consent", "scope", "mfa", "refused"})
 
 
 class SignInError(SecretError):
-    """No usable token: the message says why and what to do; ``kind`` sorts the cause."""
+    """No usable token: the message says why and what to do; ``kind`` sorts the cause;
+    ``protocol`` ("imap", "smtp"), when known, is the side to sign in again."""
 
-    def __init__(self, message: str, kind: str = "other") -> None:
+    def __init__(self, message: str, kind: str = "other", protocol: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        self.protocol = protocol
 
     @property
     def sign_in_again(self) -> bool:
@@ -120,16 +122,26 @@ def explain(failure: OAuthFailure, provider: str, protocol: str, username: str) 
         "timeout": f"The sign-in for {side} was not completed in time; run login again.",
     }
     message = messages.get(kind, f"Signing in for {side} ({username}) failed; {again}")
-    return SignInError(message + ("" if kind in ("declined", "timeout") else said), kind)
+    return SignInError(message + ("" if kind in ("declined", "timeout") else said), kind,
+                       protocol)
 
 
 def not_signed_in(protocol: str, username: str) -> SignInError:
     return SignInError(
         f"Not signed in for {protocol.upper()} ({username}): run 'python main.py login "
-        f"{protocol}' (or Sign in in Settings). Nothing queued is lost.", "signed-out")
+        f"{protocol}' (or Sign in in Settings). Nothing queued is lost.", "signed-out",
+        protocol)
 
 
 def unreachable(what: str, exc: BaseException) -> SignInError:
     detail = type(exc).__name__
     return SignInError(f"Cannot reach the identity provider to {what} ({detail}). You may "
                        f"be offline; nothing queued is lost, the app tries again.", "network")
+
+
+def needs_sign_in(exc: BaseException) -> str | None:
+    """The side ("imap", "smtp") a person should sign in to again after ``exc``, if any:
+    what a window offers with a "Sign in" button next to the sentence."""
+    if isinstance(exc, SignInError) and exc.sign_in_again and exc.protocol:
+        return exc.protocol
+    return None

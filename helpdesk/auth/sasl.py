@@ -114,7 +114,7 @@ def refused_sentence(exc: Refused, settings: ServerSettings, protocol: str) -> S
         return SignInError(
             f"The {side} server wants a permission the sign-in does not carry "
             f"({detail.get('scope') or 'a mail scope'}); check oauth_scopes in [{protocol}] "
-            f"(or leave it out for the preset), then {again}.", "scope")
+            f"(or leave it out for the preset), then {again}.", "scope", protocol)
     shared = ""
     if settings.oauth_provider == "microsoft":
         shared = (" If it is a shared mailbox, the account you signed in with needs Full "
@@ -123,7 +123,7 @@ def refused_sentence(exc: Refused, settings: ServerSettings, protocol: str) -> S
     return SignInError(
         f"The {side} server {settings.host} refused the sign-in token for "
         f"{settings.username} ({exc.said}).{shared} If the sign-in was revoked, {again}.",
-        "refused")
+        "refused", protocol)
 
 
 def b64(data: bytes) -> str:

@@ -95,7 +95,7 @@ class TokenSource:
             raise SignInError(
                 f"The sign-in for {self.username} was made without the permission "
                 f"{protocol.upper()} needs ({', '.join(missing)}); run 'python main.py login "
-                f"{protocol}' to sign in again for it.", "scope")
+                f"{protocol}' to sign in again for it.", "scope", protocol)
         scopes = tuple(record.scopes) or needs
         try:
             grant = self.backend.refresh(record.refresh_token, scopes)
