@@ -167,6 +167,22 @@ _OAUTH_TEXT_KEYS = ("oauth_client_id", "oauth_client_secret", "oauth_tenant", "o
                     "oauth_token_url", "oauth_device_url", "oauth_revoke_url")
 
 
+def auth_pairs(server: ServerSettings) -> list[tuple[str, Any]]:
+    """The ``auth`` and ``oauth_*`` keys of ``server`` as a writer of the profile puts
+    them (the setup dialog): nothing for a password side, which is the default."""
+    if not server.oauth:
+        return []
+    pairs: list[tuple[str, Any]] = [("auth", "oauth2"), ("oauth_provider",
+                                                         server.oauth_provider)]
+    for key in _OAUTH_TEXT_KEYS:
+        value = getattr(server, key)
+        if value:
+            pairs.append((key, value))
+    if server.oauth_scopes:
+        pairs.append(("oauth_scopes", list(server.oauth_scopes)))
+    return pairs
+
+
 def _auth(table: dict[str, Any], where: str) -> dict[str, Any]:
     """The ``auth`` and ``oauth_*`` keys of a server table (README "Signing in with OAuth2")."""
     auth = _expect(table, "auth", str, where) or "password"

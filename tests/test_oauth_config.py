@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -104,3 +105,17 @@ def test_error_kinds(error: tuple[str, str], kind: str) -> None:
     err = explain(OAuthFailure(*error), "microsoft", "imap", "support@company.com")
     assert err.kind == kind
     assert "imap" in str(err).lower() or kind in ("tenant", "admin", "client")
+
+
+def test_auth_pairs_round_trip() -> None:
+    import tomllib
+
+    from helpdesk.config import auth_pairs
+
+    keys = {"auth": "oauth2", "oauth_provider": "custom", "oauth_client_id": "c",
+            "oauth_auth_url": "https://idp.example/a", "oauth_token_url": "https://idp.example/t",
+            "oauth_scopes": ["s1", "s2"]}
+    p = profile(keys)
+    text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in auth_pairs(p.imap))
+    assert tomllib.loads(text) == keys
+    assert auth_pairs(profile({}).imap) == []
