@@ -24,7 +24,7 @@ from test_sync import ROOT
 
 from helpdesk.auth import sign_in, state
 from helpdesk.auth import tokens as token_sources
-from helpdesk.auth.errors import SignInError, needs_sign_in
+from helpdesk.auth.errors import SignInError, needs_sign_in, offers_sign_in
 from helpdesk.config import KEYRING_SERVICE, Profile, parse_profile
 from helpdesk.desk import Desk
 
@@ -286,6 +286,7 @@ def test_revocation_says_so_plainly_and_keeps_the_outbox(
                                               "revoked") as told:
             desk.sync_once()
         assert needs_sign_in(told.value) == "imap"  # what a window offers a button for
+        assert offers_sign_in(str(desk.status()["last_error"]))
         assert "login imap" in str(desk.status()["last_error"])
         assert [i["state"] for i in desk.outbox()] == ["queued"]
         # Signing in again sends what was queued, once.

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from helpdesk.errors import SecretError
 
+#: Every sentence whose cure is a new sign-in ends its advice with this, so that a window
+#: showing only the sentence (a sync status) can offer a "Sign in" button next to it.
+SIGN_IN_HINT = "(or Sign in in Settings)"
+
 #: Kinds after which signing in again is the cure.
 SIGN_IN_AGAIN = frozenset({"revoked", "signed-out", "consent", "scope", "mfa", "refused"})
 
@@ -90,7 +94,7 @@ def _kind(failure: OAuthFailure) -> str:
 def explain(failure: OAuthFailure, provider: str, protocol: str, username: str) -> SignInError:
     """The sentence for ``failure`` of a sign-in or refresh for ``protocol``."""
     side = protocol.upper()
-    again = f"run 'python main.py login {protocol}' (or Sign in in Settings)"
+    again = sign_in_advice(protocol)
     said = f" (the identity provider said: {failure})"
     kind = _kind(failure)
     admin = ("Microsoft Entra admin center (Enterprise applications)"
@@ -128,8 +132,8 @@ def explain(failure: OAuthFailure, provider: str, protocol: str, username: str) 
 
 def not_signed_in(protocol: str, username: str) -> SignInError:
     return SignInError(
-        f"Not signed in for {protocol.upper()} ({username}): run 'python main.py login "
-        f"{protocol}' (or Sign in in Settings). Nothing queued is lost.", "signed-out",
+        f"Not signed in for {protocol.upper()} ({username}): {sign_in_advice(protocol)}. "
+        f"Nothing queued is lost.", "signed-out",
         protocol)
 
 
@@ -145,3 +149,12 @@ def needs_sign_in(exc: BaseException) -> str | None:
     if isinstance(exc, SignInError) and exc.sign_in_again and exc.protocol:
         return exc.protocol
     return None
+
+
+def sign_in_advice(protocol: str) -> str:
+    return f"run 'python main.py login {protocol}' {SIGN_IN_HINT}"
+
+
+def offers_sign_in(message: str) -> bool:
+    """Whether a plain sentence (a sync status) is cured by signing in again."""
+    return SIGN_IN_HINT in message

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from helpdesk.auth.errors import SignInError
+from helpdesk.auth.errors import SignInError, sign_in_advice
 from helpdesk.auth.providers import scopes_of
 from helpdesk.auth.tokens import Token, TokenSource, source
 from helpdesk.config import ServerSettings
@@ -109,7 +109,7 @@ def refused_sentence(exc: Refused, settings: ServerSettings, protocol: str) -> S
     side = protocol.upper()
     detail = exc.detail or {}
     status = str(detail.get("status") or "")
-    again = f"run 'python main.py login {protocol}' (or Sign in in Settings)"
+    again = sign_in_advice(protocol)
     if status == "insufficient_scope":
         return SignInError(
             f"The {side} server wants a permission the sign-in does not carry "
