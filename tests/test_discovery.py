@@ -100,7 +100,7 @@ def test_presets_by_domain_need_no_network(address: str, provider: str, imap_hos
 
 def test_gmail_files_sent_mail_itself_and_signs_in_with_google() -> None:
     found = preset("google", "support@gmail.com")
-    assert found.smtp["save_sent"] is False
+    assert found.smtp["save_sent"] is False and found.title == "Gmail / Google Workspace"
     assert found.imap["auth"] == found.smtp["auth"] == "oauth2"
     assert found.oauth_provider == "google"
 

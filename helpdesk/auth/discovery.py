@@ -55,6 +55,11 @@ class Suggestion:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def title(self) -> str:
+        """The provider as a person knows it ("Microsoft 365"), for messages."""
+        return TITLES.get(self.provider, self.provider)
+
+    @property
     def oauth_provider(self) -> str | None:
         value = self.imap.get("oauth_provider")
         return str(value) if value else None
@@ -102,6 +107,9 @@ def _password_preset(name: str, imap_host: str, smtp_host: str, smtp_port: int, 
     return make
 
 
+TITLES = {"google": "Gmail / Google Workspace", "microsoft": "Microsoft 365 / Outlook.com",
+          "fastmail": "Fastmail", "icloud": "iCloud Mail", "yahoo": "Yahoo Mail",
+          "srv": "the domain's DNS records"}
 _MICROSOFT_CONSUMER = frozenset({"outlook.com", "hotmail.com", "live.com", "msn.com",
                                  "outlook.de", "outlook.fr", "hotmail.co.uk", "hotmail.fr",
                                  "live.co.uk"})
