@@ -1,6 +1,6 @@
 """Save README screenshots of the app running on the demo mailbox.
 
-    xvfb-run -a python scripts/screenshots.py [--out docs/screenshots]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
 Starts a private demo server (its own state and data dirs, stopped at the end),
 lets a second agent claim a ticket so the list shows a teammate at work, then
@@ -137,7 +137,6 @@ def main() -> int:
         composer.editor.insertPlainText(
             "I completely understand how worrying this is, and your recipes are safe: "
             "nothing is lost.\n\nHere is what happens next:\n1. ")
-        window.pane.vsplit.setSizes([420, 330])
         settle(app, 1.0)
         window.grab().save(str(out / "composer.png"))
         composer.close_composer(save=False)

@@ -53,7 +53,9 @@ def test_claim_and_takeover_reach_the_other_window_without_refresh(
     assert b.desk.holder(tid).agent == "agent-b"
     qtbot.waitUntil(lambda: a.window.pane.banner.state == "other", timeout=15_000)
     assert a.window.pane.banner.label.text() == "Held by agent-b"
-    qtbot.waitUntil(lambda: any(f"agent-b took over ticket {tid}" in text
+    # The notice names the subject, not only the id.
+    subject = a.desk.ticket_rows([tid])[tid]["subject"]
+    qtbot.waitUntil(lambda: any(f"agent-b took over “{subject}” (#{tid})" in text
                                 for _t, text, _id in a.window.notifier.sent), timeout=10_000)
 
 

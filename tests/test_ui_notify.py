@@ -42,7 +42,7 @@ def test_vip_mail_and_new_tickets_notify(live: App, qtbot: QtBot, dovecot: Any) 
     loop = app.service._loop
     qtbot.waitUntil(lambda: loop is not None and bool(loop.watchers)
                     and all(w.ready.is_set() for w in loop.watchers), timeout=10_000)
-    assert app.window.notifier.sent == []  # nothing for mail that was already there
+    assert list(app.window.notifier.sent) == []  # nothing for mail that was already there
 
     with dovecot.session() as c:
         c.append("INBOX", _mail("Vera Vip <vera@bigclient.example>", "Urgent: contract"))

@@ -53,7 +53,8 @@ def test_wrong_password_is_named(qtbot: QtBot, dialog: SetupDialog, dovecot: Any
 def test_right_password_connects(qtbot: QtBot, dialog: SetupDialog, dovecot: Any) -> None:
     _fill(dialog, dovecot, dovecot.users["agent-a"])
     ok, message = _test(qtbot, dialog)
-    assert ok and message.startswith("Connected to 127.0.0.1 as agent-a")
+    assert ok and message.startswith("Incoming mail (IMAP): connected to 127.0.0.1 as agent-a")
+    assert "Outgoing mail (SMTP): no server given yet" in message
 
 
 @pytest.fixture
@@ -126,14 +127,15 @@ def test_smtp_is_tested_too(qtbot: QtBot, dialog: SetupDialog, dovecot: Any,
     dialog.smtp.port.setValue(smtp_sink.port)
     ok, message = _test(qtbot, dialog)
     assert ok, message
-    assert message.startswith("Connected to 127.0.0.1 as agent-a")
+    assert message.startswith("Incoming mail (IMAP): connected to 127.0.0.1 as agent-a")
     assert f"Outgoing mail (SMTP): Connected to {smtp_sink.host} (no login)." in message
     assert smtp_sink.messages == []  # a check sends nothing
     # Nothing listening on the SMTP port: IMAP is fine, SMTP is named as the problem.
     dialog.smtp.port.setValue(free_port())
     ok, message = _test(qtbot, dialog)
     assert not ok
-    assert message.startswith("Incoming mail works") and "Outgoing mail (SMTP)" in message
+    assert message.startswith("Incoming mail (IMAP): connected")
+    assert "Outgoing mail (SMTP) failed" in message
     assert "refused the connection" in message
 
 
@@ -153,3 +155,49 @@ def test_smtp_wrong_password_is_named(qtbot: QtBot, dialog: SetupDialog, dovecot
         dialog.smtp.password.setText("right")
         ok, message = _test(qtbot, dialog)
         assert ok and "Outgoing mail (SMTP): Connected to" in message and "as support" in message
+
+
+def test_both_servers_are_reported_when_both_fail(qtbot: QtBot, dialog: SetupDialog,
+                                                  dovecot: Any) -> None:
+    from servers import free_port
+
+    _fill(dialog, dovecot, "x")
+    dialog.imap.port.setValue(free_port())
+    dialog.smtp.set_security("plain")
+    dialog.smtp.host.setText("127.0.0.1")
+    dialog.smtp.port.setValue(free_port())
+    dialog.from_address.setText("support@example.com")
+    ok, message = _test(qtbot, dialog)
+    assert not ok
+    imap_line, smtp_line = message.splitlines()
+    assert imap_line.startswith("Incoming mail (IMAP) failed") and "refused" in imap_line
+    assert smtp_line.startswith("Outgoing mail (SMTP) failed")
+
+
+def test_the_profile_says_where_each_secret_is(qtbot: QtBot, dialog: SetupDialog,
+                                               dovecot: Any, tmp_path: Path) -> None:
+    _fill(dialog, dovecot, "")
+    dialog.password_command.setText("echo s3cret")
+    dialog.smtp.set_security("plain")
+    dialog.smtp.host.setText("127.0.0.1")
+    dialog.smtp.port.setValue(25)
+    dialog.smtp.username.setText("agent-a")
+    dialog.smtp.password.setText("smtp-secret")
+    dialog.from_address.setText("support@example.com")
+    dialog.save()
+    text = (tmp_path / "profile.toml").read_text()
+    assert "# IMAP password: from password_command below." in text
+    assert "# SMTP password: in the OS keyring (service 'helpdesk')." in text
+    assert "passwords are in the keyring" not in text  # the old, untrue header
+    assert "smtp-secret" not in text and "s3cret" in text  # the command, not a secret
+
+
+def test_host_fields_fit_a_host_name_and_buttons_have_room(qtbot: QtBot,
+                                                           dialog: SetupDialog) -> None:
+    name = "imap.mail.example-company.com"
+    for box in (dialog.imap, dialog.smtp):
+        box.host.setText(name)
+        assert box.host.width() >= box.host.fontMetrics().horizontalAdvance(name) + 10
+    for button in (dialog.test_button, dialog.save_button):
+        at = button.mapTo(dialog, button.rect().bottomRight())
+        assert dialog.width() - at.x() >= 16 and dialog.height() - at.y() >= 16

@@ -168,4 +168,7 @@ def _fatal(title: str, message: str) -> None:
     from PySide6.QtWidgets import QMessageBox
 
     log.error("%s: %s", title, message)
-    QMessageBox.critical(None, "Help desk", f"<b>{title}.</b><br><br>{message}")
+    import html
+
+    QMessageBox.critical(None, "Help desk",
+                         f"<b>{html.escape(title)}.</b><br><br>{html.escape(message)}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import (
     QAbstractListModel,
     QByteArray,
@@ -50,11 +51,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from helpdesk import team_settings
 from ui import style
 from ui.banner import MessageBar
-from ui.card_dialogs import CardDialog, MergeDialog, NotifyDialog, guarded
+from ui.card_dialogs import CardDialog, CardNoteDialog, MergeDialog, NotifyDialog, guarded
 from ui.delegates import pill
 from ui.style import C
+from ui.widgets import plain_tooltip
 from ui.worker import Changes, DeskService
 
 __all__ = ["BoardWindow", "CardColumnModel"]
@@ -77,6 +80,16 @@ def customers_text(n: int) -> str:
 def pending(card: dict[str, Any]) -> int:
     """Customers on the card not yet told it shipped."""
     return len(set(card["customers"]) - set(card["notified"]))
+
+
+def _drafts_by_language(desk: Any, card_id: str
+                        ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The default drafts, and the same drafts in each language the team wrote."""
+    drafts: list[dict[str, Any]] = desk.cards.notification_drafts(card_id)
+    languages = drafts[0].get("languages", []) if drafts else []
+    alternatives = {lang: desk.cards.notification_drafts(
+        card_id, {d["email"]: lang for d in drafts}) for lang in languages}
+    return drafts, alternatives
 
 
 class CardColumnModel(QAbstractListModel):
@@ -127,7 +140,7 @@ class CardColumnModel(QAbstractListModel):
             return card["title"]
         if role == Qt.ItemDataRole.ToolTipRole:
             text = card["description"] or card["title"]
-            return f"{text}\n\n{customers_text(card['votes'])}"
+            return plain_tooltip(f"{text}\n\n{customers_text(card['votes'])}")
         if role == CARD_ROLE:
             return card
         if role == ID_ROLE:
@@ -241,6 +254,7 @@ class BoardColumn(QFrame):
         self.setStyleSheet(f"#boardColumn {{ background: {C.sidebar}; border-radius: 8px; }}")
         self.model = CardColumnModel(self.column_id, self)
         self.header = QLabel()
+        self.header.setTextFormat(Qt.TextFormat.PlainText)  # column names: team data
         self.header.setFont(style.font(self.font(), bold=True))
         menu_button = QToolButton()
         menu_button.setIcon(style.icon("more"))
@@ -450,17 +464,40 @@ class BoardWindow(QWidget):
     def tell_customers(self, card_id: str) -> None:
         """Preview each personalised email, then queue the ones the agent keeps."""
         self._run(lambda desk: (desk.cards.card(card_id)["title"],
-                                desk.cards.notification_drafts(card_id)),
+                                *_drafts_by_language(desk, card_id)),
                   lambda result: self._preview(card_id, *result), refresh_on_error=False)
 
-    def _preview(self, card_id: str, title: str, drafts: list[dict[str, Any]]) -> None:
+    def _preview(self, card_id: str, title: str, drafts: list[dict[str, Any]],
+                 alternatives: dict[str, list[dict[str, Any]]]) -> None:
         if not drafts:
             self.messages.show_message(f"Everyone who asked for “{title}” has been told.", "ok")
             return
-        dialog = NotifyDialog(title, drafts, self)
+        dialog = NotifyDialog(title, drafts, self, alternatives=alternatives)
         dialog.accepted.connect(lambda: self.send_notifications(card_id, dialog.drafts()))
+        dialog.write_language.connect(lambda: self.write_note(card_id, title, dialog))
         self._keep(dialog)
         dialog.open()
+        self.notify_dialog = dialog
+
+    def write_note(self, card_id: str, title: str, notify: NotifyDialog | None = None) -> None:
+        """Add the card's shipped note in a language, for the whole team."""
+        dialog = CardNoteDialog(title, notify or self)
+
+        def written(lang: str, subject: str, body: str) -> None:
+            def publish(desk: Any) -> dict[str, list[dict[str, Any]]]:
+                team_settings.set_card_note(desk, card_id, lang, subject, body)
+                return _drafts_by_language(desk, card_id)[1]
+
+            def done(alternatives: dict[str, list[dict[str, Any]]]) -> None:
+                if notify is not None and shiboken6.isValid(notify):
+                    notify.set_alternatives(alternatives)
+
+            self._run(publish, done, refresh_on_error=False)
+
+        dialog.written.connect(written)
+        self._keep(dialog)
+        dialog.open()
+        self.note_dialog = dialog
 
     def send_notifications(self, card_id: str, drafts: list[dict[str, Any]]) -> None:
         def queued(ids: list[int]) -> None:

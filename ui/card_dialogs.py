@@ -10,6 +10,7 @@ import shiboken6
 from PySide6.QtCore import QObject, Qt, QUrl, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -232,13 +233,80 @@ class MergeDialog(QDialog):
             self.accept()
 
 
+class CardNoteDialog(QDialog):
+    """The card's shipped note in one language, written once for the whole team."""
+
+    written = Signal(str, str, str)  # language tag, subject, body
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Shipped note in another language: {title}")
+        self.resize(560, 420)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 16)
+        layout.setSpacing(10)
+        intro = QLabel("The whole team can then send this card's note in this language. "
+                       "{name}, {title}, {quote}, {agent} and {team} are filled in.")
+        intro.setTextFormat(Qt.TextFormat.PlainText)
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = QFormLayout()
+        self.lang = QLineEdit()
+        self.lang.setPlaceholderText("language code, e.g. de, fr, pt-br")
+        self.subject = QLineEdit()
+        self.subject.setPlaceholderText(title)
+        self.body = QPlainTextEdit()
+        form.addRow("Language", self.lang)
+        form.addRow("Subject", self.subject)
+        form.addRow("Text", self.body)
+        layout.addLayout(form, 1)
+        self.error = QLabel()
+        self.error.setTextFormat(Qt.TextFormat.PlainText)
+        self.error.setObjectName("errorText")
+        self.error.hide()
+        layout.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.save_button = buttons.addButton("Save for the team",
+                                             QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.accepted.connect(self._save)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def _save(self) -> None:
+        from helpdesk.team_settings import clean_lang
+
+        try:
+            lang = clean_lang(self.lang.text())
+        except ValueError:
+            self.error.setText("Give a language code like de, fr or pt-br.")
+            self.error.show()
+            return
+        if not self.body.toPlainText().strip():
+            self.error.setText("Write the note first.")
+            self.error.show()
+            return
+        self.written.emit(lang, self.subject.text(), self.body.toPlainText())
+        self.accept()
+
+
 class NotifyDialog(QDialog):
-    """Preview and edit each personalised "it shipped" email before it is queued."""
+    """Preview and edit each personalised "it shipped" email before it is queued.
+
+    ``alternatives`` maps a language tag to the same drafts written from the team's
+    text for that language (team state: ``card-note`` events); each customer's email
+    can be switched to their language. "Write in another language…" asks the window
+    (``write_language``) to let the person add one for the whole team.
+    """
+
+    write_language = Signal()
 
     def __init__(self, title: str, drafts: list[dict[str, Any]],
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 alternatives: dict[str, list[dict[str, Any]]] | None = None) -> None:
         super().__init__(parent)
         self._drafts = [dict(d) for d in drafts]
+        self._defaults = [dict(d) for d in drafts]
+        self._alternatives: dict[str, list[dict[str, Any]]] = {}
         self._current = -1
         self.setWindowTitle(f"Tell the customers: {title}")
         self.resize(820, 560)
@@ -250,12 +318,24 @@ class NotifyDialog(QDialog):
             self.list.addItem(item)
         self.to = QLabel()
         self.to.setTextFormat(Qt.TextFormat.PlainText)
+        self.language = QComboBox()
+        self.language.setToolTip("Write this customer's email from the team's text in "
+                                 "their language")
+        self.language.activated.connect(lambda _i: self._language_chosen())
+        self.more_languages = QPushButton("Write in another language…")
+        self.more_languages.setToolTip("Add this card's note in a language, for the whole "
+                                       "team")
+        self.more_languages.clicked.connect(self.write_language)
+        lang_row = QHBoxLayout()
+        lang_row.addWidget(self.language, 1)
+        lang_row.addWidget(self.more_languages)
         self.subject = QLineEdit()
         self.body = QPlainTextEdit()
         editor = QWidget()
         form = QFormLayout(editor)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("To", self.to)
+        form.addRow("Language", lang_row)
         form.addRow("Subject", self.subject)
         form.addRow(self.body)
         split = QSplitter()
@@ -274,6 +354,8 @@ class NotifyDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 16)
+        layout.setSpacing(10)
         layout.addWidget(split, 1)
         layout.addWidget(note)
         row = QHBoxLayout()
@@ -283,8 +365,53 @@ class NotifyDialog(QDialog):
         layout.addLayout(row)
         self.list.currentRowChanged.connect(self._select)
         self.list.itemChanged.connect(lambda _i: self._count())
+        self.set_alternatives(alternatives or {})
         self.list.setCurrentRow(0)
         self._count()
+
+    # --- languages --------------------------------------------------------------------
+
+    def set_alternatives(self, alternatives: dict[str, list[dict[str, Any]]]) -> None:
+        """The drafts per language tag (same customers, same order as the defaults)."""
+        self._alternatives = {lang: [dict(d) for d in ds] for lang, ds in alternatives.items()
+                              if lang}
+        self.language.blockSignals(True)
+        self.language.clear()
+        self.language.addItem("The team's language (default)", "")
+        for lang in sorted(self._alternatives):
+            self.language.addItem(lang, lang)
+        self.language.blockSignals(False)
+        self._show_language()
+
+    def languages(self) -> list[str]:
+        return sorted(self._alternatives)
+
+    def set_language(self, row: int, lang: str) -> None:
+        """Write draft ``row`` from the team's text in ``lang`` ('' for the default)."""
+        source = self._alternatives.get(lang) if lang else self._defaults
+        if source is None or not 0 <= row < len(self._drafts):
+            return
+        email = self._drafts[row]["email"]
+        match = next((d for d in source if d["email"] == email), None)
+        if match is None:
+            return
+        self._drafts[row].update(subject=match["subject"], body=match["body"],
+                                 lang=lang or None)
+        if row == self._current:
+            self.subject.setText(match["subject"])
+            self.body.setPlainText(match["body"])
+            self._show_language()
+
+    def _language_chosen(self) -> None:
+        self.set_language(self._current, str(self.language.currentData() or ""))
+
+    def _show_language(self) -> None:
+        lang = ""
+        if 0 <= self._current < len(self._drafts):
+            lang = str(self._drafts[self._current].get("lang") or "")
+        i = self.language.findData(lang)
+        self.language.setCurrentIndex(max(0, i))
+        self.language.setEnabled(bool(self._alternatives))
 
     def _save_current(self) -> None:
         if 0 <= self._current < len(self._drafts):
@@ -299,6 +426,7 @@ class NotifyDialog(QDialog):
             self.to.setText(f"{d['name']} <{d['email']}>")
             self.subject.setText(d["subject"])
             self.body.setPlainText(d["body"])
+            self._show_language()
 
     def _check_all(self, on: bool) -> None:
         state = Qt.CheckState.Checked if on else Qt.CheckState.Unchecked

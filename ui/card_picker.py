@@ -21,13 +21,22 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPlainTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 from helpdesk.cards.rank import normalise, typed_match
 from ui import style
 from ui.card_dialogs import guarded
 from ui.models import flat_item_flags
 from ui.style import C
+from ui.widgets import plain_tooltip
 from ui.worker import Changes, DeskService
 
 __all__ = ["CardMatchModel", "CardPicker"]
@@ -67,7 +76,7 @@ class CardMatchModel(QAbstractListModel):
             already = " · already on this card" if row["has_customer"] else ""
             return f"{row['title']}   ({n} customer{'' if n == 1 else 's'}{already})"
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.get("description") or None
+            return plain_tooltip(str(row.get("description") or "")) or None
         if role == Qt.ItemDataRole.DecorationRole:
             return style.icon("card" if row["kind"] == "card" else "note", C.accent,
                               active=C.accent_text)
@@ -88,6 +97,8 @@ class CardPicker(QDialog):
         self.service = service
         self.ticket_id = ticket_id
         self.quote = (quote or "").strip() or None
+        self.added_label = ""
+        self.added_quote: str | None = None
         self.matches: list[dict[str, Any]] = []
         self.loaded = False
         self.busy = False
@@ -112,13 +123,20 @@ class CardPicker(QDialog):
         self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
-        if self.quote:
-            shown = self.quote if len(self.quote) < 160 else self.quote[:157] + "…"
-            quote_label = QLabel(f"Their words: “{shown}”")
-            quote_label.setTextFormat(Qt.TextFormat.PlainText)
-            quote_label.setWordWrap(True)
-            quote_label.setStyleSheet(f"color: {C.muted}; font-style: italic;")
-            layout.addWidget(quote_label)
+        layout.setContentsMargins(18, 16, 18, 16)
+        layout.setSpacing(8)
+        # Their words, as they will be kept on the card: editable before adding (trim a
+        # long mail to the sentence that matters, or fix a quote picked by accident).
+        quote_title = QLabel("Their words (kept on the card; edit before adding)")
+        quote_title.setStyleSheet(f"color: {C.muted};")
+        self.quote_edit = QPlainTextEdit(self.quote or "")
+        self.quote_edit.setObjectName("quoteEdit")
+        self.quote_edit.setPlaceholderText("Optional: what the customer asked for, in their "
+                                           "words")
+        self.quote_edit.setTabChangesFocus(True)
+        self.quote_edit.setFixedHeight(max(60, self.quote_edit.fontMetrics().height() * 4))
+        layout.addWidget(quote_title)
+        layout.addWidget(self.quote_edit)
         layout.addWidget(self.input)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.status)
@@ -208,7 +226,10 @@ class CardPicker(QDialog):
         self.input.setEnabled(False)
         self.status.setText(f"Adding to “{label}”…")
         self.status.setStyleSheet("")
-        ticket, quote = self.ticket_id, self.quote
+        ticket = self.ticket_id
+        quote = self.quote_edit.toPlainText().strip() or None
+        self.added_label = label
+        self.added_quote = quote
         self.service.run(
             lambda desk: desk.cards.add(ticket, card_id=card_id, title=title, quote=quote),
             on_done=guarded(self, self._done), on_error=guarded(self, self._failed))

@@ -32,7 +32,7 @@ from ui import format as fmt
 from ui import style
 from ui.help_sheet import keys, tip
 from ui.style import C
-from ui.widgets import ElidedLabel
+from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
 AUTOSAVE_MS = 3000
@@ -46,6 +46,7 @@ class Composer(QFrame):
     send_failed = Signal(str)  # plain-language reason (a conflict keeps the text)
     closed = Signal()
     opened = Signal(str)       # ticket id, once context and draft are in
+    discarded = Signal(str, str)  # ticket id, the discarded text (for an undo)
 
     def __init__(self, service: DeskService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +55,8 @@ class Composer(QFrame):
         self.context: dict[str, Any] = {}
         self.templates: list[dict[str, str]] = []
         self.ask_cared: CaredAsk | None = None
+        # The text being answered (the selection, else the customer's latest message).
+        self.quote_source: Callable[[], str] | None = None
         self.unclaimed = False
         self._saved_text = ""
         self._initial_text = ""
@@ -70,9 +73,10 @@ class Composer(QFrame):
         icon = QLabel()
         icon.setPixmap(style.pixmap("reply", C.accent, 16))
         head.addWidget(icon)
-        self.to_label = QLabel()
+        # Elided, so that a long recipient never widens the composer (and the pane).
+        self.to_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
         self.to_label.setObjectName("composerTo")
-        head.addWidget(self.to_label)
+        head.addWidget(self.to_label, 2)
         self.subject_label = ElidedLabel()
         self.subject_label.setObjectName("muted")
         head.addWidget(self.subject_label, 1)
@@ -85,6 +89,14 @@ class Composer(QFrame):
                                          "are filled in)")
         self.templates_menu = QMenu(self)
         self.templates_button.setMenu(self.templates_menu)
+        self.quote_button = QToolButton()
+        self.quote_button.setText("Quote")
+        self.quote_button.setIcon(style.icon("reply", C.muted))
+        self.quote_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.quote_button.setToolTip("Quote what you answer: the selected text, else the "
+                                     "customer's latest message")
+        self.quote_button.clicked.connect(self.insert_quote)
+        head.addWidget(self.quote_button)
         head.addWidget(self.templates_button)
         close = QToolButton()
         close.setIcon(style.icon("close", C.muted))
@@ -94,7 +106,7 @@ class Composer(QFrame):
         head.addWidget(close)
         lay.addLayout(head)
 
-        self.reminder = QLabel()
+        self.reminder = plain_label()
         self.reminder.setObjectName("reminder")
         self.reminder.setWordWrap(True)
         self.reminder.hide()
@@ -108,10 +120,14 @@ class Composer(QFrame):
         lay.addWidget(self.editor, 1)
 
         foot = QHBoxLayout()
-        self.state = QLabel()
+        self.state = plain_label()
         self.state.setObjectName("composerState")
         self.state.setWordWrap(True)
         foot.addWidget(self.state, 1)
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setToolTip("Throw this draft away (you can undo it)")
+        self.discard_button.clicked.connect(self.discard)
+        foot.addWidget(self.discard_button)
         self.send_close_button = QPushButton("Send and close")
         self.send_close_button.setToolTip(tip("Send the reply and close the ticket", "send_close"))
         self.send_close_button.clicked.connect(lambda: self.send(close=True))
@@ -180,10 +196,7 @@ class Composer(QFrame):
                 templates: list[dict[str, str]]) -> None:
         self.context = ctx
         to_text = f"Reply to {ctx.get('to') or ''}"
-        self.to_label.ensurePolished()
-        self.to_label.setText(self.to_label.fontMetrics().elidedText(
-            to_text, Qt.TextElideMode.ElideMiddle, 360))
-        self.to_label.setToolTip(to_text)
+        self.to_label.setText(to_text)
         self.subject_label.setText(str(ctx.get("subject") or ""))
         reminder = ctx.get("reminder")
         self.reminder.setText(str(reminder or ""))
@@ -241,9 +254,35 @@ class Composer(QFrame):
         def saved(_r: Any) -> None:
             if (shiboken6.isValid(self) and not quiet and not self._sending
                     and self.ticket_id == tid and self.state.property("kind") != "error"):
-                self._set_state(f"Draft saved {fmt.stamp(fmt.utcnow())}.")
+                self._set_state("Draft saved just now.")
+                self.state.setToolTip(f"Saved {fmt.exact(fmt.utcnow())}")
 
         self.service.run(lambda d: d.save_draft(tid, text), on_done=saved)
+
+    def discard(self) -> None:
+        """Throw the draft away and close; ``discarded`` lets the window offer an undo."""
+        tid = self.ticket_id
+        if not tid or self._sending:
+            return
+        text = self.text()
+        self._saved_text = text
+        self.service.run(lambda d: d.discard_draft(tid), on_error=lambda _m: None)
+        self.close_composer(save=False)
+        if text.strip() and text.strip() != self._initial_text.strip():
+            self.discarded.emit(tid, text)
+
+    def insert_quote(self) -> None:
+        """Insert what is being answered, each line quoted with "> "."""
+        text = self.quote_source() if self.quote_source is not None else ""
+        if not text.strip() or not self.editor.isEnabled():
+            return
+        quoted = "\n".join(f"> {line}" if line.strip() else ">"
+                           for line in text.strip().splitlines())
+        cursor = self.editor.textCursor()
+        if cursor.positionInBlock() > 0:
+            quoted = "\n" + quoted
+        self.editor.insertPlainText(quoted + "\n\n")
+        self.editor.setFocus()
 
     def _renew_claim(self) -> None:
         tid = self.ticket_id
@@ -262,7 +301,7 @@ class Composer(QFrame):
             menu.addAction(empty)
         for t in templates:
             action = QAction(t["name"], menu)
-            action.setToolTip(t["body"][:200])
+            action.setToolTip(plain_tooltip(t["body"][:200]))
             action.triggered.connect(lambda _=False, body=t["body"]: self.insert_template(body))
             menu.addAction(action)
         menu.addSeparator()
@@ -343,7 +382,7 @@ class Composer(QFrame):
 
     def _set_sending(self, sending: bool) -> None:
         self._sending = sending
-        for w in (self.send_button, self.send_close_button, self.editor):
+        for w in (self.send_button, self.send_close_button, self.editor, self.discard_button):
             w.setEnabled(not sending)
 
     def _set_state(self, text: str, kind: str = "") -> None:

@@ -33,6 +33,7 @@ from ui import format as fmt
 from ui import style
 from ui.mailview import MailView
 from ui.style import C
+from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
 AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list"}
@@ -120,9 +121,13 @@ class MessageCard(QFrame):
                        0, Qt.AlignmentFlag.AlignTop)
         who = QVBoxLayout()
         who.setSpacing(1)
-        name = QLabel(fmt.display_name(msg.get("from_name"), msg.get("from")))
+        # Elided lines: a long name or address list never widens the card (and with it
+        # the conversation column, pushing the customer panel off the window).
+        name = ElidedLabel()
+        name.setText(fmt.display_name(msg.get("from_name"), msg.get("from")))
         name.setObjectName("senderName")
-        addr = QLabel(self._address_line(msg, outgoing))
+        addr = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
+        addr.setText(self._address_line(msg, outgoing))
         addr.setObjectName("muted")
         addr.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         who.addWidget(name)
@@ -133,13 +138,15 @@ class MessageCard(QFrame):
             chip = QLabel(auto)
             chip.setObjectName("chip")
             head.addWidget(chip, 0, Qt.AlignmentFlag.AlignTop)
-        when = QLabel(fmt.stamp(msg.get("date") or msg.get("received_at")))
+        sent_at = msg.get("date") or msg.get("received_at")
+        when = QLabel(fmt.ago(sent_at))
         when.setObjectName("muted")
-        when.setToolTip(f"Received {fmt.ago(msg.get('received_at'))}")
+        when.setToolTip(f"Sent {fmt.exact(sent_at)}" if sent_at else "")
         head.addWidget(when, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(head)
 
-        self.summary = QLabel(" ".join(str(msg.get("text") or "").split())[:200])
+        self.summary = ElidedLabel()
+        self.summary.setText(" ".join(str(msg.get("text") or "").split())[:300])
         self.summary.setObjectName("muted")
         self.summary.setCursor(Qt.CursorShape.PointingHandCursor)
         self.summary.setToolTip("Show this message")
@@ -178,15 +185,29 @@ class MessageCard(QFrame):
         al.setSpacing(6)
         for att in files:
             name_text = str(att.get("filename") or "attachment")
-            b = QPushButton(f"{name_text}  ·  {fmt.size(att.get('size'))}")
+            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
+            b = QPushButton(f"{shown}  ·  {fmt.size(att.get('size'))}")
             b.setObjectName("attachment")
             b.setIcon(style.icon("attach", C.muted))
-            b.setToolTip(f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…")
+            b.setToolTip(plain_tooltip(
+                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
             b.setCursor(Qt.CursorShape.PointingHandCursor)
             b.clicked.connect(lambda _=False, a=att: self.save_attachment.emit(self.pk, a))
             al.addWidget(b)
         al.addStretch(1)
-        layout.addWidget(self.attachments)
+        # Many attachments scroll sideways inside the card rather than widen it.
+        self.attachments_area = QScrollArea()
+        self.attachments_area.setObjectName("attachmentsArea")
+        self.attachments_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.attachments_area.setWidgetResizable(True)
+        self.attachments_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.attachments_area.setHorizontalScrollBarPolicy(
+            Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.attachments_area.setWidget(self.attachments)
+        self.attachments_area.setFixedHeight(
+            self.attachments.sizeHint().height()
+            + self.attachments_area.horizontalScrollBar().sizeHint().height() + 2)
+        layout.addWidget(self.attachments_area)
         self.expanded = False
         self.set_expanded(expanded)
 
@@ -206,7 +227,7 @@ class MessageCard(QFrame):
             self.render()
         if self.view is not None:
             self.view.setVisible(expanded)
-        self.attachments.setVisible(expanded and self.attachments.layout().count() > 1)
+        self.attachments_area.setVisible(expanded and self.attachments.layout().count() > 1)
         self._update_remote_bar()
 
     def render(self) -> None:
@@ -345,6 +366,17 @@ class ConversationView(QScrollArea):
         if gen == self._generation and shiboken6.isValid(last):
             self.verticalScrollBar().setValue(max(0, last.y() - 12))
 
+    def show_latest_incoming(self) -> None:
+        """Scroll so that the customer's latest message starts at the top."""
+        card = next((c for c in reversed(self.cards) if c.msg.get("direction") == "in"),
+                    self.cards[-1] if self.cards else None)
+        if card is None:
+            return
+        if not card.expanded:
+            card.set_expanded(True)
+        gen = self._generation
+        QTimer.singleShot(30, self, lambda: self._show_last(gen, card))
+
     def show_outbox(self, entries: list[dict[str, Any]]) -> None:
         """Replies for this ticket that are not sent yet (queued, failed, held)."""
         for w in self._outbox:
@@ -365,7 +397,7 @@ class ConversationView(QScrollArea):
                                         C.error if failed else C.warn, 16))
             row.addWidget(icon)
             text = outbox_text(e)
-            label = QLabel(text)
+            label = plain_label(text)
             label.setWordWrap(True)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             row.addWidget(label, 1)

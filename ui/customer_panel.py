@@ -27,15 +27,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from helpdesk import team_settings
 from helpdesk.desk import Changes
 from ui import format as fmt
 from ui import style
 from ui.conversation import Avatar
 from ui.style import C
-from ui.widgets import ElidedLabel
+from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
 
-TIERS = ("Gold", "Platinum", "Silver", "VIP")
+TIERS = team_settings.DEFAULT_TIERS  # until the team's order is read
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -57,12 +58,13 @@ class NoteCard(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 6, 8)
         layout.setSpacing(3)
-        text = QLabel(str(note.get("text") or ""))
+        text = plain_label(str(note.get("text") or ""))
         text.setWordWrap(True)
         text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(text)
         foot = QHBoxLayout()
-        who = QLabel(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
+        who = plain_label(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
+        who.setToolTip(fmt.exact(note.get("at")))
         who.setObjectName("muted")
         foot.addWidget(who, 1)
         self.button = QToolButton()
@@ -117,7 +119,7 @@ class CustomerPanel(QScrollArea):
         top.addLayout(self.avatar_slot)
         who = QVBoxLayout()
         who.setSpacing(1)
-        self.name = QLabel()
+        self.name = plain_label()
         self.name.setObjectName("customerName")
         self.name.setWordWrap(True)
         self.address = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
@@ -135,10 +137,17 @@ class CustomerPanel(QScrollArea):
         self.tier = QComboBox()
         self.tier.setEditable(True)
         self.tier.addItems(TIERS)
-        self.tier.setToolTip("VIP tier")
+        self.tier.setToolTip("VIP tier (in the team's order, highest first)")
+        self.tier_order: list[str] = list(TIERS)
+        self.tier_order_button = QToolButton()
+        self.tier_order_button.setIcon(style.icon("more", C.muted))
+        self.tier_order_button.setAutoRaise(True)
+        self.tier_order_button.setToolTip("Set the team's order of VIP tiers…")
+        self.tier_order_button.clicked.connect(self.edit_tier_order)
         vip_row = QHBoxLayout()
         vip_row.addWidget(self.vip)
         vip_row.addWidget(self.tier, 1)
+        vip_row.addWidget(self.tier_order_button)
         self.glove = QCheckBox("White-glove")
         self.glove.setToolTip("Extra reassurance and politeness: replies show a reminder")
         lay.addWidget(_section("Care"))
@@ -166,7 +175,7 @@ class CustomerPanel(QScrollArea):
         form.addRow("Birthday", self.birthday)
         form.addRow("Heard from", self.heard)
         lay.addLayout(form)
-        self.field_error = QLabel()
+        self.field_error = plain_label()
         self.field_error.setObjectName("errorText")
         self.field_error.setWordWrap(True)
         self.field_error.hide()
@@ -188,6 +197,12 @@ class CustomerPanel(QScrollArea):
         self.add_note.clicked.connect(self._add_note)
         lay.addWidget(self.new_note)
         lay.addWidget(self.add_note, 0, Qt.AlignmentFlag.AlignRight)
+
+        lay.addWidget(_section("Feedback cards"))
+        self.cards_box = QVBoxLayout()
+        self.cards_box.setSpacing(2)
+        lay.addLayout(self.cards_box)
+        self.cards: list[dict[str, Any]] = []
 
         lay.addWidget(_section("Tickets"))
         self.tickets_box = QVBoxLayout()
@@ -218,6 +233,9 @@ class CustomerPanel(QScrollArea):
 
         def load(desk: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             data = desk.customer(email)
+            cards = getattr(desk, "cards", None)
+            data = {**data, "cards": cards.cards_of(email) if cards is not None else [],
+                    "tier_order": team_settings.tier_order(desk)}
             return data, desk.ticket_rows(list(data["tickets"][:30]))
 
         def done(result: tuple[dict[str, Any], dict[str, Any]]) -> None:
@@ -231,8 +249,37 @@ class CustomerPanel(QScrollArea):
 
         self.service.read(load, on_done=done, on_error=failed)
 
+    def set_tiers(self, order: list[str], current: str | None = None) -> None:
+        """The tier picker in the team's rank order (highest first), then any other."""
+        items = list(order)
+        if current and current.casefold() not in {t.casefold() for t in items}:
+            items.append(current)
+        if [self.tier.itemText(i) for i in range(self.tier.count())] != items:
+            self.tier.blockSignals(True)
+            self.tier.clear()
+            self.tier.addItems(items)
+            self.tier.blockSignals(False)
+        self.tier_order = list(order)
+
+    def edit_tier_order(self) -> None:
+        """Let the person set the team's tier order (published for every desktop)."""
+        from ui.tier_dialog import TierOrderDialog
+
+        dialog = TierOrderDialog(self.tier_order or list(TIERS), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def save(order: list[str]) -> None:
+            self.service.run(lambda d: team_settings.set_tier_order(d, order),
+                             on_done=lambda _c: self.reload(),
+                             on_error=lambda m: (self.field_error.setText(m),
+                                                 self.field_error.show()))
+
+        dialog.chosen.connect(save)
+        dialog.open()
+
     def on_changed(self, changes: Changes) -> None:
         if self.email and (self.email in changes.customers or "*" in changes.tickets
+                           or changes.cards
                            or (self.data and set(self.data.get("tickets", []))
                                & changes.tickets)):
             self.reload()
@@ -257,9 +304,9 @@ class CustomerPanel(QScrollArea):
             for w in self._editors:
                 w.setEnabled(known)
             self.vip.setChecked(bool(data.get("vip")))
-            tier = data.get("vip_tier") or "Gold"
-            if self.tier.findText(tier) < 0:
-                self.tier.addItem(tier)
+            order = list(data.get("tier_order") or TIERS)
+            tier = data.get("vip_tier") or order[0]
+            self.set_tiers(order, tier)
             self.tier.setCurrentText(tier)
             self.tier.setEnabled(known and bool(data.get("vip")))
             self.glove.setChecked(bool(data.get("white_glove")))
@@ -269,6 +316,7 @@ class CustomerPanel(QScrollArea):
                     edit.setText(str(data.get(key) or ""))
                     edit.setCursorPosition(0)
             self._fill_notes(data.get("notes") or [])
+            self._fill_cards(data.get("cards") or [])
             self._fill_tickets(data.get("tickets") or [], rows)
         finally:
             self._filling = False
@@ -284,6 +332,23 @@ class CustomerPanel(QScrollArea):
             card.remove.connect(self._remove_note)
             self.notes_box.addWidget(card)
 
+    def _fill_cards(self, cards: list[dict[str, Any]]) -> None:
+        """The feedback cards this customer is on (asked for), with their column."""
+        self.cards = cards
+        _clear(self.cards_box)
+        if not cards:
+            empty = QLabel("Not on any card yet (F adds them).")
+            empty.setObjectName("muted")
+            self.cards_box.addWidget(empty)
+        for card in cards[:20]:
+            label = ElidedLabel()
+            label.setObjectName("cardLink")
+            label.setText(f"{card.get('title') or ''}  ·  {card.get('column_name') or ''}")
+            quote = str(card.get("quote") or "")
+            label.setToolTip(plain_tooltip(f"{card.get('title')}\n“{quote}”" if quote
+                                           else str(card.get("title") or "")))
+            self.cards_box.addWidget(label)
+
     def _fill_tickets(self, ids: list[str], rows: dict[str, Any]) -> None:
         _clear(self.tickets_box)
         for tid in ids[:30]:
@@ -294,13 +359,15 @@ class CustomerPanel(QScrollArea):
             link = QLabel()
             link.setObjectName("ticketLink")
             elided = link.fontMetrics().elidedText(subject, Qt.TextElideMode.ElideRight, 190)
-            when = fmt.stamp(row.get("created_at"))
+            when = fmt.ago(row.get("created_at"))
             text = (f"<b>{_esc(elided)}</b>" if current else
                     f"<a href='ticket:{tid}' style='color:{C.accent}; text-decoration:none'>"
                     f"{_esc(elided)}</a>")
             link.setText(f"{text}<br><span style='color:{C.muted}'>{_esc(when)}"
                          f"{' · ' + status if status else ''}</span>")
-            link.setToolTip(f"#{tid}: {subject}")
+            link.setTextFormat(Qt.TextFormat.RichText)  # built here, every datum escaped
+            opened = fmt.exact(row.get("created_at"))
+            link.setToolTip(plain_tooltip(f"#{tid}: {subject}\nOpened {opened}"))
             link.linkActivated.connect(lambda href: self.open_ticket.emit(href.split(":", 1)[1]))
             self.tickets_box.addWidget(link)
         if len(ids) > 30:

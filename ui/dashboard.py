@@ -238,6 +238,7 @@ class DashboardWindow(QWidget):
         self.export_button.clicked.connect(self._ask_export)
         self.export_button.setEnabled(False)
         self.status = QLabel("")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.status.setStyleSheet(f"color: {C.muted};")
 
         bar = QHBoxLayout()

@@ -81,7 +81,8 @@ class TicketDelegate(QStyledItemDelegate):
 
         if row is None:
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor("#ffffff33" if on_accent else "#eeeff2"))
+            # QColor reads "#AARRGGBB": a translucent white is "#33ffffff".
+            painter.setBrush(QColor("#33ffffff" if on_accent else "#eeeff2"))
             painter.drawRoundedRect(QRectF(left, y1 + 3, 140, lh - 6), 4, 4)
             painter.drawRoundedRect(QRectF(left, y2 + 3, 220, lh - 6), 4, 4)
             painter.drawRoundedRect(QRectF(left, y3 + 3, 180, lh - 6), 4, 4)
@@ -101,12 +102,12 @@ class TicketDelegate(QStyledItemDelegate):
         # Line 1: customer ........ waiting age (or last activity)
         waiting = row.get("waiting_since")
         if waiting and not closed:
-            age = fmt.age(waiting)
+            age = fmt.ago(waiting)
             level = fmt.waiting_level(waiting)
             age_c = muted_c if on_accent or level == 0 else (C.warn, C.error)[level - 1]
             age_font = small_bold if level else small
         else:
-            age = fmt.stamp(row.get("updated_at"))
+            age = fmt.ago(row.get("updated_at"))
             age_c, age_font = muted_c, small
         painter.setFont(age_font)
         age_w = QFontMetrics(age_font).horizontalAdvance(age)
@@ -116,7 +117,7 @@ class TicketDelegate(QStyledItemDelegate):
         name_right = right - age_w - 8
         if row.get("vip"):
             tier = str(row.get("vip_tier") or "VIP")
-            fg, bg_ = ("#ffffff", "#ffffff40") if on_accent else (C.vip, C.vip_soft)
+            fg, bg_ = (C.vip, C.surface) if on_accent else (C.vip, C.vip_soft)
             name_right = pill(painter, name_right, y1 + 2, lh - 3, tier, small_bold, fg, bg_) - 6
         painter.setFont(bold)
         painter.setPen(QColor(muted_c if closed and not on_accent else text_c))
@@ -132,14 +133,14 @@ class TicketDelegate(QStyledItemDelegate):
         if holder:
             mine = holder == self.agent
             label = "You" if mine else str(holder)
+            # Solid pills on the selected (accent) row too: readable whatever the row.
+            fg, bg_ = (C.ok, C.ok_soft) if mine else (C.warn, C.warn_soft)
             if on_accent:
-                fg, bg_ = "#ffffff", "#ffffff40"
-            else:
-                fg, bg_ = (C.ok, C.ok_soft) if mine else (C.warn, C.warn_soft)
+                bg_ = C.surface
             subj_right = pill(painter, right, y2 + 2, lh - 3, label, small_bold, fg, bg_) - 6
         elif row.get("status") in ("pending", "closed"):
             label = str(row["status"]).capitalize()
-            fg, bg_ = ("#ffffff", "#ffffff40") if on_accent else (C.muted, "#eeeff2")
+            fg, bg_ = (C.muted, C.surface) if on_accent else (C.muted, "#eeeff2")
             subj_right = pill(painter, right, y2 + 2, lh - 3, label, small_bold, fg, bg_) - 6
         painter.setFont(base)
         painter.setPen(QColor(muted_c if closed and not on_accent else text_c))

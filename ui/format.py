@@ -1,4 +1,8 @@
-"""Plain-language times and sizes for the screen ("4 min", "yesterday 14:05", "2.3 MB")."""
+"""Plain-language times and sizes for the screen ("4 min ago", "2.3 MB").
+
+One wording of time everywhere: :func:`ago` on screen ("just now", "4 min ago",
+"yesterday 14:05"), with :func:`exact` ("Tue 3 Feb 2026, 14:05") on hover.
+"""
 
 from __future__ import annotations
 
@@ -56,16 +60,38 @@ def age(value: Any, now: datetime | None = None) -> str:
 
 
 def ago(value: Any, now: datetime | None = None) -> str:
-    """'just now', '4 min ago', 'yesterday', '12 Mar'."""
+    """Relative, the one wording of time on screen: 'just now', '4 min ago', '3 h ago',
+    'yesterday', '5 d ago', '3 wk ago'; older than eight weeks, the date ('12 Mar',
+    '12 Mar 2024'). :func:`exact` gives the exact time for a tooltip."""
     when = parse_time(value)
     if when is None:
         return "never"
-    delta = (now or utcnow()) - when
+    current = now or utcnow()
+    delta = current - when
     if delta < timedelta(seconds=45):
         return "just now"
     if delta < timedelta(days=1):
         return duration(delta) + " ago"
-    return stamp(when, now)
+    days = (local(current).date() - local(when).date()).days
+    if days <= 1:
+        return "yesterday"
+    if days < 14:
+        return f"{days} d ago"
+    if days < 56:
+        return f"{days // 7} wk ago"
+    here = local(when)
+    if here.year == local(current).year:
+        return f"{here.day} {here.strftime('%b')}"
+    return f"{here.day} {here.strftime('%b %Y')}"
+
+
+def exact(value: Any) -> str:
+    """The exact local time, for tooltips: 'Tue 3 Feb 2026, 14:05'."""
+    when = parse_time(value)
+    if when is None:
+        return ""
+    here = local(when)
+    return f"{here.strftime('%a')} {here.day} {here.strftime('%b %Y, %H:%M')}"
 
 
 def stamp(value: Any, now: datetime | None = None) -> str:

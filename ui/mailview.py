@@ -26,7 +26,14 @@ from PySide6.QtCore import QByteArray, QUrl, Signal
 from PySide6.QtGui import QImage, QTextDocument
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from helpdesk.mail.html import SanitizedHtml, html_quote_cut, quote_fold, sanitize
+from helpdesk.mail.html import (
+    SanitizedHtml,
+    clean_svg,
+    html_quote_cut,
+    looks_like_svg,
+    quote_fold,
+    sanitize,
+)
 from helpdesk.mail.parse import html_to_text
 
 __all__ = ["MailView"]
@@ -243,6 +250,10 @@ class MailView(QTextBrowser):
                 data = self._inline_folded.get(content_id.casefold())
         elif scheme in ("http", "https") and self._allow_remote:
             data = next((v for k, v in self.remote_images.items() if QUrl(k) == name), None)
+        if data and looks_like_svg(data):
+            # An SVG may draw a local file through <image xlink:href>: render it only
+            # with every external reference removed (or not at all).
+            data = clean_svg(data)
         if data:
             image = QImage.fromData(data)
             if not image.isNull():

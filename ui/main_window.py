@@ -26,17 +26,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from helpdesk import team_settings
 from helpdesk.desk import Changes
 from helpdesk.mail.push import LoopStatus
 from helpdesk.store.queries import QueryCancelled
 from ui import format as fmt
 from ui import style
 from ui.banner import MessageBar
-from ui.models import TicketModel, ViewsModel
+from ui.models import VIEWS, TicketModel, ViewsModel
 from ui.notify import Notifier
 from ui.style import C
 from ui.ticket_list import ListColumn, Sidebar
 from ui.ticket_pane import TicketPane
+from ui.widgets import plain_tooltip
 from ui.window_menus import WindowMenus
 from ui.worker import DeskService
 
@@ -73,6 +75,8 @@ class MainWindow(QMainWindow, WindowMenus):
         self._board: QWidget | None = None
         self._dashboard: QWidget | None = None
         self._shown_query: tuple[Any, ...] | None = None
+        self._shown_once = False
+        self.tier_rank: tuple[str, ...] = ()
         self.setWindowTitle(f"Help desk — {self.agent}")
         self.setWindowIcon(style.app_icon())
         self.resize(1380, 860)
@@ -81,8 +85,8 @@ class MainWindow(QMainWindow, WindowMenus):
         self.views_model = ViewsModel(self)
         self.sidebar = Sidebar(self.views_model, self.agent)
         self.column = ListColumn(self.model, self.agent)
-        self.pane = TicketPane(service, self.notify)
         self.message_bar = MessageBar()
+        self.pane = TicketPane(service, self.notify, notes=self.message_bar)
         self.notifier = Notifier(service, self, self.notify)
 
         central = QWidget()
@@ -90,7 +94,6 @@ class MainWindow(QMainWindow, WindowMenus):
         outer = QVBoxLayout(central)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(0)
-        outer.addWidget(self.message_bar)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
         self.splitter.setChildrenCollapsible(False)
@@ -131,7 +134,7 @@ class MainWindow(QMainWindow, WindowMenus):
         self.notifier.open_ticket.connect(self.open_ticket)
         service.changed.connect(self.on_changed)
         service.sync_status.connect(self.on_sync_status)
-        service.error.connect(lambda m: self.notify(m, "error"))
+        service.error.connect(lambda m: self.notify(m, "error", key=f"error:{m}"))
         service.conflict.connect(self._on_conflict)
 
         self._restore_layout()
@@ -140,6 +143,15 @@ class MainWindow(QMainWindow, WindowMenus):
         self._counts_loaded = False
         self.model.rows_loaded.connect(self._first_rows)
         self.refresh_list()
+        self._load_tier_order()
+        # Keyboard first: single-key shortcuts (J, K, C, R...) work from the start.
+        self.column.list.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self.column.list.setFocus(Qt.FocusReason.ActiveWindowFocusReason)
 
     def _first_rows(self, _ids: list[str]) -> None:
         self.model.rows_loaded.disconnect(self._first_rows)
@@ -163,12 +175,16 @@ class MainWindow(QMainWindow, WindowMenus):
         lay.setContentsMargins(8, 0, 8, 0)
         self.sync_icon = QLabel()
         self.sync_label = QLabel("Starting…")
+        self.sync_label.setTextFormat(Qt.TextFormat.PlainText)  # quotes the server
         self.sync_label.setObjectName("statusText")
         lay.addWidget(self.sync_icon)
         lay.addWidget(self.sync_label)
-        lay.addStretch(1)
-        bar.addWidget(box, 1)
+        # Permanent widgets all: a menu's status tips never hide them. The notes sit in
+        # the status bar, one fixed line: they never push the window's layout around.
+        bar.addPermanentWidget(box)
+        bar.addPermanentWidget(self.message_bar, 1)
         self.agent_status = QLabel(f"Signed in as {self.agent}")
+        self.agent_status.setTextFormat(Qt.TextFormat.PlainText)
         self.agent_status.setObjectName("statusText")
         bar.addPermanentWidget(self.agent_status)
 
@@ -204,12 +220,15 @@ class MainWindow(QMainWindow, WindowMenus):
         self._list_busy = True
         query = self._list_query()
         view, search, vip_first, sort = query
+        tier_rank = self.tier_rank
         started = time.perf_counter()
 
         def ids_job(limit: int | None, cancel: threading.Event | None = None
                     ) -> Callable[[Any], tuple[list[str], dict[str, int]] | None]:
             def work(d: Any) -> tuple[list[str], dict[str, int]] | None:
                 kw: dict[str, Any] = {"vip_first": vip_first, "sort": sort}
+                if vip_first and tier_rank:
+                    kw["tier_rank"] = tier_rank  # VIP tickets by the team's tier order
                 if limit:
                     kw["limit"] = limit
                 if cancel is not None:
@@ -284,12 +303,31 @@ class MainWindow(QMainWindow, WindowMenus):
         if self._first_list and total and current is None:
             self._first_list = False
             self.column.select_row(0)
+        self._mark_in_view()
+
+    def _mark_in_view(self) -> None:
+        """The open ticket never changes by itself: when a change takes it out of the
+        view (claimed from Unclaimed, closed from Mine...) it stays open, marked so.
+        """
+        tid = self.pane.ticket_id
+        if tid is None:
+            return
+        in_view = self.model.row_of(tid) >= 0
+        label = next((v[1] for v in VIEWS if v[0] == self.view), self.view)
+        self.pane.header.set_in_view(in_view, label)
+        if not in_view:
+            # No row stands for it now: no row may look current, or J/K/Enter/focus
+            # would quietly put another ticket in its place.
+            self.column.list.selectionModel().clear()
 
     def _show_selected(self) -> None:
         index = self.column.list.currentIndex()
         tid = self.model.id_at(index.row()) if index.isValid() else None
-        if tid is not None:
+        if tid is not None and self.column.list.selectionModel().isSelected(index):
+            # Only a row the person selected: Qt makes a row current on its own too
+            # (focus coming back to the list, a model reset), and that is no choice.
             self.pane.show_ticket(tid)
+            self._mark_in_view()
 
     def open_current(self) -> None:
         self._select_timer.stop()
@@ -301,6 +339,7 @@ class MainWindow(QMainWindow, WindowMenus):
         if row >= 0:
             self.column.select_row(row)
         self.pane.show_ticket(tid)
+        self._mark_in_view()
 
     def focus_search(self) -> None:
         self.column.search.setFocus()
@@ -338,9 +377,23 @@ class MainWindow(QMainWindow, WindowMenus):
         self._changes_timer.start()
 
     def _apply_changes(self) -> None:
+        everything = "*" in self._pending_changes.tickets
         self._pending_changes = Changes(set(), set())
+        if everything:  # a team-wide change, the tier order among them
+            self._load_tier_order()
         self.refresh_list()
         self.refresh_counts()
+
+    def _load_tier_order(self) -> None:
+        def done(order: list[str]) -> None:
+            if shiboken6.isValid(self) and tuple(order) != self.tier_rank:
+                self.tier_rank = tuple(order)
+                if self.column.vip_first:
+                    self._shown_query = None
+                    self.refresh_list()
+
+        self.service.read(lambda d: team_settings.tier_order(d), on_done=done,
+                          on_error=lambda _m: None)
 
     def _periodic(self) -> None:
         # Leases lapse with time, not events: recount and repaint now and then.
@@ -349,7 +402,8 @@ class MainWindow(QMainWindow, WindowMenus):
         self.refresh_list()
 
     def _on_conflict(self, message: str) -> None:
-        self.notify(message, "warn")
+        tid = self.pane.ticket_id
+        self.notify(message, "warn", key=f"held:{tid}" if tid else None)
         self.pane.reload_row()
 
     # --- sync status -------------------------------------------------------------------
@@ -360,12 +414,11 @@ class MainWindow(QMainWindow, WindowMenus):
         if status.ok:
             self.last_sync = fmt.utcnow()
             self.notifier.armed = True
-            if not was_ok:
-                self.message_bar.clear_kind("error")
+            self.message_bar.clear("sync")
         else:
             self._retry_at = time.monotonic() + float(status.retry_in or 0)
             if was_ok or status.message not in self.message_bar.texts():
-                self.notify(status.message, "error",
+                self.notify(status.message, "error", key="sync",
                             action=("Retry now", self.sync_now))
         self._update_status_text()
 
@@ -381,15 +434,21 @@ class MainWindow(QMainWindow, WindowMenus):
             if s.message:
                 text += f"  —  {s.message}"
         self.sync_label.setText(text)
-        self.sync_label.setToolTip(s.message or "")
+        tip = s.message or ""
+        if s.ok and self.last_sync:
+            tip = f"Last synced {fmt.exact(self.last_sync)}"
+        self.sync_label.setToolTip(plain_tooltip(tip))
 
     def sync_now(self) -> None:
         self.service.sync_now()
         self.sync_label.setText("Syncing…")
 
-    def notify(self, text: str, kind: str = "info", *, action: Any = None) -> None:
+    def notify(self, text: str, kind: str = "info", *, action: Any = None,
+               key: str | None = None, timeout_ms: int | None = None) -> None:
+        """A note for the person; ``key`` names its situation (one note each)."""
         if shiboken6.isValid(self):
-            self.message_bar.show_message(text, kind, action=action)
+            self.message_bar.show_message(text, kind, action=action, key=key,
+                                          timeout_ms=timeout_ms)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.text() == "?" and not event.modifiers() & ~Qt.KeyboardModifier.ShiftModifier:

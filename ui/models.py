@@ -29,6 +29,7 @@ from PySide6.QtGui import QColor, QIcon
 
 from ui import format as fmt
 from ui import style
+from ui.widgets import plain_tooltip
 
 Row = dict[str, Any]
 Index = QModelIndex | QPersistentModelIndex
@@ -251,7 +252,7 @@ class TicketModel(QAbstractTableModel):
         if col == Col.SUBJECT:
             return str(row.get("subject") or "(no subject)")
         if col == Col.WAITING:
-            return fmt.age(row.get("waiting_since"))
+            return fmt.ago(row.get("waiting_since"))
         if col == Col.HOLDER:
             holder = row.get("claimed_by")
             return "" if not holder else ("You" if holder == self.agent else str(holder))
@@ -262,15 +263,22 @@ class TicketModel(QAbstractTableModel):
             if row.get("white_glove"):
                 flags.append("White-glove")
             return " · ".join(flags)
-        return fmt.stamp(row.get("updated_at"))
+        return fmt.ago(row.get("updated_at"))
 
     def _tooltip(self, col: Col, row: Row) -> str | None:
-        if col == Col.CUSTOMER:
-            return str(row.get("customer_email") or "")
+        if col == Col.CUSTOMER:  # the list's one visible column: the whole row's tip
+            lines = [str(row.get("customer_email") or "")]
+            if row.get("waiting_since") and row.get("status") != "closed":
+                lines.append(f"Oldest unanswered message: {fmt.exact(row['waiting_since'])}")
+            if row.get("updated_at"):
+                lines.append(f"Last activity: {fmt.exact(row['updated_at'])}")
+            return plain_tooltip("\n".join(lines))
         if col == Col.WAITING and row.get("waiting_since"):
-            return f"Oldest unanswered message: {fmt.ago(row['waiting_since'])}"
+            return f"Oldest unanswered message: {fmt.exact(row['waiting_since'])}"
         if col == Col.SUBJECT:
-            return str(row.get("snippet") or "")
+            return plain_tooltip(str(row.get("snippet") or ""))
+        if col == Col.UPDATED and row.get("updated_at"):
+            return f"Last activity {fmt.exact(row['updated_at'])}"
         return None
 
 

@@ -7,6 +7,7 @@ missing), so nothing depends on a tray being there.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,13 +27,14 @@ class Notifier(QObject):
     open_ticket = Signal(str)
 
     def __init__(self, service: DeskService, window: QWidget,
-                 fallback: Callable[[str, str], None]) -> None:
+                 fallback: Callable[..., None]) -> None:
         super().__init__(window)
         self.service = service
         self.window = window
         self.fallback = fallback
         self.armed = False  # set after the first successful sync: no flood on start-up
-        self.sent: list[tuple[str, str, str]] = []  # (title, text, ticket id)
+        # (title, text, ticket id), newest last; bounded: the app runs all day.
+        self.sent: deque[tuple[str, str, str]] = deque(maxlen=500)
         self._last_ticket: str | None = None
         self.tray: QSystemTrayIcon | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
@@ -45,9 +47,7 @@ class Notifier(QObject):
     def handle(self, changes: Changes) -> None:
         notify_unclaimed = bool(getattr(self.service.desk.profile, "notify_unclaimed", False))
         if changes.taken_over:
-            for ticket, _me, by in changes.taken_over:
-                self._show("Ticket taken over", f"{by} took over ticket {ticket}.", ticket,
-                           "warn")
+            self._taken_over(list(changes.taken_over))
         inbound = changes.new_inbound or []
         if not self.armed or not inbound or changes.new_inbound_count > BULK:
             return
@@ -71,13 +71,31 @@ class Notifier(QObject):
 
         self.service.run(lambda d: d.ticket_rows(ids), on_done=done, on_error=lambda _m: None)
 
-    def _show(self, title: str, text: str, ticket: str, kind: str) -> None:
+    def _taken_over(self, taken: list[Any]) -> None:
+        """"agent-b took over “Invoice missing” (#k7f3q2ab)": the subject says which."""
+        ids = [t[0] for t in taken]
+
+        def done(rows: dict[str, dict[str, Any]]) -> None:
+            if not shiboken6.isValid(self):
+                return
+            for ticket, _me, by in taken:
+                subject = str((rows.get(ticket) or {}).get("subject") or "(no subject)")
+                self._show("Ticket taken over", f"{by} took over “{subject}” (#{ticket}).",
+                           ticket, "warn", key=f"takeover:{ticket}")
+
+        def failed(_m: str) -> None:
+            done({})
+
+        self.service.read(lambda d: d.ticket_rows(ids), on_done=done, on_error=failed)
+
+    def _show(self, title: str, text: str, ticket: str, kind: str,
+              key: str | None = None) -> None:
         self.sent.append((title, text, ticket))
         self._last_ticket = ticket
         if self.tray is not None and self.tray.supportsMessages():
             self.tray.showMessage(title, text, style.app_icon(), 8000)
         if self.tray is None or not self.window.isActiveWindow():
-            self.fallback(f"{title}: {text}", kind)
+            self.fallback(f"{title}: {text}", kind, key=key)
 
     def _clicked(self) -> None:
         self._raise()

@@ -39,7 +39,7 @@ from helpdesk.config import (
     load_profile,
     set_password,
 )
-from helpdesk.errors import HelpdeskError, MailError
+from helpdesk.errors import HelpdeskError
 from ui import style
 from ui.style import C
 from ui.tasks import BackgroundCall
@@ -79,6 +79,9 @@ class ServerBox(QGroupBox):
         self.form.setVerticalSpacing(7)
         self.host = QLineEdit()
         self.host.setPlaceholderText("mail.example.com")
+        # Room for a real host name ("outlook.office365.com", "imap.mail.example.org").
+        self.host.setMinimumWidth(self.host.fontMetrics().horizontalAdvance(
+            "imap.mail.example-company.com") + 24)
         self.port = PortEdit(ports["tls"])
         self.security = QComboBox()
         for key, label in SECURITY:
@@ -86,6 +89,7 @@ class ServerBox(QGroupBox):
         self.security.currentIndexChanged.connect(self._security_changed)
         self.username = QLineEdit()
         self.username.setPlaceholderText("support@example.com")
+        self.username.setMinimumWidth(self.host.minimumWidth())
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setPlaceholderText("stored in the system keyring")
@@ -129,8 +133,8 @@ class SetupDialog(QDialog):
         self.profile: Profile | None = None
         self._calls: list[BackgroundCall] = []
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(22, 18, 22, 16)
-        lay.setSpacing(10)
+        lay.setContentsMargins(24, 20, 24, 20)
+        lay.setSpacing(12)
         title = QLabel("Connect to your team's support mailbox")
         title.setObjectName("sheetTitle")
         lay.addWidget(title)
@@ -141,6 +145,7 @@ class SetupDialog(QDialog):
         lay.addWidget(intro)
         if problem:
             warn = QLabel(problem)
+            warn.setTextFormat(Qt.TextFormat.PlainText)
             warn.setObjectName("errorText")
             warn.setWordWrap(True)
             lay.addWidget(warn)
@@ -188,6 +193,7 @@ class SetupDialog(QDialog):
         boxes.addWidget(self.smtp, 1, Qt.AlignmentFlag.AlignTop)
 
         self.result = QLabel()
+        self.result.setTextFormat(Qt.TextFormat.PlainText)
         self.result.setObjectName("testResult")
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -195,6 +201,8 @@ class SetupDialog(QDialog):
         lay.addWidget(self.result)
 
         buttons = QHBoxLayout()
+        buttons.setSpacing(8)
+        buttons.setContentsMargins(0, 8, 0, 0)
         self.test_button = QPushButton("Test connection")
         self.test_button.setIcon(style.icon("refresh", C.muted))
         self.test_button.clicked.connect(self.test_connection)
@@ -287,21 +295,38 @@ class SetupDialog(QDialog):
         call = BackgroundCall(self)
         self._calls.append(call)
 
-        def check() -> str:
-            check_connection(settings, password)  # type: ignore[arg-type]
-            folders = ", ".join([*settings.folders, *([settings.sent_folder]
-                                                     if settings.sent_folder else [])])
-            summary = f"Connected to {settings.host} as {settings.username}. Found {folders}."
-            if not outgoing.host:
-                return summary + " No outgoing (SMTP) server given yet: replies cannot be sent."
+        def check() -> tuple[bool, str]:
+            # Both servers, each on its own line, whichever fails: two problems are
+            # fixed in one go rather than one test at a time.
+            ok = True
             try:
-                sent = smtp_mail.check_connection(outgoing, smtp_password)
-            except smtp_mail.SendError as exc:
-                raise MailError(f"Incoming mail works ({summary}) Outgoing mail (SMTP): "
-                                f"{exc}") from None
-            return f"{summary} Outgoing mail (SMTP): {sent}"
+                check_connection(settings, password)  # type: ignore[arg-type]
+                folders = ", ".join([*settings.folders, *([settings.sent_folder]
+                                                         if settings.sent_folder else [])])
+                imap_line = (f"Incoming mail (IMAP): connected to {settings.host} as "
+                             f"{settings.username}. Found {folders}.")
+            except HelpdeskError as exc:
+                ok = False
+                imap_line = f"Incoming mail (IMAP) failed: {exc}"
+            except Exception as exc:  # shown to the person, never a crash
+                ok = False
+                imap_line = f"Incoming mail (IMAP) failed: {type(exc).__name__}: {exc}"
+            if not outgoing.host:
+                return ok, (imap_line + "\nOutgoing mail (SMTP): no server given yet, "
+                            "replies cannot be sent.")
+            try:
+                smtp_line = ("Outgoing mail (SMTP): "
+                             + smtp_mail.check_connection(outgoing, smtp_password))
+            except HelpdeskError as exc:
+                ok = False
+                smtp_line = f"Outgoing mail (SMTP) failed: {exc}"
+            except Exception as exc:
+                ok = False
+                smtp_line = f"Outgoing mail (SMTP) failed: {type(exc).__name__}: {exc}"
+            return ok, f"{imap_line}\n{smtp_line}"
 
-        call.finished.connect(lambda summary: self._tested(call, True, str(summary)))
+        call.finished.connect(lambda result: self._tested(call, bool(result[0]),
+                                                          str(result[1])))
         call.failed.connect(lambda message: self._tested(call, False, message))
         call.start(check)
 
@@ -363,7 +388,17 @@ def _toml(value: Any) -> str:
 
 def profile_toml(agent: str, imap: ImapSettings, smtp: SmtpSettings) -> str:
     """The profile as TOML, with the key names documented in the README."""
-    lines = ["# Help desk profile (written by the setup dialog; passwords are in the keyring)",
+    imap_secret = ("from password_command below" if imap.password_command
+                   else "in the OS keyring (service 'helpdesk')")
+    if not smtp.host:
+        smtp_secret = "no outgoing server yet"
+    elif not smtp.username:
+        smtp_secret = "none (the server needs no login)"
+    else:
+        smtp_secret = "in the OS keyring (service 'helpdesk')"
+    lines = ["# Help desk profile, written by the setup dialog. No password is in this file.",
+             f"# IMAP password: {imap_secret}.",
+             f"# SMTP password: {smtp_secret}.",
              f"agent = {_toml(agent)}", "", "[imap]"]
     pairs: list[tuple[str, Any]] = [
         ("host", imap.host), ("port", imap.port), ("security", imap.security),

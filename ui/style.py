@@ -32,7 +32,7 @@ class C:
     accent = "#2f6fed"
     accent_soft = "#dde7fc"
     accent_text = "#ffffff"
-    vip = "#a86b00"
+    vip = "#8f5c00"
     vip_soft = "#fdf1d3"
     vip_star = "#e3a008"
     glove = "#7a4fc9"

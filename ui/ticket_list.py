@@ -212,6 +212,10 @@ class ListColumn(QFrame):
         self.list.selectionModel().currentChanged.connect(
             lambda cur, _p: self.current_ticket.emit(model.id_at(cur.row()) if cur.isValid()
                                                      else None))
+        # A row that was current without being chosen (Qt does that on focus) and is
+        # then selected changes the selection only.
+        self.list.selectionModel().selectionChanged.connect(
+            lambda _s, _d: self.current_ticket.emit(self.selected_id()))
         lay.addWidget(self.list, 1)
         self.empty = QLabel(self.list)
         self.empty.setObjectName("emptyState")
@@ -298,6 +302,10 @@ class ListColumn(QFrame):
         row = max(0, min(self.model.rowCount() - 1, row))
         if self.model.rowCount():
             self.select_row(row)
+
+    def selected_id(self) -> str | None:
+        rows = self.list.selectionModel().selectedRows()
+        return self.model.id_at(rows[0].row()) if rows else None
 
     def top_visible_id(self) -> str | None:
         index = self.list.indexAt(self.list.viewport().rect().topLeft())

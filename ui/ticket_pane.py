@@ -6,6 +6,7 @@ ticket when the core reports a change to it (from this desktop or a teammate's).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import shiboken6
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QFrame,
     QHBoxLayout,
@@ -30,7 +32,7 @@ from PySide6.QtWidgets import (
 from helpdesk.desk import Changes
 from ui import format as fmt
 from ui import style
-from ui.banner import ClaimBanner
+from ui.banner import ClaimBanner, MessageBar
 from ui.composer import Composer
 from ui.conversation import ConversationView
 from ui.customer_panel import CustomerPanel
@@ -38,30 +40,41 @@ from ui.help_sheet import tip
 from ui.style import C
 from ui.worker import DeskService
 
-Notify = Callable[[str, str], None]
+Notify = Callable[..., None]  # (text, kind, *, key=None, action=None)
 ROW_REFRESH_MS = 60_000
 
 
 class CaredDialog(QDialog):
     """'Did this customer feel we genuinely cared?' Yes / No / Skip (or cancel)."""
 
-    def __init__(self, subject: str, parent: QWidget | None = None) -> None:
+    def __init__(self, subject: str, parent: QWidget | None = None, *,
+                 offer_survey: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("caredDialog")
         self.setWindowTitle("Close ticket")
         self.answer: bool | None = None
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(22, 18, 22, 14)
+        lay.setContentsMargins(24, 20, 24, 18)
+        lay.setSpacing(8)
         title = QLabel("Close this ticket?")
         title.setObjectName("sheetTitle")
         lay.addWidget(title)
         sub = QLabel(subject)
+        sub.setTextFormat(Qt.TextFormat.PlainText)
         sub.setObjectName("muted")
         sub.setWordWrap(True)
         lay.addWidget(sub)
         lay.addSpacing(8)
         lay.addWidget(QLabel("Did this customer feel we genuinely cared?"))
+        # survey = "ask": closing offers the one-question NPS survey (ticked: NPS needs
+        # answers, and the person sees and can untick it).
+        self.survey = QCheckBox("Send the customer the one-question satisfaction survey")
+        self.survey.setChecked(True)
+        self.survey.setVisible(offer_survey)
+        lay.addWidget(self.survey)
+        lay.addSpacing(6)
         row = QHBoxLayout()
+        row.setSpacing(8)
         row.addStretch(1)
         self.cancel_button = QPushButton("Cancel")
         self.skip_button = QPushButton("Skip")
@@ -81,13 +94,27 @@ class CaredDialog(QDialog):
         self.answer = answer
         self.accept()
 
+    @property
+    def send_survey(self) -> bool:
+        return self.survey.isVisibleTo(self) and self.survey.isChecked()
 
-def ask_cared(parent: QWidget, subject: str, then: Callable[[bool | None], None]) -> CaredDialog:
-    dialog = CaredDialog(subject, parent)
+
+def _short(text: str | None, limit: int = 80) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def ask_cared(parent: QWidget, subject: str, then: Callable[[bool | None], None], *,
+              offer_survey: bool = False,
+              survey: Callable[[bool], None] | None = None) -> CaredDialog:
+    """Ask the cared question (and offer the survey); ``then(cared)`` once answered."""
+    dialog = CaredDialog(subject, parent, offer_survey=offer_survey)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
     def finished(code: int) -> None:
         if code == QDialog.DialogCode.Accepted:
+            if survey is not None:
+                survey(dialog.send_survey)
             then(dialog.answer)
 
     dialog.finished.connect(finished)
@@ -104,15 +131,25 @@ class TicketHeader(QFrame):
         left = QVBoxLayout()
         left.setSpacing(3)
         self.subject = QLabel()
+        self.subject.setTextFormat(Qt.TextFormat.PlainText)
         self.subject.setObjectName("ticketSubject")
         self.subject.setWordWrap(True)
         self.subject.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.meta = QLabel()
+        self.meta.setTextFormat(Qt.TextFormat.PlainText)
         self.meta.setObjectName("muted")
         self.meta.setWordWrap(True)
         self.meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # The open ticket stays open when a change takes it out of the list's view
+        # (claimed from Unclaimed, say); this says so instead of swapping tickets.
+        self.out_of_view = QLabel()
+        self.out_of_view.setObjectName("outOfView")
+        self.out_of_view.setTextFormat(Qt.TextFormat.PlainText)
+        self.out_of_view.setWordWrap(True)  # never widens the pane (or the window)
+        self.out_of_view.hide()
         left.addWidget(self.subject)
         left.addWidget(self.meta)
+        left.addWidget(self.out_of_view)
         lay.addLayout(left, 1)
         self.buttons = QHBoxLayout()
         self.buttons.setSpacing(6)
@@ -130,8 +167,15 @@ class TicketHeader(QFrame):
         if status != "open":
             bits.append(status.capitalize())
         if row.get("waiting_since") and status != "closed":
-            bits.append(f"waiting {fmt.age(row['waiting_since'])}")
+            bits.append(f"oldest unanswered {fmt.ago(row['waiting_since'])}")
         self.meta.setText("  ·  ".join(bits))
+        when = fmt.exact(row.get("waiting_since")) if status != "closed" else ""
+        self.meta.setToolTip(f"Oldest unanswered message: {when}" if when else "")
+
+    def set_in_view(self, in_view: bool, view_label: str) -> None:
+        self.out_of_view.setText(f"No longer in {view_label}: it stays open here until you "
+                                 "pick another ticket.")
+        self.out_of_view.setVisible(not in_view)
 
 
 class TicketPane(QStackedWidget):
@@ -142,10 +186,12 @@ class TicketPane(QStackedWidget):
     loaded = Signal(str)           # the ticket's conversation is on screen
 
     def __init__(self, service: DeskService, notify: Notify,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, notes: MessageBar | None = None) -> None:
         super().__init__(parent)
         self.service = service
         self.notify = notify
+        self.notes = notes
+        self._survey_after_send: dict[str, bool] = {}
         self.agent = service.desk.agent
         self.ticket_id: str | None = None
         self.row: dict[str, Any] = {}
@@ -215,12 +261,25 @@ class TicketPane(QStackedWidget):
         self.composer.sent.connect(self._reply_sent)
         self.composer.send_failed.connect(lambda m: self.notify(m, "warn"))
         self.composer.ask_cared = self._ask_cared
+        self.composer.quote_source = self.conversation.quote_text
+        self.composer.discarded.connect(self._draft_discarded)
+        self.composer.opened.connect(lambda _t: self._keep_answer_in_view())
         self._row_timer = QTimer(self)
         self._row_timer.setInterval(ROW_REFRESH_MS)
         self._row_timer.timeout.connect(self.reload_row)
 
     def _ask_cared(self, then: Callable[[bool | None], None]) -> None:
-        ask_cared(self, str(self.row.get("subject") or ""), then)
+        """Send and close: the cared question, and the survey offer, as for Close."""
+        tid = self.ticket_id
+        if tid is None:
+            return
+
+        def want(send: bool) -> None:
+            self._survey_after_send[tid] = send  # read once the reply (and close) went
+
+        self._with_survey_offer(tid, lambda offer: ask_cared(
+            self, str(self.row.get("subject") or ""), then, offer_survey=offer,
+            survey=want))
 
     def _button(self, text: str, icon_name: str, tooltip: str,
                 slot: Callable[[], None]) -> QPushButton:
@@ -238,8 +297,11 @@ class TicketPane(QStackedWidget):
             return
         if self.composer.is_open:
             self.composer.close_composer()
+        if self.ticket_id is not None:
+            self._clear_note(f"held:{self.ticket_id}")
         self.ticket_id = ticket_id
         self._message_ids = []
+        self.header.out_of_view.hide()
         if ticket_id is None:
             self.setCurrentIndex(0)
             self._row_timer.stop()
@@ -309,6 +371,14 @@ class TicketPane(QStackedWidget):
         self.reopen_action.setEnabled(closed)
         self.pending_action.setEnabled(not closed and row.get("status") != "pending")
         self.release_action.setEnabled(row.get("claimed_by") == self.agent)
+        holder = row.get("claimed_by")
+        if self.ticket_id and (closed or not holder or holder == self.agent):
+            # "agent-a is handling this" is resolved once they are not, or it closed.
+            self._clear_note(f"held:{self.ticket_id}")
+
+    def _clear_note(self, key: str) -> None:
+        if self.notes is not None:
+            self.notes.clear(key)
 
     def on_changed(self, changes: Changes) -> None:
         tid = self.ticket_id
@@ -323,7 +393,8 @@ class TicketPane(QStackedWidget):
     # --- intents ----------------------------------------------------------------------
 
     def _run(self, fn: Callable[[Any], Any], busy: str | None = None,
-             done_text: str | None = None, local_change: bool = False) -> None:
+             done_text: str | None = None, local_change: bool = False,
+             then: Callable[[], None] | None = None) -> None:
         tid = self.ticket_id
         if tid is None:
             return
@@ -333,13 +404,15 @@ class TicketPane(QStackedWidget):
         def done(_r: Any) -> None:
             if done_text:
                 self.notify(done_text, "ok")
+            if then is not None:
+                then()
             if local_change:
                 self.ticket_changed.emit(tid)
             if shiboken6.isValid(self) and tid == self.ticket_id:
                 self.reload_row()
 
         def failed(message: str) -> None:
-            self.notify(message, "warn")
+            self.notify(message, "warn", key=f"held:{tid}")
             if shiboken6.isValid(self) and tid == self.ticket_id:
                 self.reload_row()
             if local_change:
@@ -363,8 +436,10 @@ class TicketPane(QStackedWidget):
         holder = self.row.get("claimed_by")
         if tid is None or not holder or holder == self.agent:
             return
+        subject = str(self.row.get("subject") or "(no subject)")
         box = QMessageBox(QMessageBox.Icon.Question, "Take over ticket",
-                          f"Take ticket {tid} over from {holder}?", parent=self)
+                          f"Take “{subject}” (#{tid}) over from {holder}?", parent=self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setObjectName("takeoverBox")
         box.setInformativeText(f"{holder} is told that you took over. Do this when they are "
                                "away or asked you to.")
@@ -376,7 +451,7 @@ class TicketPane(QStackedWidget):
         def finished(_code: int) -> None:
             if box.clickedButton() is take:
                 self._run(lambda d: d.takeover(tid), busy="Taking over…",
-                          done_text=f"You now hold ticket {tid}; {holder} is told.",
+                          done_text=f"You now hold “{subject}” (#{tid}); {holder} is told.",
                           local_change=True)
 
         box.finished.connect(finished)
@@ -392,12 +467,59 @@ class TicketPane(QStackedWidget):
         if tid is None or self.row.get("status") == "closed":
             return
 
+        subject = str(self.row.get("subject") or "")
+        wanted = {"survey": False}
+
+        def want(send: bool) -> None:
+            wanted["survey"] = send
+
         def then(cared: bool | None) -> None:
-            self._run(lambda d: d.close_ticket(tid, cared), done_text=f"Ticket {tid} closed.")
+            self._run(lambda d: d.close_ticket(tid, cared),
+                      done_text=f"Closed “{subject}” (#{tid}).",
+                      then=lambda: self._survey_after_close(tid, wanted["survey"]))
             if self.composer.is_open and self.composer.ticket_id == tid:
                 self.composer.close_composer()
 
-        ask_cared(self, str(self.row.get("subject") or ""), then)
+        self._with_survey_offer(tid, lambda offer: ask_cared(
+            self, subject, then, offer_survey=offer, survey=want))
+
+    # --- the NPS survey (profile: survey = never | ask | always) -----------------------
+
+    def _survey_policy(self) -> str:
+        return str(getattr(self.service.desk.profile, "survey", "ask") or "ask")
+
+    def _with_survey_offer(self, tid: str, ask: Callable[[bool], Any]) -> None:
+        """Call ``ask(offer)``: offer is whether to offer the survey ("ask" only)."""
+        if self._survey_policy() != "ask":
+            ask(False)
+            return
+
+        def done(offer: bool) -> None:
+            if shiboken6.isValid(self):
+                ask(bool(offer))
+
+        self.service.read(lambda d: d.metrics.should_offer_survey(tid), on_done=done,
+                          on_error=lambda _m: done(False))
+
+    def _survey_after_close(self, tid: str, asked_yes: bool) -> None:
+        policy = self._survey_policy()
+        if policy == "never" or (policy == "ask" and not asked_yes):
+            return
+
+        def send(d: Any) -> str | None:
+            if policy == "always":
+                result: str | None = d.metrics.survey_after_close(tid)
+                return result
+            return d.metrics.send_survey(tid) if d.metrics.should_offer_survey(tid) else None
+
+        def done(message_id: str | None) -> None:
+            if message_id:
+                self.notify("The satisfaction survey is queued for the customer.", "ok",
+                            key=f"survey:{tid}")
+
+        self.service.run(send, on_done=done,
+                         on_error=lambda m: self.notify(f"The survey was not sent: {m}",
+                                                        "warn", key=f"survey:{tid}"))
 
     def reopen(self) -> None:
         tid = self.ticket_id
@@ -418,14 +540,37 @@ class TicketPane(QStackedWidget):
             return
         if self.row.get("claimed_by") not in (None, self.agent):
             self.notify(f"{self.row.get('claimed_by')} is handling this ticket. Take it over "
-                        "first if you need to reply.", "warn")
+                        "first if you need to reply.", "warn", key=f"held:{self.ticket_id}")
         self.composer.open_for(self.ticket_id, unclaimed=not self.row.get("claimed_by"))
+
+    def _keep_answer_in_view(self) -> None:
+        """The composer shares the column with the conversation: what is being
+        answered stays readable above it (a splitter the person can move)."""
+        total = sum(self.vsplit.sizes()) or self.vsplit.height()
+        conversation = self.vsplit.sizes()[0]
+        if conversation < total * 0.45:
+            keep = int(total * 0.5)
+            self.vsplit.setSizes([keep, total - keep])
+        self.conversation.show_latest_incoming()
+
+    def _draft_discarded(self, tid: str, text: str) -> None:
+        def undo() -> None:
+            def restored(_r: Any) -> None:
+                if shiboken6.isValid(self) and self.ticket_id == tid:
+                    self.composer.open_for(tid)
+
+            self.service.run(lambda d: d.save_draft(tid, text), on_done=restored)
+
+        self.notify("Draft discarded.", "info", key=f"discarded:{tid}", action=("Undo", undo),
+                    timeout_ms=30_000)
 
     def _reply_sent(self, tid: str, result: dict[str, Any]) -> None:
         state = result.get("state")
         message = str(result.get("message") or "")
         kind = "ok" if state == "sent" else "error" if state == "failed" else "warn"
-        self.notify(message or f"Reply {state}.", kind)
+        self.notify(message or f"Reply {state}.", kind, key=f"reply:{tid}")
+        if tid in self._survey_after_send and state in ("sent", "queued", "accepted"):
+            self._survey_after_close(tid, self._survey_after_send.pop(tid))
         self.ticket_changed.emit(tid)
         if tid == self.ticket_id:
             self.reload()
@@ -439,7 +584,18 @@ class TicketPane(QStackedWidget):
         except ImportError:
             self.notify("Feedback cards are not available yet.", "info")
             return
-        CardPicker(self.service, tid, self.conversation.quote_text(), self).exec()
+        picker = CardPicker(self.service, tid, self.conversation.quote_text(), self)
+        who = fmt.display_name(self.row.get("customer_name"), self.row.get("customer_email"))
+
+        def added(_card_id: str) -> None:
+            words = f" with their words “{_short(picker.added_quote)}”" \
+                if picker.added_quote else ""
+            self.notify(f"{who} is now on the card “{picker.added_label}”{words}.", "ok",
+                        key=f"card:{tid}")
+            self.customer.reload()
+
+        picker.added.connect(added)
+        picker.exec()
 
     def _open_link(self, url: QUrl) -> None:
         if url.scheme() not in ("http", "https", "mailto"):
@@ -447,7 +603,8 @@ class TicketPane(QStackedWidget):
             return
         box = QMessageBox(QMessageBox.Icon.Question, "Open link",
                           "Open this link in your browser?", parent=self)
-        box.setInformativeText(url.toDisplayString())
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setInformativeText(html.escape(url.toDisplayString()))
         open_button = box.addButton("Open", QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

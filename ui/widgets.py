@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+
+def plain(label: QLabel) -> QLabel:
+    """``label`` shows its text as it is, never as markup (mail and team data do)."""
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+def plain_label(text: str = "", parent: QWidget | None = None) -> QLabel:
+    return plain(QLabel(text, parent))
+
+
+def plain_tooltip(text: str) -> str:
+    """A tooltip that shows ``text`` as it is: Qt renders markup in tooltips
+    (Qt.mightBeRichText), so a subject ``<img src=...>`` would show a local file."""
+    if not text:
+        return ""
+    return "<p style='white-space:pre-wrap'>" + html.escape(text) + "</p>"
 
 
 class ElidedLabel(QLabel):
@@ -16,11 +35,12 @@ class ElidedLabel(QLabel):
         super().__init__(parent)
         self._mode = mode
         self._full = ""
+        self.setTextFormat(Qt.TextFormat.PlainText)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def setText(self, text: str) -> None:
         self._full = text
-        self.setToolTip(text)
+        self.setToolTip(plain_tooltip(text))
         self._elide()
 
     def full_text(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy import text as sql_text
 
+from helpdesk import team_settings
 from helpdesk.cards import rank as card_rank
 from helpdesk.cards.export import FORMATS, board_csv, board_markdown
 from helpdesk.cards.fold import (
@@ -371,13 +372,49 @@ class FeedbackCards:
 
     # --- close the loop ------------------------------------------------------------
 
-    def notification_drafts(self, card_id: str) -> list[dict[str, Any]]:
-        """One personalised email per customer of the card not yet told it shipped."""
+    def notification_drafts(self, card_id: str, languages: Mapping[str, str] | None = None
+                            ) -> list[dict[str, Any]]:
+        """One personalised email per customer of the card not yet told it shipped.
+
+        ``languages`` maps a customer's address to a language tag: their draft uses the
+        team's text for that language (:mod:`helpdesk.team_settings`) when the team wrote
+        one, else the default text. Each draft says which: ``lang`` (None: the default)
+        and ``languages`` (the card's texts).
+        """
         card = self.card(card_id)
         team = self.session.profile.smtp.from_name or "The support team"
-        return [{"email": c["email"], "name": _greeting_name(c),
-                 "ticket_id": c["ticket_id"], **_draft(card, c, self.session.agent, team)}
-                for c in card["customers"] if not c["notified_at"]]
+        notes = team_settings.card_notes_in(self.session.store, card["id"])
+        chosen = {k.strip().lower(): v for k, v in (languages or {}).items()}
+        drafts = []
+        for c in card["customers"]:
+            if c["notified_at"]:
+                continue
+            note = team_settings.note_for(notes, chosen.get(c["email"]))
+            text = _draft(card, c, self.session.agent, team) if note is None else \
+                team_settings.render_note(note, name=_greeting_name(c), title=card["title"],
+                                          quote=(c.get("quote") or "").strip(),
+                                          agent=self.session.agent, team=team)
+            drafts.append({"email": c["email"], "name": _greeting_name(c),
+                           "ticket_id": c["ticket_id"], **text,
+                           "lang": note["lang"] if note else None,
+                           "languages": [n["lang"] for n in notes]})
+        return drafts
+
+    def cards_of(self, email: str) -> list[dict[str, Any]]:
+        """The board cards a customer is on (merged cards count for their board card):
+        ``{id, title, column, column_name, quote}``, most recently added first."""
+        address = email.strip().lower()
+        with self.session.store.read() as conn:
+            rows = conn.execute(sql_text(
+                f"{_TREE} SELECT tree.root AS id, c.title, c.column_id AS column_id, "
+                f"b.name AS column_name, cc.quote, max(cc.added_at) AS added_at "
+                f"FROM card_customers cc JOIN tree ON tree.id = cc.card_id "
+                f"JOIN cards c ON c.id = tree.root "
+                f"LEFT JOIN board_columns b ON b.id = c.column_id "
+                f"WHERE cc.email = :email GROUP BY tree.root ORDER BY added_at DESC"),
+                {"email": address}).mappings().all()
+        return [{"id": r["id"], "title": r["title"], "column": r["column_id"],
+                 "column_name": r["column_name"], "quote": r["quote"]} for r in rows]
 
     @intent
     def send_notifications(self, card_id: str, drafts: Iterable[Mapping[str, Any]]) -> list[int]:

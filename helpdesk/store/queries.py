@@ -41,6 +41,9 @@ class TicketQuery:
     # waited longest (the oldest unanswered message; tickets nobody waits on last).
     descending: bool = True
     now: datetime | None = None  # server-time estimate, for lease expiry
+    # VIP tiers highest first (the team's order, helpdesk.team_settings): with vip_first,
+    # VIP tickets sort by tier rank, then by the list order.
+    tier_rank: tuple[str, ...] = ()
 
 
 # A customer writing after a ticket was closed (or set pending) reopens it, on every
@@ -100,19 +103,28 @@ def _walkable(q: TicketQuery) -> bool:
                                 or (q.sort == "waiting" and q.descending))
 
 
-def _order(q: TicketQuery) -> str:
+def _tier_rank_sql(tiers: tuple[str, ...]) -> str:
+    """A CASE giving each tier its rank (team data: quoted as SQL string literals)."""
+    whens = " ".join(f"WHEN '{t.casefold().replace(chr(39), chr(39) * 2)}' THEN {i}"
+                     for i, t in enumerate(tiers[:50]))
+    return f"(CASE lower(coalesce(c.vip_tier, '')) {whens} ELSE {len(tiers[:50])} END)"
+
+
+def _order(q: TicketQuery, by_tier: bool = False) -> str:
     column = {"updated": "t.updated_at", "created": "t.created_at",
               "waiting": "coalesce(t.waiting_since, '9999')"}.get(q.sort, "t.updated_at")
     # Waiting longest first is the *earliest* waiting_since first.
     newest_first = q.descending != (q.sort == "waiting")
     order = f"{column} {'DESC' if newest_first else 'ASC'}, t.id"
+    if (q.vip_first or by_tier) and q.tier_rank:
+        order = _tier_rank_sql(q.tier_rank) + ", " + order
     if q.vip_first:
         order = "coalesce(c.vip, 0) DESC, " + order
     return order
 
 
-def _ids_sql(q: TicketQuery, where: list[str], limit: int | None) -> str:
-    sql = f"SELECT t.id {FROM} WHERE {' AND '.join(where)} ORDER BY {_order(q)}"
+def _ids_sql(q: TicketQuery, where: list[str], limit: int | None, by_tier: bool = False) -> str:
+    sql = f"SELECT t.id {FROM} WHERE {' AND '.join(where)} ORDER BY {_order(q, by_tier)}"
     return f"{sql} LIMIT {int(limit)}" if limit else sql
 
 
@@ -183,7 +195,7 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
     stop = cancelled or _never
     if q.vip_first and limit:
         plain = replace(q, vip_first=False)
-        vips = _ids(conn, plain, [VIP_TICKETS], limit, stop, in_order=True)
+        vips = _ids(conn, plain, [VIP_TICKETS], limit, stop, in_order=True, by_tier=True)
         if len(vips) >= limit:
             return vips
         return vips + _ids(conn, plain, [NOT_VIP], limit - len(vips), stop)
@@ -191,7 +203,7 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
 
 
 def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
-         stop: Callable[[], bool], in_order: bool = False) -> list[str]:
+         stop: Callable[[], bool], in_order: bool = False, by_tier: bool = False) -> list[str]:
     params: dict[str, Any] = {}
     where = [_view_clause(q, params), *extra]
     match = fts_query(q.search)
@@ -207,7 +219,7 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
                 if ids is not None:
                     return ids
             where.append(MATCH_FROM_INDEX)
-    sql = _ids_sql(q, where, limit)
+    sql = _ids_sql(q, where, limit, by_tier)
     if stop is _never:
         return [r[0] for r in conn.execute(text(sql), params)]
     ids = _stoppable_ids(conn, sql, params, stop)
@@ -232,7 +244,11 @@ def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
 
 
 TICKET_COLUMNS = (
-    "t.id, t.subject, t.customer_email, c.name AS customer_name, c.preferred_name, "
+    # A sender who is no customer (a mailing list, a newsletter) keeps the display name
+    # its message header gives, as the conversation shows it.
+    "t.id, t.subject, t.customer_email, coalesce(c.name, (SELECT m.from_name FROM messages m "
+    "WHERE m.ticket_id = t.id AND m.from_addr = t.customer_email AND m.from_name != '' "
+    "ORDER BY m.received_at LIMIT 1)) AS customer_name, c.preferred_name, "
     f"{STATUS} AS status, s.claimed_by, s.claimed_at, s.claim_active_at, s.claim_lease, "
     "s.claim_event, coalesce(c.vip, 0) AS vip, c.vip_tier, "
     "coalesce(c.white_glove, 0) AS white_glove, t.message_count, t.created_at, t.updated_at, "

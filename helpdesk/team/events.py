@@ -56,6 +56,7 @@ TYPES = frozenset({
     "reply-sent", "template", "template-delete",
     "card-create", "card-update", "card-add", "card-move", "card-merge", "card-notified",
     "survey-sent", "score", "cared",
+    "vip-tiers", "card-note",  # team settings (helpdesk.team_settings)
 })
 
 

@@ -8,12 +8,13 @@ the registry too: an event it does not understand is kept for a build that does.
 
 from __future__ import annotations
 
+from helpdesk import team_settings
 from helpdesk.cards import fold as cards
 from helpdesk.metrics import fold as metrics
 from helpdesk.team import claims, registers
 from helpdesk.team.fold import Handler, Handlers, Registry
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
-                                metrics.HANDLERS)
+                                metrics.HANDLERS, team_settings.HANDLERS)
 REGISTRY: Registry = Registry.of(TABLES)
 HANDLERS: dict[str, Handler] = REGISTRY.handlers
