@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from helpdesk import team_settings
+from helpdesk.auth.errors import offers_sign_in
 from helpdesk.desk import Changes
 from helpdesk.mail.push import LoopStatus
 from helpdesk.store.queries import QueryCancelled
@@ -416,8 +417,10 @@ class MainWindow(QMainWindow, WindowMenus):
         else:
             self._retry_at = time.monotonic() + float(status.retry_in or 0)
             if was_ok or status.message not in self.message_bar.texts():
-                self.notify(status.message, "error", key="sync",
-                            action=("Retry now", self.sync_now))
+                # A revoked or missing sign-in: the cure is signing in, not retrying.
+                action = (("Sign in…", self.open_settings) if offers_sign_in(status.message)
+                          else ("Retry now", self.sync_now))
+                self.notify(status.message, "error", key="sync", action=action)
         self._update_status_text()
 
     def _update_status_text(self) -> None:
