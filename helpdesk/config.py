@@ -26,6 +26,8 @@ from helpdesk.errors import ConfigError, SecretError
 APP_NAME = "helpdesk"
 KEYRING_SERVICE = "helpdesk"
 SECURITY_MODES = ("tls", "starttls", "plain")
+AUTH_MODES = ("password", "oauth2")
+OAUTH_PROVIDERS = ("google", "microsoft", "custom")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,23 @@ class ServerSettings:
     username: str = ""
     password_command: str | None = None
     ca_file: str | None = None
+    #: "password" (LOGIN / AUTH PLAIN) or "oauth2" (SASL XOAUTH2 / OAUTHBEARER with a
+    #: token from ``oauth_provider``; see helpdesk/auth/ and README "Signing in with OAuth2").
+    auth: str = "password"
+    oauth_provider: str = ""
+    oauth_client_id: str = ""
+    #: Only for providers that hand desktop apps a non-secret "client secret" (Google).
+    oauth_client_secret: str = ""
+    oauth_tenant: str = ""
+    oauth_auth_url: str = ""
+    oauth_token_url: str = ""
+    oauth_device_url: str = ""
+    oauth_revoke_url: str = ""
+    oauth_scopes: tuple[str, ...] = ()
+
+    @property
+    def oauth(self) -> bool:
+        return self.auth == "oauth2"
 
     def keyring_user(self, protocol: str) -> str:
         """The keyring entry name for this server's password."""
@@ -140,6 +159,76 @@ def _server(table: dict[str, Any], where: str, default_ports: dict[str, int]) ->
         if not ca_path.is_file():
             raise ConfigError(f"In {where}, 'ca_file' points to {ca_path}, which does not exist.")
         out["ca_file"] = str(ca_path)
+    out.update(_auth(table, where))
+    if out["auth"] == "oauth2" and not out["username"]:
+        raise ConfigError(f"In {where}, auth = \"oauth2\" needs 'username': the mailbox "
+                          f"address to sign in to (a shared mailbox's own address on "
+                          f"Microsoft 365).")
+    return out
+
+
+_OAUTH_TEXT_KEYS = ("oauth_client_id", "oauth_client_secret", "oauth_tenant", "oauth_auth_url",
+                    "oauth_token_url", "oauth_device_url", "oauth_revoke_url")
+
+
+def auth_pairs(server: ServerSettings) -> list[tuple[str, Any]]:
+    """The ``auth`` and ``oauth_*`` keys of ``server`` as a writer of the profile puts
+    them (the setup dialog): nothing for a password side, which is the default."""
+    if not server.oauth:
+        return []
+    pairs: list[tuple[str, Any]] = [("auth", "oauth2"), ("oauth_provider",
+                                                         server.oauth_provider)]
+    for key in _OAUTH_TEXT_KEYS:
+        value = getattr(server, key)
+        if value:
+            pairs.append((key, value))
+    if server.oauth_scopes:
+        pairs.append(("oauth_scopes", list(server.oauth_scopes)))
+    return pairs
+
+
+def _auth(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``auth`` and ``oauth_*`` keys of a server table (README "Signing in with OAuth2")."""
+    auth = _expect(table, "auth", str, where) or "password"
+    if auth not in AUTH_MODES:
+        raise ConfigError(f"In {where}, 'auth' must be \"password\" or \"oauth2\", "
+                          f"not {auth!r}.")
+    out: dict[str, Any] = {"auth": auth}
+    for key in _OAUTH_TEXT_KEYS:
+        value = _expect(table, key, str, where)
+        if value:
+            out[key] = value.strip()
+    scopes = _expect(table, "oauth_scopes", (list, str), where)
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if scopes is not None:
+        if not all(isinstance(s, str) and s.strip() for s in scopes):
+            raise ConfigError(f"In {where}, 'oauth_scopes' must be a list of scope names.")
+        out["oauth_scopes"] = tuple(s.strip() for s in scopes)
+    provider = _expect(table, "oauth_provider", str, where) or ""
+    if provider:
+        out["oauth_provider"] = provider
+    if auth != "oauth2":
+        return out
+    if provider not in OAUTH_PROVIDERS:
+        raise ConfigError(f"In {where}, auth = \"oauth2\" needs oauth_provider = \"google\", "
+                          f"\"microsoft\" or \"custom\"" + (f", not {provider!r}." if provider
+                                                        else "."))
+    if not out.get("oauth_client_id"):
+        raise ConfigError(f"In {where}, auth = \"oauth2\" needs oauth_client_id: the app's "
+                          f"client id from the {provider} registration (README \"Signing in "
+                          f"with OAuth2\").")
+    for key in ("oauth_auth_url", "oauth_token_url", "oauth_device_url", "oauth_revoke_url"):
+        url = out.get(key)
+        if url and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"In {where}, '{key}' must be an https:// address, not {url!r}.")
+    if provider == "custom":
+        missing = [k for k in ("oauth_token_url", "oauth_scopes") if not out.get(k)]
+        if not out.get("oauth_auth_url") and not out.get("oauth_device_url"):
+            missing.insert(0, "oauth_auth_url (or oauth_device_url)")
+        if missing:
+            raise ConfigError(f"In {where}, oauth_provider = \"custom\" needs "
+                              f"{', '.join(missing)}.")
     return out
 
 

@@ -35,6 +35,16 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
     keyring.set_keyring(previous)
 
 
+@pytest.fixture(autouse=True)
+def fresh_tokens() -> Iterator[None]:
+    """No access token outlives its test (they are process-wide, in memory)."""
+    from helpdesk.auth import tokens
+
+    tokens.reset()
+    yield
+    tokens.reset()
+
+
 class _ErrorCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)

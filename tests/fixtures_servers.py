@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from idp import IdentityProvider, start_idp
 from servers import (
     ImapServer,
     SmtpSink,
@@ -16,6 +17,7 @@ from servers import (
     start_courier,
     start_cyrus,
     start_dovecot,
+    start_dovecot_oauth,
     start_imap4d,
     start_pymap,
     start_smtp_sink,
@@ -27,9 +29,12 @@ __all__ = [
     "cyrus",
     "dovecot",
     "dovecot_inbox_ns",
+    "dovecot_oauth",
+    "idp",
     "imap4d",
     "imap_server",
     "pymap_server",
+    "smtp_oauth_sink",
     "smtp_sink",
 ]
 
@@ -134,6 +139,48 @@ def imap4d() -> Iterator[ImapServer]:
 def smtp_sink() -> Iterator[SmtpSink]:
     """aiosmtpd sink without AUTH; see ``start_smtp_sink(require_auth=...)``."""
     sink = start_smtp_sink()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def idp(monkeypatch: pytest.MonkeyPatch) -> Iterator[IdentityProvider]:
+    """A local OAuth2 identity provider (tests/idp.py) whose CA authlib and MSAL trust
+    (``REQUESTS_CA_BUNDLE``), with ``$BROWSER`` set to tests/browser.py."""
+    import sys
+    from pathlib import Path
+
+    from helpdesk.auth import tokens
+
+    provider = start_idp()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", provider.ca_file)
+    browser = Path(__file__).with_name("browser.py")
+    monkeypatch.setenv("BROWSER", f"{sys.executable} {browser} %s")
+    tokens.reset()
+    try:
+        yield provider
+    finally:
+        tokens.reset()
+        provider.stop()
+
+
+@pytest.fixture
+def dovecot_oauth(idp: IdentityProvider) -> Iterator[ImapServer]:
+    """Dovecot accepting only XOAUTH2/OAUTHBEARER, tokens checked at ``idp``."""
+    _need("dovecot")
+    server = start_dovecot_oauth(idp.introspect_url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_oauth_sink(idp: IdentityProvider) -> Iterator[SmtpSink]:
+    """SMTP sink offering only XOAUTH2/OAUTHBEARER, tokens checked at ``idp``."""
+    sink = start_smtp_sink(oauth_introspection=idp.introspect_url)
     try:
         yield sink
     finally:

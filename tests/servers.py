@@ -22,6 +22,7 @@ import contextlib
 import grp
 import hashlib
 import ipaddress
+import json
 import os
 import pwd
 import re
@@ -60,6 +61,7 @@ __all__ = [
     "start_courier",
     "start_cyrus",
     "start_dovecot",
+    "start_dovecot_oauth",
     "start_imap4d",
     "start_pymap",
     "start_smtp_sink",
@@ -810,6 +812,52 @@ def start_dovecot(
     separator ``.`` (the prefix's last character), so folder names look as on
     Courier and Debian's Cyrus: ``INBOX.Sent``, ``INBOX.HelpDesk.Log``.
     """
+    return _start_dovecot(users, tls=tls, namespace=namespace)
+
+
+def start_dovecot_oauth(
+    introspection_url: str, users: dict[str, str] | None = None, *, tls: bool = False
+) -> ImapServer:
+    """A private Dovecot (as :func:`start_dovecot`) that accepts only SASL XOAUTH2 and
+    OAUTHBEARER, checking each bearer token with its ``oauth2`` passdb against
+    ``introspection_url`` (RFC 7662, ``introspection_mode = post``): the token must be
+    active and its ``username`` the login's. No password login works. ``users`` are
+    still listed (the passwords are unused) so that test helpers know the logins.
+    """
+    def oauth2(conf: str, version: tuple[int, ...], workdir: Path) -> str:
+        settings = (
+            "introspection_mode = post\n"
+            f"introspection_url = {introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        if version >= (2, 4):
+            conf = conf.replace("auth_mechanisms = plain login",
+                                "auth_mechanisms = oauthbearer xoauth2")
+            block = "oauth2 {\n" + "".join(f"  oauth2_{line}\n"
+                                             for line in settings.splitlines()) + "}\n"
+            return re.sub(r"passdb passwd-file \{[^}]*\}\n", block, conf)
+        (workdir / "oauth2.conf.ext").write_text(settings)
+        conf = conf.replace("auth_mechanisms = plain login",
+                            "auth_mechanisms = oauthbearer xoauth2")
+        return re.sub(
+            r"passdb \{\n  driver = passwd-file\n[^}]*\}\n",
+            "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+            f"  args = {workdir / 'oauth2.conf.ext'}\n}}\n",
+            conf,
+        )
+
+    return _start_dovecot(users, tls=tls, namespace="", conf_hook=oauth2)
+
+
+def _start_dovecot(
+    users: dict[str, str] | None,
+    *,
+    tls: bool,
+    namespace: str,
+    conf_hook: Callable[[str, tuple[int, ...], Path], str] | None = None,
+) -> ImapServer:
     if namespace and namespace[-1].isalnum():
         raise ValueError("the namespace prefix ends with its separator, e.g. 'INBOX.'")
     users = dict(DEFAULT_USERS if users is None else users)
@@ -839,9 +887,10 @@ def start_dovecot(
             port = free_port()
             conf = workdir / "dovecot.conf"
             greeting = f"helpdesk-test-{secrets.token_hex(6)} ready."
-            conf.write_text(
-                _dovecot_conf(version, workdir, port, ident, tls_files, greeting, namespace)
-            )
+            text = _dovecot_conf(version, workdir, port, ident, tls_files, greeting, namespace)
+            if conf_hook is not None:
+                text = conf_hook(text, version, workdir)
+            conf.write_text(text)
             server = ImapServer(
                 host=HOST,
                 port=port,
@@ -1244,6 +1293,63 @@ class _SinkHandler:
         return "250 Message accepted for delivery"
 
 
+class _OAuthSinkHandler(_SinkHandler):
+    """Also offers AUTH XOAUTH2 and OAUTHBEARER (and nothing else): the bearer token is
+    checked at the identity provider's introspection endpoint (RFC 7662), as a real
+    submission server does; the login must be the token's user."""
+
+    def __init__(self, sink: SmtpSink, introspection_url: str) -> None:
+        super().__init__(sink, require_auth=True)
+        self.introspection_url = introspection_url
+
+    def _introspect(self, token: str) -> dict[str, Any]:
+        import urllib.parse
+        import urllib.request
+
+        data = urllib.parse.urlencode({"token": token}).encode()
+        with urllib.request.urlopen(self.introspection_url, data=data, timeout=10) as resp:
+            answer = json.loads(resp.read())
+        return answer if isinstance(answer, dict) else {}
+
+    async def _bearer(self, server: SMTP, args: list[str], mech: str) -> AuthResult:
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 bad base64")
+        else:
+            got = await server.challenge_auth("")
+            if not isinstance(got, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = got
+        text = blob.decode("utf-8", "replace")
+        fields = dict(f.split("=", 1) for f in text.split("\x01") if "=" in f)
+        if mech == "OAUTHBEARER":
+            gs2 = text.split("\x01", 1)[0]
+            user = next((p[2:] for p in gs2.split(",") if p.startswith("a=")), "")
+            user = user.replace("=2C", ",").replace("=3D", "=")
+        else:
+            user = fields.get("user", "")
+        auth = fields.get("auth", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        loop = asyncio.get_running_loop()
+        info = await loop.run_in_executor(None, self._introspect, token) if token else {}
+        if info.get("active") is True and info.get("username") == user:
+            self.sink.oauth_logins.append((mech, user))
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        self.sink.oauth_refusals.append((mech, user))
+        error = {"status": "invalid_token", "schemes": "bearer", "scope": "mail.smtp"}
+        await server.challenge_auth(json.dumps(error))  # RFC 7628 section 3.2.2
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Authentication credentials invalid")
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "OAUTHBEARER")
+
+
 class SmtpSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that stores what it gets.
 
@@ -1251,10 +1357,16 @@ class SmtpSink:
     holds, per message, the login used (or None).
     """
 
-    def __init__(self, *, require_auth: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, require_auth: dict[str, str] | None = None, oauth_introspection: str = ""
+    ) -> None:
         self.host = HOST
         self.port = 0
         self.require_auth = dict(require_auth) if require_auth else None
+        self.oauth_introspection = oauth_introspection
+        #: (mechanism, user) of each accepted / refused bearer-token login
+        self.oauth_logins: list[tuple[str, str]] = []
+        self.oauth_refusals: list[tuple[str, str]] = []
         self.messages: list[Message] = []
         self.auth_users: list[str | None] = []
         self._cond = threading.Condition()
@@ -1263,9 +1375,13 @@ class SmtpSink:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> Self:
-        handler = _SinkHandler(self, require_auth=self.require_auth is not None)
+        handler: _SinkHandler = _SinkHandler(self, require_auth=self.require_auth is not None)
         kwargs: dict[str, Any] = {}
-        if self.require_auth is not None:
+        if self.oauth_introspection:
+            handler = _OAuthSinkHandler(self, self.oauth_introspection)
+            kwargs["auth_require_tls"] = False
+            kwargs["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
+        elif self.require_auth is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_require_tls"] = False
         last_error: Exception | None = None
@@ -1386,10 +1502,15 @@ class SmtpSink:
         return AuthResult(success=False, handled=False)
 
 
-def start_smtp_sink(*, require_auth: dict[str, str] | None = None) -> SmtpSink:
+def start_smtp_sink(
+    *, require_auth: dict[str, str] | None = None, oauth_introspection: str = ""
+) -> SmtpSink:
     """Start an SMTP sink on 127.0.0.1 (plain, no TLS).
 
     With ``require_auth`` ({login: password}) AUTH PLAIN/LOGIN is offered
     without TLS and MAIL FROM is refused (530) until the client authenticated.
+    With ``oauth_introspection`` (an RFC 7662 endpoint) only AUTH XOAUTH2 and
+    OAUTHBEARER are offered, each bearer token checked there, and MAIL FROM is
+    refused until one was accepted.
     """
-    return SmtpSink(require_auth=require_auth).start()
+    return SmtpSink(require_auth=require_auth, oauth_introspection=oauth_introspection).start()

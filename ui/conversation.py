@@ -444,8 +444,6 @@ class ConversationView(QScrollArea):
         return ""
 
     def _fetch_inline(self, card: MessageCard) -> None:
-        if not hasattr(self.service.desk, "inline_images"):
-            return
         gen = self._generation
         pk = card.pk
 
@@ -490,9 +488,6 @@ class ConversationView(QScrollArea):
             if notify:
                 notify(f"Saved {Path(where).name} to {Path(where).parent}.", "ok")
 
-        if not hasattr(self.service.desk, "attachment"):
-            self.service.error.emit("Saving attachments arrives with the next build.")
-            return
         self.service.run(fetch_and_write, on_done=saved)
 
 

@@ -8,7 +8,6 @@ query and refresh the counts, debounced so a burst of changes costs one query.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from helpdesk import team_settings
+from helpdesk.auth.errors import offers_sign_in
 from helpdesk.desk import Changes
 from helpdesk.mail.push import LoopStatus
 from helpdesk.store.queries import QueryCancelled
@@ -71,7 +71,6 @@ class MainWindow(QMainWindow, WindowMenus):
         self._full_read_cancel: threading.Event | None = None
         self._full_read_query: tuple[str, str, bool, str] | None = None
         self._first_list = True
-        self._paged = _accepts_limit(self.desk)
         self._board: QWidget | None = None
         self._dashboard: QWidget | None = None
         self._shown_query: tuple[Any, ...] | None = None
@@ -273,7 +272,7 @@ class MainWindow(QMainWindow, WindowMenus):
 
         # A first page only for a new query: a refresh of the same list must not shrink
         # it under the reader's scroll position.
-        page = self._paged and query != self._shown_query
+        page = query != self._shown_query
         self.service.read(ids_job(FIRST_PAGE if page else None),
                          on_done=lambda r: done(r, page), on_error=failed)
 
@@ -418,8 +417,10 @@ class MainWindow(QMainWindow, WindowMenus):
         else:
             self._retry_at = time.monotonic() + float(status.retry_in or 0)
             if was_ok or status.message not in self.message_bar.texts():
-                self.notify(status.message, "error", key="sync",
-                            action=("Retry now", self.sync_now))
+                # A revoked or missing sign-in: the cure is signing in, not retrying.
+                action = (("Sign in…", self.open_settings) if offers_sign_in(status.message)
+                          else ("Retry now", self.sync_now))
+                self.notify(status.message, "error", key="sync", action=action)
         self._update_status_text()
 
     def _update_status_text(self) -> None:
@@ -477,14 +478,6 @@ class MainWindow(QMainWindow, WindowMenus):
             s.setValue("main/geometry", self.saveGeometry())
             s.setValue("main/splitter", self.splitter.saveState())
         super().closeEvent(event)
-
-
-def _accepts_limit(desk: Any) -> bool:
-    """Whether ``desk.ticket_ids`` takes ``limit`` (a first page before the full list)."""
-    try:
-        return "limit" in inspect.signature(desk.ticket_ids).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _empty_text(view: str) -> str:

@@ -1,5 +1,10 @@
 """First run (and Settings): IMAP/SMTP fields, "Test connection", save the profile.
 
+An address and the Google / Microsoft 365 / Find settings buttons fill the fields
+(helpdesk/auth/discovery.py); a side that signs in with OAuth2 has a **Sign in** button
+(ui/signin.py) that runs the browser flow off the main thread and keeps the refresh token
+in the OS keyring; the profile then gets the ``auth`` / ``oauth_*`` keys and no secret.
+
 The test runs :func:`helpdesk.mail.imap.check_connection` on a background thread
 and shows its plain-language answer (DNS, TLS certificate, login, folder). Saving
 writes the TOML profile with the documented keys and puts the passwords in the
@@ -35,12 +40,15 @@ from helpdesk.config import (
     ImapSettings,
     Profile,
     SmtpSettings,
+    auth_pairs,
     find_config,
     load_profile,
+    parse_profile,
     set_password,
 )
 from helpdesk.errors import HelpdeskError
 from ui import style
+from ui.signin import SignInRows
 from ui.style import C
 from ui.tasks import BackgroundCall
 
@@ -121,6 +129,10 @@ class SetupDialog(QDialog):
 
     saved = Signal(object)
     tested = Signal(bool, str)
+    #: (protocol, ok, message) after a Sign in click
+    signed_in = Signal(str, bool, str)
+    #: after Find settings / a provider button filled the fields
+    suggested = Signal(str)
 
     def __init__(self, profile: Profile | None = None, path: str | Path | None = None,
                  problem: str | None = None, parent: QWidget | None = None) -> None:
@@ -154,7 +166,26 @@ class SetupDialog(QDialog):
         self.agent = QLineEdit()
         self.agent.setPlaceholderText("e.g. sam (how teammates see you)")
         me.addRow("Your name", self.agent)
+        self.address = QLineEdit()
+        self.address.setPlaceholderText("the support address, e.g. support@company.com")
+        find = QHBoxLayout()
+        find.setSpacing(8)
+        find.addWidget(self.address, 1)
+        self.google_button = QPushButton("Google")
+        self.google_button.setToolTip("Gmail or Google Workspace: sign in with Google")
+        self.microsoft_button = QPushButton("Microsoft 365")
+        self.microsoft_button.setToolTip("Microsoft 365 or Outlook.com: sign in with Microsoft")
+        self.find_button = QPushButton("Find settings")
+        self.find_button.setToolTip("Look the address up: known providers, the domain's "
+                                    "autoconfig document and DNS records")
+        for b in (self.google_button, self.microsoft_button, self.find_button):
+            find.addWidget(b)
+        self.google_button.clicked.connect(lambda: self.use_preset("google"))
+        self.microsoft_button.clicked.connect(lambda: self.use_preset("microsoft"))
+        self.find_button.clicked.connect(self.find_settings)
+        me.addRow("Mailbox", find)
         lay.addLayout(me)
+        self._save_sent = True
 
         self.imap = ServerBox("Incoming mail (IMAP)", IMAP_PORTS)
         self.folders = QLineEdit("INBOX")
@@ -191,6 +222,13 @@ class SetupDialog(QDialog):
         self.smtp.form.addRow("From address", self.from_address)
         self.smtp.form.addRow("From name", self.from_name)
         boxes.addWidget(self.smtp, 1, Qt.AlignmentFlag.AlignTop)
+        self.imap_signin = SignInRows(self.imap, "imap")
+        self.smtp_signin = SignInRows(self.smtp, "smtp")
+        self.imap_signin.sign_in_button.clicked.connect(lambda: self.sign_in("imap"))
+        self.smtp_signin.sign_in_button.clicked.connect(lambda: self.sign_in("smtp"))
+        # A sign-in side has no password, so no password command either.
+        self.imap_signin.changed.connect(lambda: self.imap.form.setRowVisible(
+            self.password_command, not self.imap_signin.oauth))
 
         self.result = QLabel()
         self.result.setTextFormat(Qt.TextFormat.PlainText)
@@ -236,6 +274,11 @@ class SetupDialog(QDialog):
         self.password_command.setText(p.imap.password_command or "")
         self.from_address.setText(p.smtp.from_address)
         self.from_name.setText(p.smtp.from_name)
+        self.address.setText(p.imap.username if "@" in p.imap.username else "")
+        self.imap_signin.fill(p.imap)
+        self.smtp_signin.fill(p.smtp)
+        self._save_sent = p.smtp.save_sent
+        self._show_sign_in_state(p)
 
     def _browse_ca(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Certificate authority", str(Path.home()),
@@ -253,14 +296,16 @@ class SetupDialog(QDialog):
             password_command=self.password_command.text().strip() or None,
             ca_file=self.ca_file.text().strip() or None, folders=folders or ("INBOX",),
             sent_folder=self.sent_folder.text().strip() or None,
-            team_folder=self.team_folder.text().strip() or "HelpDesk/Log")
+            team_folder=self.team_folder.text().strip() or "HelpDesk/Log",
+            **self.imap_signin.kwargs())
 
     def smtp_settings(self) -> SmtpSettings:
         return SmtpSettings(
             host=self.smtp.host.text().strip(), port=self.smtp.port.value(),
             security=self.smtp.security_key(), username=self.smtp.username.text().strip(),
             from_address=self.from_address.text().strip(),
-            from_name=self.from_name.text().strip())
+            from_name=self.from_name.text().strip(), save_sent=self._save_sent,
+            **self.smtp_signin.kwargs())
 
     def _missing(self) -> str | None:
         if not self.agent.text().strip():
@@ -283,10 +328,12 @@ class SetupDialog(QDialog):
             return
         settings = self.imap_settings()
         password: str | None = self.imap.password.text()
-        if not password and not settings.password_command:
+        if settings.oauth:
+            password = None  # the sign-in's token (Sign in first)
+        elif not password and not settings.password_command:
             self._show_result(False, "Enter the password to test the connection.")
             return
-        if settings.password_command:
+        if settings.password_command and not settings.oauth:
             password = None
         outgoing = self.smtp_settings()
         smtp_password = self.smtp.password.text() or None
@@ -355,9 +402,10 @@ class SetupDialog(QDialog):
             return
         imap, smtp = self.imap_settings(), self.smtp_settings()
         try:
-            if self.imap.password.text() and not imap.password_command:
+            self._checked_profile()
+            if self.imap.password.text() and not imap.password_command and not imap.oauth:
                 set_password(imap, "imap", self.imap.password.text())
-            if self.smtp.password.text() and smtp.host and smtp.username:
+            if self.smtp.password.text() and smtp.host and smtp.username and not smtp.oauth:
                 set_password(smtp, "smtp", self.smtp.password.text())
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
@@ -375,6 +423,171 @@ class SetupDialog(QDialog):
         self.saved.emit(self.profile)
         self.accept()
 
+    # --- providers, discovery, sign-in -------------------------------------------------
+
+    def _address(self) -> str:
+        return (self.address.text().strip() or self.imap.username.text().strip()
+                or self.from_address.text().strip())
+
+    def use_preset(self, name: str) -> None:
+        from helpdesk.auth.discovery import preset
+
+        try:
+            found = preset(name, self._address())
+        except ValueError:
+            self._show_result(False, "Enter the support mailbox's address first, e.g. "
+                                     "support@company.com.")
+            return
+        self.apply_suggestion(found)
+
+    def find_settings(self) -> None:
+        """Fill the fields from the address (helpdesk/auth/discovery.py), off the main
+        thread: looking a domain up may take a few seconds."""
+        from helpdesk.auth.discovery import discover, split
+
+        address = self._address()
+        try:
+            split(address)
+        except ValueError:
+            self._show_result(False, "Enter the support mailbox's address first, e.g. "
+                                     "support@company.com.")
+            return
+        self.find_button.setEnabled(False)
+        self._show_result(None, f"Looking up the settings for {address}…")
+        call = BackgroundCall(self)
+        self._calls.append(call)
+
+        def done(found: Any) -> None:
+            if call in self._calls:
+                self._calls.remove(call)
+            if not shiboken6.isValid(self):
+                return
+            self.find_button.setEnabled(True)
+            if found is None:
+                self._show_result(False, f"No settings are known for {address}: enter the "
+                                         f"servers your provider gives.")
+                self.suggested.emit("")
+                return
+            self.apply_suggestion(found)
+
+        def failed(message: str) -> None:
+            if call in self._calls:
+                self._calls.remove(call)
+            if shiboken6.isValid(self):
+                self.find_button.setEnabled(True)
+                self._show_result(False, message)
+
+        call.finished.connect(done)
+        call.failed.connect(failed)
+        call.start(lambda: discover(address))
+
+    def apply_suggestion(self, found: Any) -> None:
+        """Put a :class:`helpdesk.auth.discovery.Suggestion` into the fields."""
+        for box, rows, keys in ((self.imap, self.imap_signin, found.imap),
+                                (self.smtp, self.smtp_signin, found.smtp)):
+            if not keys:
+                continue
+            box.set_security(keys["security"])
+            box.host.setText(keys["host"])
+            box.port.setValue(int(keys["port"]))
+            box.username.setText(keys["username"])
+            rows.set_method(keys.get("oauth_provider") or "password"
+                            if keys.get("auth") == "oauth2" else "password")
+            if keys.get("oauth_tenant"):
+                rows.tenant.setText(keys["oauth_tenant"])
+        if found.imap.get("sent_folder"):
+            self.sent_folder.setText(found.imap["sent_folder"])
+        if found.imap.get("team_folder"):
+            self.team_folder.setText(found.imap["team_folder"])
+        if found.smtp.get("from_address"):
+            self.from_address.setText(found.smtp["from_address"])
+        self._save_sent = bool(found.smtp.get("save_sent", True))
+        oauth = found.imap.get("auth") == "oauth2"
+        then = (" Enter the client ID of your organisation's app registration, then click "
+                "Sign in." if oauth else " Enter the password, then Test connection.")
+        self._show_result(None, f"Filled in the settings for {found.title}."
+                                f"{' ' + ' '.join(found.notes) if found.notes else ''}{then}")
+        self.suggested.emit(found.provider)
+
+    def _checked_profile(self) -> Profile:
+        """The fields as a profile, checked as the app will read it (ConfigError)."""
+        import tomllib
+
+        text = profile_toml(self.agent.text().strip() or "me", self.imap_settings(),
+                            self.smtp_settings())
+        return parse_profile(tomllib.loads(text), self.path)
+
+    def sign_in(self, protocol: str) -> None:
+        """Run the browser sign-in for ``protocol`` (and the side sharing its account)."""
+        from helpdesk.auth import sign_in
+
+        rows = self.imap_signin if protocol == "imap" else self.smtp_signin
+        try:
+            profile = self._checked_profile()
+        except HelpdeskError as exc:
+            rows.show_state(str(exc), error=True)
+            self.signed_in.emit(protocol, False, str(exc))
+            return
+        rows.sign_in_button.setEnabled(False)
+        rows.show_state("Waiting for you to approve in your browser…")
+        call = BackgroundCall(self)
+        self._calls.append(call)
+
+        def done(result: Any) -> None:
+            if call in self._calls:
+                self._calls.remove(call)
+            if not shiboken6.isValid(self):
+                return
+            rows.sign_in_button.setEnabled(True)
+            who = f" as {result.user}" if result.user else ""
+            for side in result.sides:
+                other = self.imap_signin if side == "imap" else self.smtp_signin
+                other.show_state(f"Signed in{who}.")
+            self.signed_in.emit(protocol, True, f"Signed in{who}.")
+
+        def failed(message: str) -> None:
+            if call in self._calls:
+                self._calls.remove(call)
+            if not shiboken6.isValid(self):
+                return
+            rows.sign_in_button.setEnabled(True)
+            rows.show_state(message, error=True)
+            self.signed_in.emit(protocol, False, message)
+
+        call.finished.connect(done)
+        call.failed.connect(failed)
+        call.start(lambda: sign_in(profile, protocol))
+
+    def _show_sign_in_state(self, profile: Profile) -> None:
+        """Whether each OAuth2 side is signed in (read from the keyring, off the main
+        thread: a keyring may ask to be unlocked)."""
+        from helpdesk.auth import state
+
+        sides = [s for s in ("imap", "smtp")
+                 if (profile.imap if s == "imap" else profile.smtp).oauth]
+        if not sides:
+            return
+        call = BackgroundCall(self)
+        self._calls.append(call)
+
+        def done(states: Any) -> None:
+            if call in self._calls:
+                self._calls.remove(call)
+            if not shiboken6.isValid(self):
+                return
+            for side, st in states.items():
+                rows = self.imap_signin if side == "imap" else self.smtp_signin
+                if st.get("signed_in"):
+                    who = f" as {st['user']}" if st.get("user") else ""
+                    rows.show_state(f"Signed in{who}.")
+                else:
+                    rows.show_state(st.get("problem") or "Not signed in: click Sign in.",
+                                    error=bool(st.get("problem")))
+
+        call.finished.connect(done)
+        call.failed.connect(lambda _m: None)
+        call.start(lambda: {s: state(profile, s, check=False) for s in sides})
+
 
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
@@ -388,10 +601,13 @@ def _toml(value: Any) -> str:
 
 def profile_toml(agent: str, imap: ImapSettings, smtp: SmtpSettings) -> str:
     """The profile as TOML, with the key names documented in the README."""
-    imap_secret = ("from password_command below" if imap.password_command
+    imap_secret = ("a sign-in token (OAuth2) in the OS keyring after Sign in" if imap.oauth
+                   else "from password_command below" if imap.password_command
                    else "in the OS keyring (service 'helpdesk')")
     if not smtp.host:
         smtp_secret = "no outgoing server yet"
+    elif smtp.oauth:
+        smtp_secret = "a sign-in token (OAuth2) in the OS keyring after Sign in"
     elif not smtp.username:
         smtp_secret = "none (the server needs no login)"
     else:
@@ -406,8 +622,9 @@ def profile_toml(agent: str, imap: ImapSettings, smtp: SmtpSettings) -> str:
         ("sent_folder", imap.sent_folder or ""), ("team_folder", imap.team_folder)]
     if imap.ca_file:
         pairs.append(("ca_file", imap.ca_file))
-    if imap.password_command:
+    if imap.password_command and not imap.oauth:
         pairs.append(("password_command", imap.password_command))
+    pairs += auth_pairs(imap)
     lines += [f"{k} = {_toml(v)}" for k, v in pairs]
     if smtp.host:
         lines += ["", "[smtp]"]
@@ -418,5 +635,8 @@ def profile_toml(agent: str, imap: ImapSettings, smtp: SmtpSettings) -> str:
             spairs.append(("from_address", smtp.from_address))
         if smtp.from_name:
             spairs.append(("from_name", smtp.from_name))
+        if not smtp.save_sent:
+            spairs.append(("save_sent", False))
+        spairs += auth_pairs(smtp)
         lines += [f"{k} = {_toml(v)}" for k, v in spairs]
     return "\n".join(lines) + "\n"

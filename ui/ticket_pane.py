@@ -319,12 +319,11 @@ class TicketPane(QStackedWidget):
             return
         self._seq += 1
         seq = self._seq
-        desk = self.service.desk
 
         def load(d: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
             data = d.ticket(tid)
             row = d.ticket_rows([tid]).get(tid, {})
-            outbox = d.outbox(tid) if hasattr(desk, "outbox") else []
+            outbox = d.outbox(tid)
             return data, row, outbox
 
         def done(result: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]) -> None:
@@ -535,9 +534,6 @@ class TicketPane(QStackedWidget):
 
     def reply(self) -> None:
         if self.ticket_id is None:
-            return
-        if not hasattr(self.service.desk, "reply"):
-            self.notify("Replies arrive with the next build.", "info")
             return
         if self.row.get("claimed_by") not in (None, self.agent):
             self.notify(f"{self.row.get('claimed_by')} is handling this ticket. Take it over "

@@ -176,6 +176,8 @@ class WindowMenus:
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.saved.connect(lambda _p: self.notify(
             "Settings saved. Restart the app to connect with them.", "ok"))
+        # A new sign-in works at once: the next connection takes its token.
+        dialog.signed_in.connect(lambda _side, ok, _m: self.sync_now() if ok else None)
         dialog.open()
 
     def _about(self) -> None:

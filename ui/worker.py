@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, wait
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 
 from helpdesk.changes import Changes
 from helpdesk.desk import Desk
@@ -46,11 +46,12 @@ class _Relay(QObject):
         callback(value)
 
 
-class _Job(QRunnable):
+class _Job:
+    """One call and where its outcome goes (a plain object: nothing Qt holds on to)."""
+
     def __init__(self, service: DeskService, fn: Callable[[Desk], Any],
                  on_done: Callable[[Any], None] | None,
                  on_error: Callable[[str], None] | None) -> None:
-        super().__init__()
         self.service = service
         self.fn = fn
         self.on_done = on_done
@@ -129,7 +130,7 @@ class DeskService(QObject):
     def read(self, fn: Callable[[Desk], Any], on_done: Callable[[Any], None] | None = None,
              on_error: Callable[[str], None] | None = None) -> None:
         """Like :meth:`run`, for a read-only ``fn``: never queued behind intents."""
-        self._reads.start(_Job(self, fn, on_done, on_error))
+        self._reads.start(_Job(self, fn, on_done, on_error).run)
 
     def _fail(self, message: str, on_error: Callable[[str], None] | None,
               exc: BaseException) -> None:

@@ -40,11 +40,15 @@ def log_path() -> Path:
 
 def secrets_of(profile: Profile | None) -> list[str]:
     """Strings that must never be written to the log: the password commands (a
-    password may be written in one, ``echo hunter2``) and their arguments."""
+    password may be written in one, ``echo hunter2``) and their arguments, and an OAuth
+    client secret. (Tokens never reach a log: they are only in the keyring and memory.)"""
     if profile is None:
         return []
     found: list[str] = []
     for server in (profile.imap, profile.smtp):
+        client_secret = getattr(server, "oauth_client_secret", "")
+        if client_secret:  # Google's "not confidential" one: kept out of logs all the same
+            found.append(client_secret)
         command = getattr(server, "password_command", None)
         if not command:
             continue

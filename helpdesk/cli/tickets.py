@@ -79,7 +79,11 @@ def cmd_show(desk: Desk, args: argparse.Namespace) -> int:
 
 @command("status")
 def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
+    from helpdesk.auth import state
+    from helpdesk.cli.signin import sign_in_lines
+
     data = desk.status()
+    data["sign_in"] = {side: state(desk.profile, side) for side in ("imap", "smtp")}
     if args.json:
         emit_json(data)
         return 0
@@ -89,6 +93,8 @@ def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
         say(f"last error: {data['last_error']} ({data['last_error_at']})")
     say("tickets: " + ", ".join(f"{k} {v}" for k, v in data["counts"].items()))
     say(f"messages: {data['messages']}")
+    for line in sign_in_lines(data["sign_in"]):
+        say(line)
     return 0
 
 

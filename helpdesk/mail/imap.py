@@ -19,7 +19,7 @@ import imapclient
 import imapclient.exceptions
 
 from helpdesk.config import ImapSettings, ServerSettings, get_password
-from helpdesk.errors import MailError, SecretError
+from helpdesk.errors import HelpdeskError, MailError, SecretError
 
 TIMEOUT = 30.0
 
@@ -65,8 +65,15 @@ def explain_network_error(exc: BaseException, settings: ServerSettings, what: st
 
 def connect(settings: ImapSettings, password: str | None = None,
             timeout: float = TIMEOUT) -> imapclient.IMAPClient:
-    """A logged-in client; raises :class:`MailError` with a plain message."""
-    if password is None:
+    """A logged-in client; raises :class:`MailError` with a plain message.
+
+    ``auth = "oauth2"``: SASL OAUTHBEARER or XOAUTH2 (whichever the server offers) with
+    an access token from helpdesk/auth (``password`` is then ignored); a sign-in that
+    cannot be had raises :class:`~helpdesk.auth.errors.SignInError` (a SecretError).
+    """
+    if settings.oauth:
+        password = ""
+    elif password is None:
         password = get_password(settings, "imap")
     client: imapclient.IMAPClient | None = None
     try:
@@ -79,8 +86,18 @@ def connect(settings: ImapSettings, password: str | None = None,
             if settings.security == "starttls":
                 client.starttls(tls_context(settings))
         _no_delay(client)
-        client.login(settings.username, password)
+        if settings.oauth:
+            _oauth_login(client, settings)
+        else:
+            client.login(settings.username, password)
         return client
+    except HelpdeskError:  # no sign-in, no OAuth2 on the server: as it is
+        if client is not None:
+            try:
+                client.shutdown()
+            except Exception:
+                pass
+        raise
     except Exception as exc:
         if client is not None:
             try:
@@ -88,6 +105,35 @@ def connect(settings: ImapSettings, password: str | None = None,
             except Exception:
                 pass
         raise MailError(explain_network_error(exc, settings, "IMAP")) from None
+
+
+def _oauth_login(client: imapclient.IMAPClient, settings: ImapSettings) -> None:
+    """AUTHENTICATE with a bearer token (helpdesk/auth/sasl.py picks and retries)."""
+    from helpdesk.auth import sasl
+
+    offered = [c.decode("ascii", "replace")[5:] for c in client.capabilities()
+               if c.upper().startswith(b"AUTH=")]
+    mech = sasl.choose(offered)
+    if mech is None:
+        raise MailError(f"The IMAP server {settings.host} does not offer OAuth2 sign-in "
+                        f"(SASL OAUTHBEARER or XOAUTH2; it offers "
+                        f"{', '.join(offered) or 'none'}). Check the host, or use "
+                        f"auth = \"password\" in [imap].")
+
+    def attempt(mech: str, token: Any) -> None:
+        exchange = sasl.Exchange(mech, sasl.initial(mech, settings.username, token.value,
+                                                    settings.host, settings.port))
+        try:
+            client._command_and_check("authenticate", mech, exchange)
+        except imaplib.IMAP4.abort:
+            raise
+        except imapclient.exceptions.IMAPClientError as exc:
+            raise sasl.Refused(str(exc), exchange.detail) from None
+
+    try:
+        sasl.login(settings, "imap", mech, attempt)
+    except sasl.Refused as exc:
+        raise sasl.refused_sentence(exc, settings, "imap") from None
 
 
 def _no_delay(client: imapclient.IMAPClient) -> None:

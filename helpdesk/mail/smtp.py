@@ -6,7 +6,7 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from helpdesk.config import SmtpSettings, get_password
 from helpdesk.errors import HelpdeskError
@@ -105,13 +105,52 @@ def _open(settings: SmtpSettings, password: str | None,
         if settings.security == "starttls":
             smtp.starttls(context=tls_context(settings))
             smtp.ehlo()
-        if settings.username:
+        if settings.oauth:
+            _oauth_login(smtp, settings)
+        elif settings.username:
             smtp.login(settings.username,
                        password if password is not None else get_password(settings, "smtp"))
     except BaseException:
         smtp.close()
         raise
     return smtp
+
+
+def _oauth_login(smtp: smtplib.SMTP, settings: SmtpSettings) -> None:
+    """AUTH OAUTHBEARER or XOAUTH2 with a bearer token (helpdesk/auth/sasl.py picks and
+    retries once). A refused or missing sign-in is a SignInError, which :func:`_opened`
+    makes a temporary SendError: the outbox keeps the mail queued until a new sign-in."""
+    from helpdesk.auth import sasl
+
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    mech = sasl.choose(offered)
+    if mech is None:
+        raise smtplib.SMTPNotSupportedError(
+            "OAuth2 sign-in (SASL OAUTHBEARER or XOAUTH2); check the host, or use "
+            "auth = \"password\" in [smtp]")
+
+    def attempt(mech: str, token: Any) -> None:
+        payload = sasl.initial(mech, settings.username, token.value, settings.host,
+                               settings.port)
+        detail: dict[str, Any] = {}
+
+        def answer(challenge: bytes | None = None) -> str:
+            if challenge is None:  # the initial response, sent with AUTH
+                return payload.decode()
+            detail.update(sasl.parse_error(challenge) or {})
+            return sasl.error_reply(mech).decode()
+
+        try:
+            smtp.auth(mech, answer, initial_response_ok=True)
+        except smtplib.SMTPAuthenticationError as exc:
+            said = exc.smtp_error.decode("utf-8", "replace") \
+                if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            raise sasl.Refused(f"{exc.smtp_code} {said}", detail or None) from None
+
+    try:
+        sasl.login(settings, "smtp", mech, attempt)
+    except sasl.Refused as exc:
+        raise sasl.refused_sentence(exc, settings, "smtp") from None
 
 
 def _quit_quietly(smtp: smtplib.SMTP) -> None:
