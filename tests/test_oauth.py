@@ -35,7 +35,8 @@ def tables(server: Any, sink: Any, keys: dict[str, Any], *, smtp_keys: dict[str,
            = None, user: str = "agent-a") -> dict[str, Any]:
     imap = {"host": server.host, "port": server.port, "security": "plain", "username": user,
             **keys}
-    data: dict[str, Any] = {"agent": "agent-a", "imap": imap}
+    # No undo window: these tests send and look at once.
+    data: dict[str, Any] = {"agent": "agent-a", "send_delay_seconds": 0, "imap": imap}
     if sink is not None:
         data["smtp"] = {"host": sink.host, "port": sink.port, "security": "plain",
                         "username": user, "from_address": "support@example.com",
@@ -59,7 +60,8 @@ def toml_value(value: Any) -> str:
 
 def write_toml(data: dict[str, Any], tmp: Path) -> Path:
     lines = [f"agent = {toml_value(data['agent'])}",
-             f"database = {toml_value(str(tmp / 'desk.sqlite3'))}"]
+             f"database = {toml_value(str(tmp / 'desk.sqlite3'))}",
+             f"send_delay_seconds = {toml_value(data.get('send_delay_seconds', 10))}"]
     for section in ("imap", "smtp"):
         if section in data:
             lines.append(f"[{section}]")

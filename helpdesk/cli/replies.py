@@ -135,9 +135,12 @@ def wait_and_send(desk: Desk, result: dict[str, Any], quiet: bool = False) -> di
     if not quiet:
         say(result["message"])
         sys.stdout.flush()
+    item_id = int(result["outbox_id"])
     while (left := (due - utcnow()).total_seconds()) > 0:
         time.sleep(min(left, 0.25))  # the window is a time to wait for, not a condition
-    return desk.send_due(int(result["outbox_id"]))
+        if desk.session.outbox.get(item_id).state != "queued":
+            break  # cancelled from another terminal (or sent by another process)
+    return desk.send_due(item_id)
 
 
 def _report(result: dict[str, Any]) -> int:
