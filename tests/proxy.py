@@ -19,7 +19,13 @@ class ChopProxy:
         self.down = 0  # bytes from the server to clients, all connections
         self.closed = threading.Event()
         self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        self.threads.append(thread)
+        thread.start()
 
     def cut_after(self, n: int | None) -> None:
         self.limit = n
@@ -33,10 +39,8 @@ class ChopProxy:
             upstream = socket.create_connection(self.target)
             self.conns += [client, upstream]
             limit = self.limit
-            threading.Thread(target=self._pump, args=(upstream, client, limit, True),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(client, upstream, None),
-                             daemon=True).start()
+            self._spawn(self._pump, upstream, client, limit, True)
+            self._spawn(self._pump, client, upstream, None)
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
               downstream: bool = False) -> None:
@@ -63,13 +67,26 @@ class ChopProxy:
             s.close()
 
     def close(self) -> None:
+        """Stop; every thread is gone when this returns, so none can touch a file
+        descriptor number the process reuses afterwards (see tests/faults.py)."""
         self.closed.set()
-        self.listener.close()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
+        except OSError:
+            pass
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in list(self.threads):
+            thread.join(timeout=5)
         for s in self.conns:
             try:
                 s.close()
             except OSError:
                 pass
+        self.listener.close()
 
     def __enter__(self) -> ChopProxy:
         return self
