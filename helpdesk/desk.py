@@ -206,6 +206,25 @@ class Desk:
         tid = self.book.resolve(ticket)
         return self.session.publish(self.event("status", tid, status=status, **extra))[0]
 
+    @intent
+    def merge(self, ticket: str, into: str) -> Changes:
+        """Merge ``ticket`` into ``into`` for the whole team (a ``merge`` event): its
+        messages, state, drafts and queued mail follow, and its id resolves to ``into``
+        from then on (helpdesk/team/merges.py). HelpdeskError for a ticket into itself
+        or into one already merged into it; there is no undo."""
+        src, dst = self.book.resolve(ticket), self.book.resolve(into)
+        if src == dst:
+            if ticket.strip().lstrip("#").lower() == into.strip().lstrip("#").lower():
+                raise HelpdeskError(f"Ticket {src} cannot be merged into itself.")
+            raise HelpdeskError(f"Tickets {ticket.strip()} and {into.strip()} are already one "
+                                f"ticket ({dst}): merging them again would make a cycle.")
+        changes = self.session.publish(self.event("merge", src, into=dst))[0]
+        if self.book.resolve(src) != dst:
+            raise HelpdeskError(f"Ticket {src} could not be merged into {dst}: the team log "
+                                f"refused it (see the log file).")
+        changes.tickets |= {src, dst}
+        return changes
+
     def close_ticket(self, ticket: str, cared: bool | None = None) -> Changes:
         """Close (which also releases the claim); ``cared`` is the agent's self-check."""
         extra = {} if cared is None else {"cared": cared}
