@@ -145,6 +145,7 @@ def move_state(cur: sqlite3.Cursor, old: str, into: str, at: datetime | None) ->
     """
     if old == into:
         return
+    ensure_ticket_row(cur, into, old)  # messages may only point at a ticket row
     types = ", ".join(f"'{t}'" for t in sorted(TICKET_EVENT_TYPES))
     for keyed in TICKET_KEYED_TABLES:
         where = f" AND {keyed.where.format(ticket_types=types)}" if keyed.where else ""
@@ -169,6 +170,7 @@ def move_state(cur: sqlite3.Cursor, old: str, into: str, at: datetime | None) ->
                             (into, old))
         elif keyed.policy == "ticket_state":
             _merge_ticket_state(cur, old, into, at)
+    drop_if_empty(cur, old)
 
 
 _STATE_COLS = ("status", "status_stamp", "status_at", "closed_at", "claimed_by", "claim_event",
@@ -219,6 +221,8 @@ def place_messages(cur: sqlite3.Cursor, natural_ids: Iterable[str]) -> set[str]:
     creating the survivor's ticket row and dropping rows left without messages.
 
     Returns every ticket id whose messages changed (to recompute their aggregates).
+    The callers' :func:`move_state` has usually moved them already; this places the
+    rest (a thread id whose messages lived elsewhere).
     """
     touched: set[str] = set()
     for natural in sorted(set(natural_ids)):

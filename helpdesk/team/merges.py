@@ -35,13 +35,9 @@ def _merge(ctx: FoldContext) -> None:
                     "VALUES (?, ?, ?, ?, ?)", (old, into, ctx.uid, ctx.event.agent,
                                                db_time(ctx.at)))
     aliases.move_state(ctx.cur, old, into, ctx.at)
-    naturals = [str(t) for (t,) in ctx.cur.execute(
-        "SELECT DISTINCT thread_ticket FROM messages WHERE ticket_id = ?", (old,))]
-    touched = aliases.place_messages(ctx.cur, naturals)
-    if touched:
-        from helpdesk.mail.sync import refresh_tickets_cursor
-        refresh_tickets_cursor(ctx.cur, touched)
-    ctx.result.tickets |= touched | {old, into}
+    from helpdesk.mail.sync import refresh_tickets_cursor
+    refresh_tickets_cursor(ctx.cur, {into})
+    ctx.result.tickets |= {old, into}
 
 
 @HANDLERS.reset
