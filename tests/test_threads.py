@@ -24,7 +24,6 @@ from helpdesk.mail.conversations import ticket_id_for_key
 from helpdesk.mail.parse import parse_message
 from helpdesk.mail.sync import IncomingMessage, MailSync
 from helpdesk.store import open_store
-from helpdesk.store.aliases import canonical
 
 US = "support@example.com"
 
@@ -314,6 +313,8 @@ def test_killed_sync_mid_merge_converges(dovecot: Any, tmp_path: Path) -> None:
 
 
 def test_canonical_never_loops_on_a_hostile_cycle(tmp_path: Path) -> None:
+    from helpdesk.store.aliases import canonical
+
     store = open_store(tmp_path / "s.sqlite3")
     with store.begin() as conn:
         conn.exec_driver_sql("INSERT INTO thread_aliases VALUES ('bbbbbbbb', 'cccccccc')")

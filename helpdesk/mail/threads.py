@@ -55,6 +55,10 @@ def link(cur: sqlite3.Cursor, pk: int, natural: str, own: str | None,
             "SELECT DISTINCT m.thread_ticket FROM message_refs r JOIN messages m "
             "ON m.id = r.message_pk WHERE r.ref_id = ? AND m.thread_ticket IS NOT NULL",
             (own,)))
+    if linked == {natural} and cur.execute(
+            "SELECT 1 FROM thread_aliases WHERE ticket_id = ? OR into_id = ? LIMIT 1",
+            (natural, natural)).fetchone() is None:
+        return set()  # the usual case: a thread of its own, linked to no other
     groups = {_survivor_of(cur, t) for t in linked}
     members = set(linked) | groups
     for g in groups:
