@@ -148,6 +148,8 @@ class MailSync:
                  on_batch: OnBatch | None = None) -> SyncResult:
         """Sync every folder; ``on_batch`` gets each stored batch's (complete) result."""
         result = SyncResult()
+        # Once, after the upgrade to 0010: links among the messages stored before it.
+        result.merge(SyncResult(tickets=threads.rethread_stored(self.store)))
         for name, role in self.folders(client):
             if role == "sent" and not client.folder_exists(name):
                 log.info("Sent folder %r does not exist; skipping", name)

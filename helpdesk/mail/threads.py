@@ -28,7 +28,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from helpdesk.store import aliases
+from helpdesk.store import Store, aliases
+from helpdesk.store.engine import raw_cursor
 
 REFOLD_KEY = "team.refold"
 
@@ -101,3 +102,40 @@ def _pick_survivor(cur: sqlite3.Cursor, members: set[str]) -> str:
 def _json(items: list[str]) -> str:
     import json
     return json.dumps(items)
+
+
+RETHREAD_KEY = "threads.rethread"  # set by migration 0010: links of older stores to find
+RETHREAD_CHUNK = 2000
+
+
+def rethread_stored(store: Store) -> set[str]:
+    """Find the links among messages stored before this code knew them (a store migrated
+    to 0010), a chunk of messages per transaction with its cursor in ``meta``, so a
+    sync killed meanwhile goes on where it stopped. Returns the tickets that moved."""
+    moved: set[str] = set()
+    while True:
+        with store.begin() as conn:
+            cur = raw_cursor(conn)
+            row = cur.execute("SELECT value FROM meta WHERE key = ?", (RETHREAD_KEY,)).fetchone()
+            if row is None:
+                return moved
+            after = int(row[0] or 0)
+            chunk = [int(pk) for (pk,) in cur.execute(
+                "SELECT DISTINCT r.message_pk FROM message_refs r WHERE r.message_pk > ? "
+                "AND EXISTS (SELECT 1 FROM messages m WHERE m.message_id = r.ref_id) "
+                "ORDER BY r.message_pk LIMIT ?", (after, RETHREAD_CHUNK))]
+            for pk in chunk:
+                natural, own = cur.execute(
+                    "SELECT thread_ticket, message_id FROM messages WHERE id = ?",
+                    (pk,)).fetchone()
+                refs = [str(r) for (r,) in cur.execute(
+                    "SELECT ref_id FROM message_refs WHERE message_pk = ?", (pk,))]
+                moved |= link(cur, pk, str(natural), own, refs)
+            if len(chunk) < RETHREAD_CHUNK:
+                cur.execute("DELETE FROM meta WHERE key = ?", (RETHREAD_KEY,))
+            else:
+                cur.execute("UPDATE meta SET value = ? WHERE key = ?", (str(chunk[-1]),
+                                                                       RETHREAD_KEY))
+            if moved:
+                from helpdesk.mail.sync import refresh_tickets_cursor
+                refresh_tickets_cursor(cur, moved)

@@ -42,8 +42,7 @@ DDL = [
 def upgrade() -> None:
     for statement in DDL:
         op.execute(statement)
-    # The ids stored messages name: the links between threads stored before this
-    # revision are found again as soon as a message of either side is synced.
+    # The ids stored messages name.
     bind = op.get_bind()
     rows = bind.execute(sa.text(
         'SELECT id, message_id, in_reply_to, "references" FROM messages')).all()
@@ -54,3 +53,7 @@ def upgrade() -> None:
     if refs:
         bind.execute(sa.text("INSERT OR IGNORE INTO message_refs (ref_id, message_pk) "
                              "VALUES (:r, :m)"), refs)
+        # The links among them are found by the next sync (helpdesk/mail/threads.py,
+        # rethread_stored), in chunks, not in this one upgrade transaction.
+        bind.execute(sa.text("INSERT OR REPLACE INTO meta (key, value) "
+                             "VALUES ('threads.rethread', '0')"))
