@@ -102,9 +102,9 @@ def test_drafts_and_queued_mail_follow_the_merge(dovecot: Any, smtp_sink: Any,
     desk = Desk(make_profile(dovecot, tmp_path, "agent-a", smtp=smtp_sink,
                              send_delay_seconds=3600))
     desk.sync_once()
-    desk.save_draft(x, "half-written answer")
-    queued = desk.reply(y, "queued answer")
+    queued = desk.reply(x, "queued answer")
     assert queued["state"] == "queued"
+    desk.save_draft(x, "half-written answer")
     desk.merge(x, y)
     # Y had no draft: X's moved into it, and X still opens it.
     assert desk.draft(y) == desk.draft(x) == "half-written answer"
@@ -113,6 +113,11 @@ def test_drafts_and_queued_mail_follow_the_merge(dovecot: Any, smtp_sink: Any,
         assert {t for (t,) in con.execute("SELECT ticket_id FROM outbox")} == {y}
     finally:
         con.close()
+    # It goes into the ticket it follows: sent, its Sent copy (token [#y]) stored there.
+    assert desk.send_now(queued["outbox_id"])["state"] == "sent"
+    smtp_sink.wait_for(1, timeout=15)
+    desk.sync_once()
+    assert len(placement(desk.profile.database)[y]) == 3
     desk.close()
 
 
