@@ -173,3 +173,25 @@ def test_a_team_log_rebuild_reproduces_the_merges(dovecot: Any, tmp_path: Path) 
     desk.sync_once()
     assert (placement(desk.profile.database), team_state(desk)) == before
     desk.close()
+
+
+def test_crossed_merges_from_two_desktops_first_in_log_order_wins(dovecot: Any,
+                                                                  tmp_path: Path) -> None:
+    """agent-a merges X into Y while agent-b, who has not seen it yet, merges Y into X:
+    the log orders them; the second is a cycle, refused on every replica, and its agent
+    is told."""
+    x, y = two_tickets(dovecot)
+    a = Desk(make_profile(dovecot, tmp_path, "agent-a"))
+    b = Desk(make_profile(dovecot, tmp_path, "agent-b"))
+    a.sync_once()
+    b.sync_once()
+    a.merge(x, y)
+    with pytest.raises(HelpdeskError, match="refused"):
+        b.merge(y, x)
+    a.sync_once()
+    for d in (a, b):
+        assert placement(d.profile.database) == {y: ["x@cust.example", "y@cust.example"]}
+        assert d.ticket(x)["id"] == y
+    assert team_state(a) == team_state(b)
+    a.close()
+    b.close()
