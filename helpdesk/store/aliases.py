@@ -93,22 +93,30 @@ def canonical(conn: Db, ticket_id: str) -> str:
     id of the cycle stands for it, whichever member the walk entered by.
     """
     cur = _cursor(conn)
+    # The usual answer (never merged) in one statement: both layers looked up at once.
+    thread, merged = cur.execute(_BOTH, (ticket_id, ticket_id)).fetchone()
+    if thread is None and merged is None:
+        return ticket_id
     walk: list[str] = []
     here = ticket_id
     for _hop in range(MAX_HOPS):
-        row = cur.execute("SELECT into_id FROM thread_aliases WHERE ticket_id = ?",
-                          (here,)).fetchone()
-        if row is not None:
-            here = str(row[0])
+        if thread is not None:
+            here = str(thread)
+            merged = cur.execute(_MERGED, (here,)).fetchone()
+            merged = merged[0] if merged else None
         if here in walk:
             return min(walk[walk.index(here):])
         walk.append(here)
-        row = cur.execute("SELECT into_id FROM ticket_merges WHERE ticket_id = ?",
-                          (here,)).fetchone()
-        if row is None:
+        if merged is None:
             return here
-        here = str(row[0])
+        here = str(merged)
+        thread, merged = cur.execute(_BOTH, (here, here)).fetchone()
     return here
+
+
+_BOTH = ("SELECT (SELECT into_id FROM thread_aliases WHERE ticket_id = ?), "
+         "(SELECT into_id FROM ticket_merges WHERE ticket_id = ?)")
+_MERGED = "SELECT into_id FROM ticket_merges WHERE ticket_id = ?"
 
 
 def aliases_of(conn: Db, ticket_id: str) -> list[str]:
