@@ -416,7 +416,11 @@ def upsert_customer(cur: sqlite3.Cursor, address: str, name: str | None) -> None
 
 def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
     """Recompute each ticket's aggregates from its messages (order-independent)."""
-    refresh_tickets_cursor(raw_cursor(conn), ticket_ids)
+    cur = raw_cursor(conn)
+    try:
+        refresh_tickets_cursor(cur, ticket_ids)
+    finally:
+        cur.close()
 
 
 def refresh_tickets_cursor(on: sqlite3.Cursor, ticket_ids: Iterable[str]) -> None:
