@@ -28,6 +28,7 @@ from helpdesk.replies import Draft, Replies
 from helpdesk.session import ImapLink, Session, describe, intent
 from helpdesk.store import Store
 from helpdesk.store import queries as q
+from helpdesk.store.aliases import canonical
 from helpdesk.team.events import Event
 from helpdesk.team.fold import FoldResult
 from helpdesk.team.log import TeamLog
@@ -206,6 +207,25 @@ class Desk:
         tid = self.book.resolve(ticket)
         return self.session.publish(self.event("status", tid, status=status, **extra))[0]
 
+    @intent
+    def merge(self, ticket: str, into: str) -> Changes:
+        """Merge ``ticket`` into ``into`` for the whole team (a ``merge`` event): its
+        messages, state, drafts and queued mail follow, and its id resolves to ``into``
+        from then on (helpdesk/team/merges.py). HelpdeskError for a ticket into itself
+        or into one already merged into it; there is no undo."""
+        src, dst = self.book.resolve(ticket), self.book.resolve(into)
+        if src == dst:
+            if ticket.strip().lstrip("#").lower() == into.strip().lstrip("#").lower():
+                raise HelpdeskError(f"Ticket {src} cannot be merged into itself.")
+            raise HelpdeskError(f"Tickets {ticket.strip()} and {into.strip()} are already one "
+                                f"ticket ({dst}): merging them again would make a cycle.")
+        changes = self.session.publish(self.event("merge", src, into=dst))[0]
+        if self.book.resolve(src) != dst:
+            raise HelpdeskError(f"Ticket {src} could not be merged into {dst}: the team log "
+                                f"refused it (see the log file).")
+        changes.tickets |= {src, dst}
+        return changes
+
     def close_ticket(self, ticket: str, cared: bool | None = None) -> Changes:
         """Close (which also releases the claim); ``cared`` is the agent's self-check."""
         extra = {} if cared is None else {"cared": cared}
@@ -324,18 +344,24 @@ class Desk:
     def save_draft(self, ticket: str, body: str, meta: dict[str, Any] | None = None,
                    attachments: list[FileAttachment] | None = None) -> None:
         """Autosave the composer (local only; survives a crash)."""
-        self.replies.save_draft(ticket, body, meta, attachments)
+        self.replies.save_draft(self._draft_key(ticket), body, meta, attachments)
 
     def draft(self, ticket: str) -> str | None:
-        found = self.replies.load_draft(ticket)
+        found = self.replies.load_draft(self._draft_key(ticket))
         return None if found is None else str(found["body"])
 
     def load_draft(self, key: str) -> dict[str, Any] | None:
         """A draft with its composer fields and files (an undone send comes back here)."""
-        return self.replies.load_draft(key)
+        return self.replies.load_draft(self._draft_key(key))
 
     def discard_draft(self, ticket: str) -> None:
-        self.replies.drop_draft(ticket)
+        self.replies.drop_draft(self._draft_key(ticket))
+
+    def _draft_key(self, key: str) -> str:
+        """Drafts of a merged-away ticket live with the ticket it went into (any other
+        key, such as a new conversation's, is itself)."""
+        with self.session.store.read() as conn:
+            return canonical(conn, key) if len(key) <= 64 else key
 
     def attachment(self, message_pk: int, index: int) -> tuple[str, str, bytes]:
         """(filename, content type, bytes), fetched from the server on demand."""

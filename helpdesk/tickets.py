@@ -17,7 +17,10 @@ from helpdesk.clock import iso
 from helpdesk.errors import HelpdeskError, NotFoundError
 from helpdesk.session import Session
 from helpdesk.store import queries as q
+from helpdesk.store.aliases import aliases_of, canonical
 from helpdesk.team.fold import parse_db_time
+
+MAX_ID = 64  # longer is no ticket id (no alias look-up)
 
 
 @dataclass
@@ -86,6 +89,8 @@ class TicketBook:
         """Accept '#id', 'id' or an unambiguous prefix of at least 4 characters."""
         tid = ticket.strip().lstrip("#").lower()
         with self.store.read() as conn:
+            # A merged-away id (a merge, or linked threads) names the ticket it went into.
+            tid = canonical(conn, tid) if len(tid) <= MAX_ID else tid
             exact = conn.execute(sql_text("SELECT id FROM tickets WHERE id = :t"),
                                  {"t": tid}).first()
             if exact:
@@ -104,7 +109,9 @@ class TicketBook:
         row = self.ticket_rows([tid])[tid]
         with self.store.read() as conn:
             messages = q.ticket_messages(conn, tid)
+            merged = aliases_of(conn, tid)
         out = ticket_json(row)
+        out["aliases"] = merged  # ids merged into this ticket (they resolve to it)
         out["messages"] = [{
             "id": m["id"], "message_id": m["message_id"], "from": m["from_addr"],
             "from_name": m["from_name"], "to": [a for _n, a in m["to_addrs"]],

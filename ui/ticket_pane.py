@@ -192,6 +192,7 @@ class TicketPane(QStackedWidget):
         self.notify = notify
         self.notes = notes
         self._survey_after_send: dict[str, bool] = {}
+        self.merge_picker: Any = None  # the open "Merge into…" dialog (tests reach it)
         self.agent = service.desk.agent
         self.ticket_id: str | None = None
         self.row: dict[str, Any] = {}
@@ -246,6 +247,7 @@ class TicketPane(QStackedWidget):
         self.reopen_action = menu.addAction(style.icon("reopen"), "Reopen", self.reopen)
         self.release_action = menu.addAction(style.icon("release"), "Release", self.release)
         menu.addAction(style.icon("send"), "Forward…", self.forward)
+        menu.addAction(style.icon("card"), "Merge into…", self.merge_into)
         menu.addSeparator()
         menu.addAction(style.icon("card"), tip("Add to a feedback card…", "feedback"),
                        self.add_to_card)
@@ -551,6 +553,25 @@ class TicketPane(QStackedWidget):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.sent.connect(lambda result: self._reply_sent(tid, result))
         dialog.show()
+
+    def merge_into(self) -> None:
+        """Merge this ticket into one the agent picks (for the whole team; no undo)."""
+        tid = self.ticket_id
+        if tid is None:
+            return
+        from ui.merge_picker import MergePicker
+
+        picker = MergePicker(self.service, tid, self.row.get("customer_email"), parent=self)
+        picker.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def merged(into: str) -> None:
+            self.notify(f"Ticket {tid} is merged into {into}.", "ok", key=f"merged:{tid}")
+            self.ticket_changed.emit(tid)
+            self.open_ticket.emit(into)
+
+        picker.merged.connect(merged)
+        picker.show()
+        self.merge_picker = picker
 
     def _keep_answer_in_view(self) -> None:
         """The composer shares the column with the conversation: what is being

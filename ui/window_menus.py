@@ -66,6 +66,7 @@ class WindowMenus:
             "feedback": self._action("Add to feedback card…", p.add_to_card, "feedback",
                                      "card"),
             "forward": self._action("Forward…", p.forward, None, "send"),
+            "merge": self._action("Merge into…", p.merge_into, None, "card"),
             "compose": self._action("New conversation…", self.new_conversation, "compose",
                                     "note"),
         }

@@ -11,6 +11,7 @@ import sqlite3
 from typing import Any, Literal
 
 from helpdesk.cards import rank as card_rank
+from helpdesk.store.aliases import canonical
 from helpdesk.team.fold import (
     BadData,
     FoldContext,
@@ -162,6 +163,8 @@ def _card_add(ctx: FoldContext) -> None:
     if "@" not in email or len(email) > 320:
         raise BadData("customer is not an e-mail address")
     ticket = (text_field(data, "ticket") or "")[:64] or None
+    if ticket:  # a merged-away ticket id names the ticket it went into
+        ticket = canonical(ctx.cur, ticket)
     quote = _block(text_field(data, "quote"), MAX_QUOTE) or None
     ctx.cur.execute(
         "INSERT OR IGNORE INTO card_customers (card_id, email, ticket_id, quote, added_at, "

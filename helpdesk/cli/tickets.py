@@ -1,5 +1,5 @@
 """Tickets and claims: ``tickets``, ``show``, ``status``, ``claim``, ``release``,
-``takeover``, ``close``, ``reopen``."""
+``takeover``, ``close``, ``reopen``, ``merge``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def add_parsers(sub: Any) -> None:
                        ("reopen", "reopen a closed ticket")):
         c = sub.add_parser(name, help=text)
         c.add_argument("ticket")
+    mg = sub.add_parser("merge", help="merge a ticket into another, for the whole team")
+    mg.add_argument("ticket")
+    mg.add_argument("into")
+    mg.add_argument("--json", action="store_true")
     cl = sub.add_parser("close", help="close a ticket (releases the claim)")
     cl.add_argument("ticket")
     cl.add_argument("--cared", choices=("yes", "no"),
@@ -138,4 +142,16 @@ def cmd_close(desk: Desk, args: argparse.Namespace) -> int:
 def cmd_reopen(desk: Desk, args: argparse.Namespace) -> int:
     desk.reopen(args.ticket)
     say("Reopened.")
+    return 0
+
+
+@command("merge")
+def cmd_merge(desk: Desk, args: argparse.Namespace) -> int:
+    src = desk.resolve_ticket(args.ticket)
+    desk.merge(args.ticket, args.into)
+    into = desk.resolve_ticket(src)
+    if args.json:
+        emit_json({"ticket": src, "into": into})
+    else:
+        say(f"Ticket {src} is merged into {into}; {src} now opens it.")
     return 0

@@ -32,11 +32,13 @@ from sqlalchemy import Connection, text
 
 from helpdesk.clock import utcnow
 from helpdesk.config import Profile
+from helpdesk.mail import threads
 from helpdesk.mail.conversations import dedup_key, snippet, ticket_for
 from helpdesk.mail.folders import FolderMap
 from helpdesk.mail.imap import examine, fetch_bodies, fetch_sizes, uid_at, uid_set
 from helpdesk.mail.parse import ParsedMessage, parse_message
 from helpdesk.store import Store
+from helpdesk.store.aliases import canonical
 from helpdesk.store.engine import db_time, raw_cursor
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,8 @@ class MailSync:
         self.store = store
         self.profile = profile
         self.ours = profile.support_addresses
+        # Tickets whose messages moved while storing the last message (threads linked).
+        self._moved: set[str] = set()
 
     # --- folder bookkeeping ------------------------------------------------
 
@@ -144,6 +148,8 @@ class MailSync:
                  on_batch: OnBatch | None = None) -> SyncResult:
         """Sync every folder; ``on_batch`` gets each stored batch's (complete) result."""
         result = SyncResult()
+        # Once, after the upgrade to 0010: links among the messages stored before it.
+        result.merge(SyncResult(tickets=threads.rethread_stored(self.store)))
         for name, role in self.folders(client):
             if role == "sent" and not client.folder_exists(name):
                 log.info("Sent folder %r does not exist; skipping", name)
@@ -326,12 +332,17 @@ class MailSync:
                      messages: list[IncomingMessage], parsed_all: list[ParsedMessage],
                      max_uid: int) -> SyncResult:
         result = SyncResult()
+        merged: set[str] = set()
         with self.store.begin() as conn:
             cur = raw_cursor(conn)
             for m, parsed in zip(messages, parsed_all, strict=True):
                 if m.truncated:
                     parsed.defects.append("message too large: only the first part was fetched")
+                self._moved = set()
                 pk, new, ticket_id = self._insert_message(cur, m, parsed, role)
+                if self._moved:  # linked threads merged: those tickets changed too
+                    result.tickets |= self._moved
+                    merged.update(self._moved)
                 cur.execute("INSERT OR IGNORE INTO locations (folder_id, uidvalidity, uid, "
                             "message_pk) VALUES (?, ?, ?, ?)", (folder_id, uidvalidity, m.uid, pk))
                 if new:
@@ -339,6 +350,9 @@ class MailSync:
                     result.tickets.add(ticket_id)
                     if self._direction(parsed, role) == "in" and parsed.auto_kind == "none":
                         result.new_inbound.append((ticket_id, parsed.from_addr))
+            if merged:  # a ticket merged away earlier in this batch lives elsewhere now
+                result.tickets = {canonical(cur, t) for t in result.tickets} | merged
+                result.new_inbound = [(canonical(cur, t), s) for t, s in result.new_inbound]
             refresh_tickets(conn, result.tickets)
             cur.execute("UPDATE folders SET last_uid = max(last_uid, ?) WHERE id = ?",
                         (max_uid, folder_id))
@@ -351,18 +365,22 @@ class MailSync:
                                (key,)).fetchone()
         if existing:
             return int(existing[0]), False, str(existing[1])
-        ticket_id, thread = ticket_for(parsed)
+        natural, thread = ticket_for(parsed)
+        # Where the thread lives now: a subject token or root may name a merged ticket.
+        ticket_id = canonical(cur, natural)
         direction = self._direction(parsed, role)
         received = db_time(m.internal_date)
         cur.execute("INSERT INTO tickets (id, thread_key, subject, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                     (ticket_id, thread, parsed.subject, received, received))
         pk = cur.execute(
-            'INSERT INTO messages (dedup_key, ticket_id, message_id, in_reply_to, "references", '
-            "subject, from_addr, from_name, to_addrs, cc_addrs, reply_to, date_header, "
-            "received_at, direction, auto_kind, text, html, attachments, defects, size, raw) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (key, ticket_id, parsed.message_id, parsed.in_reply_to, " ".join(parsed.references),
+            'INSERT INTO messages (dedup_key, ticket_id, thread_ticket, message_id, in_reply_to, '
+            '"references", subject, from_addr, from_name, to_addrs, cc_addrs, reply_to, '
+            "date_header, received_at, direction, auto_kind, text, html, attachments, defects, "
+            "size, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
+            (key, ticket_id, natural, parsed.message_id, parsed.in_reply_to,
+             " ".join(parsed.references),
              parsed.subject, parsed.from_addr, parsed.from_name,
              json.dumps(parsed.to, ensure_ascii=False), json.dumps(parsed.cc, ensure_ascii=False),
              parsed.reply_to, db_time(parsed.date) if parsed.date else None, received,
@@ -375,6 +393,12 @@ class MailSync:
         cur.execute("INSERT INTO messages_fts (rowid, subject, body, customer, ticket_id) "
                     "VALUES (?, ?, ?, ?, ?)", (pk, parsed.subject, parsed.text[:MAX_FTS_BODY],
                                                 customer, ticket_id))
+        refs = [r for r in [parsed.in_reply_to, *parsed.references] if r]
+        threads.store_refs(cur, int(pk), parsed.message_id, refs)
+        moved = threads.link(cur, int(pk), natural, parsed.message_id, refs)
+        if moved:
+            ticket_id = canonical(cur, natural)
+            self._moved |= moved
         if direction == "in" and parsed.from_addr and parsed.auto_kind == "none":
             upsert_customer(cur, parsed.from_addr, parsed.from_name)
         elif direction == "out":
@@ -392,8 +416,17 @@ def upsert_customer(cur: sqlite3.Cursor, address: str, name: str | None) -> None
 
 def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
     """Recompute each ticket's aggregates from its messages (order-independent)."""
-    ids = sorted(set(ticket_ids))
     cur = raw_cursor(conn)
+    try:
+        refresh_tickets_cursor(cur, ticket_ids)
+    finally:
+        cur.close()
+
+
+def refresh_tickets_cursor(on: sqlite3.Cursor, ticket_ids: Iterable[str]) -> None:
+    """:func:`refresh_tickets` inside the transaction of the cursor ``on`` (a fold)."""
+    ids = sorted(set(ticket_ids) - {"*"})
+    cur = on.connection.cursor()
     cur.row_factory = sqlite3.Row
     try:
         for i in range(0, len(ids), 500):

@@ -26,10 +26,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from helpdesk.store.aliases import TICKET_EVENT_TYPES, canonical
 from helpdesk.store.engine import db_time as db_time  # re-exported for fold handlers
 from helpdesk.store.engine import parse_db_time as parse_db_time
 from helpdesk.team.events import VERSION, Event
@@ -300,6 +301,13 @@ def _apply(cur: sqlite3.Cursor, event: Event, uid: int, at: datetime, row: tuple
         return _keep_pending(cur, event, row, folded, notes)
     if kept and _pending_id(cur, event.id):
         return "duplicate"
+    if event.type in TICKET_EVENT_TYPES:
+        # A merged-away ticket id acts on the ticket it lives in now (its raw form stays
+        # in the stored body, so a refold resolves it again).
+        resolved = canonical(cur, event.subject)
+        if resolved != event.subject:
+            event = replace(event, subject=resolved)
+            row = (*row[:5], resolved, row[6])
     cur.execute(_INSERT_EVENT, row)
     if cur.rowcount == 0:
         return "duplicate"  # the same event appended twice (a retried APPEND)

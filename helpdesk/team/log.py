@@ -45,7 +45,8 @@ from helpdesk.errors import HelpdeskError
 from helpdesk.mail.folders import FolderMap, ensure_folder
 from helpdesk.mail.folders import append as append_message
 from helpdesk.mail.imap import examine, fetch_sizes_dated, selected, uid_set
-from helpdesk.store import Store
+from helpdesk.mail.threads import REFOLD_KEY
+from helpdesk.store import Store, aliases
 from helpdesk.store.engine import raw_cursor
 from helpdesk.team.events import (
     NONCE_HEADER,
@@ -373,6 +374,7 @@ class TeamLog:
                     reset_team_state(cur, self.registry)
                     cur.execute("DELETE FROM team_skipped")
                     clock, seen = self._fold_messages(cur, _staged(conn), None, 0, rebuilt)
+                    _settle_aliases(cur)
                     _set_meta(cur, uidvalidity=str(uidvalidity), cursor=str(top),
                               clock=db_time(clock) if clock else None, seen=str(seen),
                               reread=None)
@@ -409,7 +411,9 @@ class TeamLog:
     def _refold_if_understood(self, result: FoldResult) -> None:
         with self.store.read() as conn:
             kept = conn.execute(text("SELECT DISTINCT type, v FROM team_pending")).all()
-        if any(self.registry.understands(t, int(v)) for t, v in kept):
+            asked = conn.execute(text("SELECT value FROM meta WHERE key = :k"),
+                                 {"k": REFOLD_KEY}).scalar()
+        if asked or any(self.registry.understands(t, int(v)) for t, v in kept):
             result.merge(self.refold())
 
     def refold(self) -> FoldResult:
@@ -422,10 +426,17 @@ class TeamLog:
             cur = raw_cursor(conn)
             with _big_cache(cur), conn.begin():
                 kept = cur.execute("SELECT DISTINCT type, v FROM team_pending").fetchall()
-                if not any(self.registry.understands(t, int(v)) for t, v in kept):
+                asked = cur.execute("SELECT value FROM meta WHERE key = ?",
+                                    (REFOLD_KEY,)).fetchone()
+                if not asked and not any(self.registry.understands(t, int(v))
+                                         for t, v in kept):
                     return FoldResult()  # another process refolded meanwhile
-                log.info("team log: folding kept events this version understands "
-                         "(refold from the local store)")
+                if asked:
+                    log.info("team log: linked threads merged tickets that had team state: "
+                             "folding the log again from the local store")
+                else:
+                    log.info("team log: folding kept events this version understands "
+                             "(refold from the local store)")
                 cur.execute("DROP TABLE IF EXISTS temp.team_refold")
                 cur.execute("CREATE TEMP TABLE team_refold (uid INTEGER PRIMARY KEY, "
                             "at VARCHAR NOT NULL, body TEXT NOT NULL)")
@@ -433,6 +444,7 @@ class TeamLog:
                             "UNION ALL SELECT uid, at, body FROM team_pending")
                 reset_team_state(cur, self.registry)
                 self._fold_messages(cur, _stored(conn), None, 0, result)
+                _settle_aliases(cur)
                 cur.execute("DROP TABLE temp.team_refold")
         return result.summary()
 
@@ -537,6 +549,15 @@ def _big_cache(cur: sqlite3.Cursor) -> Iterator[None]:
         yield
     finally:
         cur.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+def _settle_aliases(cur: sqlite3.Cursor) -> None:
+    """After folding the whole log again: messages where the refolded merges say, and no
+    refold left asked for (helpdesk/mail/threads.py)."""
+    from helpdesk.mail.sync import refresh_tickets_cursor
+
+    refresh_tickets_cursor(cur, aliases.settle(cur))
+    cur.execute("DELETE FROM meta WHERE key = ?", (REFOLD_KEY,))
 
 
 def _skip(cur: sqlite3.Cursor, uid: int, reason: str) -> None:
