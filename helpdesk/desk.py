@@ -19,12 +19,14 @@ from helpdesk.cards.service import FeedbackCards
 from helpdesk.changes import Changes
 from helpdesk.claims import Claims
 from helpdesk.config import Profile
+from helpdesk.digest.service import Digest
 from helpdesk.errors import HelpdeskError
 from helpdesk.mail.compose import FileAttachment
 from helpdesk.mail.push import LoopStatus, Push
 from helpdesk.mail.sync import MailSync, SyncResult, refresh_tickets
 from helpdesk.metrics.service import ServiceMetrics
 from helpdesk.replies import Draft, Replies
+from helpdesk.rota.service import RotaService
 from helpdesk.session import ImapLink, Session, describe, intent
 from helpdesk.store import Store
 from helpdesk.store import queries as q
@@ -50,8 +52,13 @@ class Desk:
         self.replies = Replies(self.session, self.book, self.claims)
         self.cards = FeedbackCards(self.session, self.book, self.replies)
         self.metrics = ServiceMetrics(self.session, self.book, self.replies)
+        self.rota = RotaService(self.session)
+        self.digest = Digest(self.session, self.metrics, self.replies)
         self.session.batch_hooks.append(self._score_answers)
+        # After the replay, before the outbox: hand-offs are decided on the folded log,
+        # and a digest staged at the period boundary goes in the same pass.
         self.session.sync_steps += [("team log", self._replay_team),
+                                    ("rota", self._rota_step),
                                     ("outbox", self._flush_outbox)]
         self._push: Push | None = None
 
@@ -106,6 +113,11 @@ class Desk:
         # Tickets surveyed since the last check are re-checked (an answer may have come
         # before its survey-sent event was folded).
         changes.merge(self._scored(self.metrics.after_sync(changes.tickets)))
+        return changes
+
+    def _rota_step(self, link: ImapLink) -> Changes:
+        changes = self.rota.handoff_pass(link)
+        changes.merge(self.digest.boundary_pass(link))
         return changes
 
     def _flush_outbox(self, link: ImapLink) -> Changes:

@@ -58,6 +58,8 @@ TYPES = frozenset({
     "survey-sent", "score", "cared",
     "vip-tiers", "card-note",  # team settings (helpdesk.team_settings)
     "signature", "forwarded",
+    "rota", "rota-swap", "rota-handoff", "learning", "approval-request", "approval",
+    "digest-settings", "digest-sending",  # helpdesk.rota, helpdesk.digest
 })
 
 
