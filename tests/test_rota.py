@@ -323,6 +323,11 @@ def test_a_learning_agent_s_reply_waits_for_approval_then_goes_once(
     assert nia.outbox()[0]["state"] == "held"
     with pytest.raises(HelpdeskError, match="teammate"):
         nia.rota.approve(nia.rota.approvals()[0]["id"])
+    # Nor by an approval event in the newcomer's own name written into the log by hand.
+    put_event(dovecot, nia.team.folder, "approval", nia.outbox()[0]["message_id"], utcnow(),
+              agent="nia")
+    nia.sync_once()
+    assert smtp_sink.messages == [] and nia.rota.approvals()[0]["approved_by"] is None
     # Two teammates approve at the same instant.
     (asked,) = kim.rota.approvals()
     assert asked["agent"] == "nia" and "turning it off" in asked["text"]
