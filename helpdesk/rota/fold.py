@@ -133,7 +133,8 @@ def _rota_swap(ctx: FoldContext) -> None:
     date.fromisoformat(day)
     agent = text_field(ctx.event.data, "agent")
     name = schedule.clean_name(agent) if agent else None
-    put(ctx.cur, SWAP_PREFIX + day, {"agent": name}, ctx.uid)
+    if put(ctx.cur, SWAP_PREFIX + day, {"agent": name}, ctx.uid):
+        ctx.result.tickets.add("*")  # every window's "on duty" line follows
 
 
 @HANDLERS.on("rota-handoff")
