@@ -22,6 +22,9 @@ DDL = [
         ticket_id VARCHAR PRIMARY KEY, agent VARCHAR NOT NULL, day VARCHAR NOT NULL,
         at DATETIME NOT NULL, uid INTEGER NOT NULL, event_id VARCHAR NOT NULL,
         by_agent VARCHAR NOT NULL)""",
+    # Every sync pass with the hand-off on asks for tickets that arrived in a time range
+    # (bench/rota_bench.py: a full scan grows with the store).
+    "CREATE INDEX ix_tickets_first_in_at ON tickets (first_in_at)",
     # digest-sending: the claim of one period's digest; its Message-ID is the mail that goes.
     """CREATE TABLE digests (
         period VARCHAR PRIMARY KEY, message_id VARCHAR NOT NULL, agent VARCHAR NOT NULL,
