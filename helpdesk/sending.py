@@ -249,7 +249,8 @@ class OutboxSender:
         a teammate on any desktop can read it). Nothing is sent."""
         request = Event(type="approval-request", agent=item.agent, subject=item.ticket_id or "",
                         data={"message_id": item.message_id, "subject": item.subject,
-                              "to": item.envelope, "text": item.body[:newcomers.MAX_TEXT],
+                              "to": item.to + item.cc, "bcc": item.bcc,
+                              "text": item.body[:newcomers.MAX_TEXT],
                               "attachments": [str(a.get("filename") if isinstance(a, dict)
                                                   else a) for a in
                                               item.meta.get("attachments") or []]},

@@ -103,6 +103,8 @@ class RotaDialog(QDialog):
         self.days.setRange(1, 366)
         self.weekdays = QLineEdit("mon-fri")
         self.zone = QLineEdit("UTC")
+        self.covers = QLineEdit()
+        self.covers.setPlaceholderText("kim=lee, lee=ana (kim is covered by lee)")
         self.handoff = QSpinBox()
         self.handoff.setRange(0, 7 * 24 * 60)
         self.handoff.setSpecialValueText("never")
@@ -111,6 +113,7 @@ class RotaDialog(QDialog):
         form.addRow("Shift (working days)", self.days)
         form.addRow("Working days", self.weekdays)
         form.addRow("Team's time zone", self.zone)
+        form.addRow("Who covers whom", self.covers)
         form.addRow("Hand new unclaimed tickets to the person on duty after", self.handoff)
         lay.addLayout(form)
         save_row = QHBoxLayout()
@@ -161,13 +164,15 @@ class RotaDialog(QDialog):
             self.days.setValue(int(rota["days"]))
             self.weekdays.setText(",".join(rota["weekdays"]))
             self.zone.setText(rota["timezone"])
+            self.covers.setText(", ".join(f"{a}={b}" for a, b in rota["covers"].items()))
             self.handoff.setValue(int(rota["handoff_minutes"] or 0))
         self.table.setRowCount(len(shown["week"]))
         self.take_buttons.clear()
         for row, d in enumerate(shown["week"]):
             day = f"{WEEKDAY.get(d['weekday'], d['weekday'])} {d['date']}"
             self.table.setItem(row, 0, QTableWidgetItem(day))  # items hold plain text
-            who = (d["agent"] or "–") + ("  (swapped)" if d["swapped"] else "")
+            who = (d["agent"] or "–") + ("  (swapped)" if d["swapped"] else "") + (
+                f"  covered by {d['backup']}" if d["backup"] else "")
             self.table.setItem(row, 1, QTableWidgetItem(who))
             take = QPushButton("Take this day")
             take.setEnabled(rota is not None and d["agent"] != self.me)
@@ -185,11 +190,14 @@ class RotaDialog(QDialog):
         people = [p.strip() for p in self.people.text().split(",") if p.strip()]
         days, weekdays, zone = self.days.value(), self.weekdays.text(), self.zone.text().strip()
         minutes = self.handoff.value() or None
+        covers = {a.strip(): b.strip() for a, _eq, b in
+                  (pair.partition("=") for pair in self.covers.text().split(",")) if b.strip()}
         if not people:
             self._run(lambda d: d.rota.clear_rota(), "The rota is off.")
             return
         self._run(lambda d: d.rota.set_rota(people, days=days, weekdays=weekdays,
-                                            timezone=zone, handoff_minutes=minutes),
+                                            timezone=zone, covers=covers,
+                                            handoff_minutes=minutes),
                   "The rota is saved for the team.")
 
     def _mark_learning(self) -> None:

@@ -12,8 +12,8 @@
   :func:`helpdesk.rota.handoff.apply_assignment`.
 * ``learning`` (subject: an agent): ``{"until": "YYYY-MM-DD" | null}``: the agent's
   replies are held for approval through that date (null: no longer learning).
-* ``approval-request`` (subject: a ticket id): ``{"message_id", "subject", "to", "text",
-  "attachments"}``, a newcomer's held reply, readable by every teammate.
+* ``approval-request`` (subject: a ticket id): ``{"message_id", "subject", "to", "bcc",
+  "text", "attachments"}``, a newcomer's held reply, readable by every teammate.
 * ``approval`` (subject: a Message-ID): the first approval by someone other than the
   reply's author wins; the author's desktop then sends it (exactly once, by the outbox).
 """
@@ -177,9 +177,13 @@ def _approval_request(ctx: FoldContext) -> None:
     data = ctx.event.data
     mid = required_text(data, "message_id").strip()[:500]
     to = data.get("to") or []
+    bcc = data.get("bcc") or []
     files = data.get("attachments") or []
-    if not isinstance(to, list) or not all(isinstance(a, str) for a in to):
-        raise BadData("to is a list of addresses")
+    for value, name in ((to, "to"), (bcc, "bcc")):
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise BadData(f"{name} is a list of addresses")
+    # Bcc is shown to the approver (it says who gets the mail), never in any header.
+    to = to + [f"{a} (Bcc)" for a in bcc]
     if not isinstance(files, list) or not all(isinstance(a, str) for a in files):
         raise BadData("attachments is a list of file names")
     ctx.cur.execute(
