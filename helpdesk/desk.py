@@ -53,7 +53,7 @@ class Desk:
         self.cards = FeedbackCards(self.session, self.book, self.replies)
         self.metrics = ServiceMetrics(self.session, self.book, self.replies)
         self.rota = RotaService(self.session)
-        self.digest = Digest(self.session, self.metrics, self.replies)
+        self.digest = Digest(self.session, self.metrics, self.replies, self.rota.alarm)
         self.session.batch_hooks.append(self._score_answers)
         # After the replay, before the outbox: hand-offs are decided on the folded log,
         # and a digest staged at the period boundary goes in the same pass.
@@ -85,6 +85,7 @@ class Desk:
         return self.session.agent
 
     def close(self) -> None:
+        self.rota.close()
         if self._push is not None:
             self._push.stop()
             self._push = None
@@ -146,6 +147,7 @@ class Desk:
                     poll_seconds=self.profile.imap.poll_seconds,
                     request_sync=self.session.request_sync, every=self.session.every)
         self.session.on_pass = reported
+        self.rota.alarm.enabled = True  # hand-offs and the digest's week end wake the loop
         self._push = push
         return push
 

@@ -456,3 +456,31 @@ def test_handoff_is_judged_on_server_time_not_the_ticket_s_date_header(
     assert desk.ticket(tid)["subject"] == "Due"
     assert parse_db_time(desk.ticket(tid)["created_at"]) is not None
     desk.close()
+
+
+def test_an_idle_desktop_wakes_when_a_hand_off_falls_due(dovecot: Any,
+                                                        tmp_path: Path) -> None:
+    """With IDLE nothing on the server announces that a ticket has waited N minutes: the
+    desk's alarm asks for the pass that hands it off."""
+    import threading as _threading
+
+    desk = Desk(make_profile(dovecot, tmp_path, "kim"))
+    desk.sync_once()
+    now = utcnow()
+    put_event(dovecot, desk.team.folder, "rota", "team", now - timedelta(hours=1),
+              people=["kim"], days=1, weekdays=ALL_DAYS, start="2026-01-01", handoff_minutes=1)
+    dovecot.append("INBOX", mail("zoe@customer.example", "Soon due", "hello"),
+                   date=(now - timedelta(seconds=45)).replace(tzinfo=UTC))
+    loop = desk.push_loop()
+    thread = _threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: desk.status()["messages"] == 1, timeout=15, what="first pass")
+        assert desk.rota.handoffs() == {}
+        wait_until(lambda: desk.rota.handoffs(), timeout=40, what="the hand-off")
+        (tid,) = desk.rota.handoffs()
+        assert desk.ticket(tid)["subject"] == "Soon due"
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    desk.close()

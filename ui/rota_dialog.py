@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from helpdesk.digest.service import render_text
 from ui.worker import DeskService
 
 WEEKDAY = {"mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu", "fri": "Fri",
@@ -331,7 +330,7 @@ class DigestDialog(QDialog):
 
     def reload(self) -> None:
         def read(d: Any) -> tuple[str, list[str]]:
-            return render_text(d.digest.build()), d.digest.recipients()
+            return d.digest.text(), d.digest.recipients()
 
         def done(found: tuple[str, list[str]]) -> None:
             if shiboken6.isValid(self):

@@ -37,6 +37,7 @@ from helpdesk.team_settings import TEAM_SUBJECT
 if TYPE_CHECKING:
     from helpdesk.metrics.service import ServiceMetrics
     from helpdesk.replies import Replies
+    from helpdesk.rota.alarm import Alarm
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ log = logging.getLogger(__name__)
 class Digest:
     """The digest of one session."""
 
-    def __init__(self, session: Session, metrics: ServiceMetrics, replies: Replies) -> None:
+    def __init__(self, session: Session, metrics: ServiceMetrics, replies: Replies,
+                 alarm: Alarm | None = None) -> None:
         self.session = session
         self.store = session.store
         self.metrics = metrics
         self.replies = replies
+        self.alarm = alarm
 
     # --- reading --------------------------------------------------------------------
 
@@ -96,6 +99,10 @@ class Digest:
                     "oldest_waiting": oldest_waiting(conn, self.session.server_now()),
                     "conversations": conversations(conn, p),
                     "sent": {"by": sent[0], "at": str(sent[1])} if sent else None}
+
+    def text(self, period: Period | None = None) -> str:
+        """The digest as the plain text the mail carries."""
+        return render_text(self.build(period))
 
     # --- intents --------------------------------------------------------------------
 
@@ -151,6 +158,8 @@ class Digest:
         if not self.recipients() or not self.session.profile.smtp.host:
             return Changes(set(), set())
         p = self.period()
+        if self.alarm is not None:  # the next week's end, in the team's zone
+            self.alarm.at(Period.week_of(p.until, p.zone).start)
         if self._claimed(p.key) is not None or self._staged_here(p.key):
             return Changes(set(), set())
         started = self._started()

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
-from helpdesk.store.engine import db_time
+from helpdesk.store.engine import db_time, parse_db_time
 from helpdesk.store.queries import STATUS
 
 
@@ -62,3 +62,18 @@ def due_handoffs(conn: Connection, now: datetime, minutes: int, since: datetime,
         {"now": db_time(now), "since": db_time(since),
          "due": db_time(now - timedelta(minutes=minutes)), "limit": limit}).scalars().all()
     return [str(r) for r in rows]
+
+
+def next_due(conn: Connection, now: datetime, minutes: int, since: datetime) -> datetime | None:
+    """When the next ticket not yet due will be (its arrival plus ``minutes``), if any."""
+    live_claim = ("(s.claimed_by IS NOT NULL AND "
+                  "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
+    value = conn.execute(text(
+        f"SELECT min(t.first_in_at) FROM tickets t LEFT JOIN ticket_state s "
+        f"ON s.ticket_id = t.id WHERE {STATUS} != 'closed' AND NOT {live_claim} "
+        f"AND t.first_in_at > :due AND t.first_in_at >= :since "
+        f"AND NOT EXISTS (SELECT 1 FROM rota_handoffs h WHERE h.ticket_id = t.id)"),
+        {"now": db_time(now), "since": db_time(since),
+         "due": db_time(now - timedelta(minutes=minutes))}).scalar()
+    first = parse_db_time(value)
+    return first + timedelta(minutes=minutes) if first is not None else None
