@@ -97,3 +97,25 @@ def test_digest_view_shows_last_week_in_plain_text(qtbot: QtBot, dovecot: Any,
         dialog.close()
     finally:
         app.stop()
+
+
+def test_the_person_on_duty_hears_of_new_tickets(qtbot: QtBot, dovecot: Any,
+                                                 tmp_path: Path) -> None:
+    """Without a rota (and without notify_unclaimed) a new ticket notifies nobody; the
+    person on duty is told of it (the decision is helpdesk/rota/notify.py)."""
+    dovecot.append("INBOX", mail("old@customer.example", "Old", "old"))
+    desk = synced_desk(dovecot, tmp_path, "agent-a")
+    desk.rota.set_rota(["agent-a"], weekdays="mon-sun")
+    app = App(qtbot, desk)
+    try:
+        app.service.start_sync()
+        qtbot.waitUntil(lambda: app.window.notifier.armed, timeout=10_000)
+        loop = app.service._loop
+        qtbot.waitUntil(lambda: loop is not None and bool(loop.watchers)
+                        and all(w.ready.is_set() for w in loop.watchers), timeout=10_000)
+        dovecot.append("INBOX", mail("Nina New <nina@new.example>", "First question", "hi"))
+        qtbot.waitUntil(lambda: any(title == "New ticket from Nina New"
+                                    for title, _t, _id in app.window.notifier.sent),
+                        timeout=15_000)
+    finally:
+        app.stop()

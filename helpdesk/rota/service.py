@@ -18,6 +18,7 @@ from sqlalchemy import text
 from helpdesk.changes import Changes
 from helpdesk.errors import HelpdeskError, NotFoundError
 from helpdesk.rota import handoff, newcomers, schedule
+from helpdesk.rota.alarm import Alarm
 from helpdesk.rota.fold import ROTA_KEY, learning_in, read_json, rota_in, swaps_in
 from helpdesk.session import ImapLink, Session, intent
 from helpdesk.store.engine import parse_db_time, raw_cursor
@@ -34,6 +35,11 @@ class RotaService:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.store = session.store
+        #: Wakes the desk for a hand-off falling due (and the digest's week ending).
+        self.alarm = Alarm(session.server_now, session.request_sync)
+
+    def close(self) -> None:
+        self.alarm.close()
 
     # --- reading ------------------------------------------------------------------
 
@@ -177,6 +183,9 @@ class RotaService:
             if duty.agent is None:
                 return Changes(set(), set())  # a day off: nobody to hand it to
             due = handoff.due_handoffs(conn, now, rota.handoff_minutes, since)
+            later = handoff.next_due(conn, now, rota.handoff_minutes, since)
+        if later is not None:
+            self.alarm.at(later)  # nothing on the server announces that moment
         if not due:
             return Changes(set(), set())
         events = [self.session.event("rota-handoff", t, agent=duty.agent, day=duty.day.isoformat())
