@@ -19,12 +19,14 @@ from helpdesk.cards.service import FeedbackCards
 from helpdesk.changes import Changes
 from helpdesk.claims import Claims
 from helpdesk.config import Profile
+from helpdesk.digest.service import Digest
 from helpdesk.errors import HelpdeskError
 from helpdesk.mail.compose import FileAttachment
 from helpdesk.mail.push import LoopStatus, Push
 from helpdesk.mail.sync import MailSync, SyncResult, refresh_tickets
 from helpdesk.metrics.service import ServiceMetrics
 from helpdesk.replies import Draft, Replies
+from helpdesk.rota.service import RotaService
 from helpdesk.session import ImapLink, Session, describe, intent
 from helpdesk.store import Store
 from helpdesk.store import queries as q
@@ -51,8 +53,13 @@ class Desk:
         self.replies = Replies(self.session, self.book, self.claims)
         self.cards = FeedbackCards(self.session, self.book, self.replies)
         self.metrics = ServiceMetrics(self.session, self.book, self.replies)
+        self.rota = RotaService(self.session)
+        self.digest = Digest(self.session, self.metrics, self.replies, self.rota.alarm)
         self.session.batch_hooks.append(self._score_answers)
+        # After the replay, before the outbox: hand-offs are decided on the folded log,
+        # and a digest staged at the period boundary goes in the same pass.
         self.session.sync_steps += [("team log", self._replay_team),
+                                    ("rota", self._rota_step),
                                     ("outbox", self._flush_outbox)]
         self._push: Push | None = None
 
@@ -79,6 +86,7 @@ class Desk:
         return self.session.agent
 
     def close(self) -> None:
+        self.rota.close()
         if self._push is not None:
             self._push.stop()
             self._push = None
@@ -109,6 +117,11 @@ class Desk:
         changes.merge(self._scored(self.metrics.after_sync(changes.tickets)))
         return changes
 
+    def _rota_step(self, link: ImapLink) -> Changes:
+        changes = self.rota.handoff_pass(link)
+        changes.merge(self.digest.boundary_pass(link))
+        return changes
+
     def _flush_outbox(self, link: ImapLink) -> Changes:
         return self.replies.flush(link)
 
@@ -135,6 +148,7 @@ class Desk:
                     poll_seconds=self.profile.imap.poll_seconds,
                     request_sync=self.session.request_sync, every=self.session.every)
         self.session.on_pass = reported
+        self.rota.alarm.enabled = True  # hand-offs and the digest's week end wake the loop
         self._push = push
         return push
 

@@ -287,7 +287,7 @@ class Replies(OutboxSender):
             item = self.outbox.get(item_id)
         else:
             self.wake_at(item.not_before)
-        if item.state == "held":
+        if item.state == "held" and not item.waiting_for_approval:
             raise ConflictError(f"{item.last_error} Your mail was not sent and is kept in "
                                 f"the outbox.")
         return {"outbox_id": item_id, "state": item.state, "message": describe(item),
@@ -661,6 +661,9 @@ def describe(item: OutboxItem) -> str:
                 f"will be finished on the next sync ({item.last_error or 'pending'}).")
     if item.state == "failed":
         return f"Not sent: {item.last_error} The draft is kept in the outbox."
+    if item.waiting_for_approval:
+        return ("Waiting for approval: a teammate reads it first (newcomer weeks); it goes "
+                "once they approve it.")
     return f"{item.state}: {item.last_error or ''}".strip()
 
 

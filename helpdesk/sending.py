@@ -34,6 +34,7 @@ from helpdesk.mail.folders import FolderMap, ensure_folder
 from helpdesk.mail.folders import append as append_message
 from helpdesk.mail.imap import examine
 from helpdesk.mail.outbox import OutboxItem, new_owner, owner_alive, retire_owner
+from helpdesk.rota import newcomers
 from helpdesk.session import ImapLink, Session, intent
 from helpdesk.team.events import Event
 
@@ -140,6 +141,7 @@ class OutboxSender:
               force: bool = False) -> Changes:
         """Send what is due (or exactly ``ids``); every step is resumable. On the worker."""
         changes = Changes(set(), set())
+        changes.tickets |= self._release_approved()
         pending = [i for i in self.outbox.pending() if ids is None or i.id in ids]
         self._resolve_staged(link, [i for i in pending if i.state == "staged"])
         for item in pending:
@@ -219,6 +221,8 @@ class OutboxSender:
         ticket (claiming it if free; a new conversation's ticket is claimed here first)."""
         if item.kind not in COMPOSED_KINDS or not item.ticket_id:
             return True
+        if self._needs_approval(item):
+            return self._hold_for_approval(link, item)
         try:
             self.claims.claim(item.ticket_id, link=link)
             return True
@@ -231,6 +235,52 @@ class OutboxSender:
             self.outbox.give_back(item, self.owner, "queued",
                                   f"Not sent yet: {exc}", retry=True)
             raise
+
+    # --- newcomer weeks (helpdesk/rota/newcomers.py) ----------------------------------
+
+    def _needs_approval(self, item: OutboxItem) -> bool:
+        """A learning agent's mail that no teammate has approved yet."""
+        with self.session.store.read() as conn:
+            return (newcomers.is_learning(conn, item.agent, self.session.server_now())
+                    and newcomers.approved(conn, item.message_id) is None)
+
+    def _hold_for_approval(self, link: ImapLink, item: OutboxItem) -> bool:
+        """claiming -> held, after publishing the reply's approval request (its text, so
+        a teammate on any desktop can read it). Nothing is sent."""
+        request = Event(type="approval-request", agent=item.agent, subject=item.ticket_id or "",
+                        data={"message_id": item.message_id, "subject": item.subject,
+                              "to": item.to + item.cc, "bcc": item.bcc,
+                              "text": item.body[:newcomers.MAX_TEXT],
+                              "attachments": [str(a.get("filename") if isinstance(a, dict)
+                                                  else a) for a in
+                                              item.meta.get("attachments") or []]},
+                        id=newcomers.request_id(item.message_id))
+        try:
+            self.session.publish(request, link=link)
+        except BaseException as exc:
+            item.state = "queued"
+            self.outbox.give_back(item, self.owner, "queued", f"Not sent yet: {exc}",
+                                  retry=True)
+            raise
+        item.state = "held"
+        self.outbox.give_back(item, self.owner, "held", newcomers.WAITING)
+        return False
+
+    def _release_approved(self) -> set[str]:
+        """Held newcomer replies a teammate approved go back to the queue (once each)."""
+        tickets: set[str] = set()
+        held = [i for i in self.outbox.items(states=("held",))
+                if i.last_error == newcomers.WAITING]
+        if not held:
+            return tickets
+        with self.session.store.read() as conn:
+            ok = [i for i in held if newcomers.approved(conn, i.message_id)]
+        for item in ok:
+            if self.outbox.release_held(item.id):
+                log.info("outbox item %d approved by a teammate: sending", item.id)
+                if item.ticket_id:
+                    tickets.add(item.ticket_id)
+        return tickets
 
     def _recover_sending(self, link: ImapLink, item: OutboxItem) -> None:
         """The session sending this died between SMTP and recording the answer."""
@@ -247,11 +297,13 @@ class OutboxSender:
         """Accepted by SMTP: file the Sent copy, tell the team, close; each once."""
         me = self.owner
         try:
-            sent_folder = link.use(self._sent)
+            # The digest is no conversation: no copy in Sent (it would become a ticket)
+            # and no reply-sent event; the digest-sending claim already records it.
+            sent_folder = link.use(self._sent) if item.kind != "digest" else None
             if self.profile.smtp.save_sent and sent_folder and not item.sent_copy_done:
                 link.use(lambda c: self._file_sent_copy(c, item))
                 self.outbox.step_done(item.id, me, "sent_copy_done")
-            if not item.event_done:
+            if not item.event_done and item.kind != "digest":
                 self.session.publish(*self._finishing_events(item), link=link)
                 self.outbox.step_done(item.id, me, "event_done")
         except BaseException as exc:
@@ -332,9 +384,10 @@ class OutboxSender:
 
     def _decided(self, item: OutboxItem) -> bool:
         """Whether the folded log says this staged mail goes (ours is the winning event)."""
-        if item.kind != "notify":
+        table = {"notify": "card_notified", "digest": "digests"}.get(item.kind)
+        if table is None:
             return True
         with self.session.store.read() as conn:
-            return conn.execute(text("SELECT 1 FROM card_notified WHERE message_id = :m"),
+            return conn.execute(text(f"SELECT 1 FROM {table} WHERE message_id = :m"),
                                 {"m": item.message_id}).first() is not None
 

@@ -35,6 +35,7 @@ from ui import style
 from ui.banner import MessageBar
 from ui.models import VIEWS, TicketModel, ViewsModel
 from ui.notify import Notifier
+from ui.rota_dialog import DutyLabel
 from ui.style import C
 from ui.ticket_list import ListColumn, Sidebar
 from ui.ticket_pane import TicketPane
@@ -83,6 +84,9 @@ class MainWindow(QMainWindow, WindowMenus):
         self.model = TicketModel(self._fetch_rows, self.agent, self)
         self.views_model = ViewsModel(self)
         self.sidebar = Sidebar(self.views_model, self.agent)
+        self.duty = DutyLabel(service)  # "On duty today: kim" and the week ahead
+        side = self.sidebar.layout()
+        side.insertWidget(side.count() - 1, self.duty)
         self.column = ListColumn(self.model, self.agent)
         self.message_bar = MessageBar()
         self.pane = TicketPane(service, self.notify, notes=self.message_bar)
@@ -143,6 +147,7 @@ class MainWindow(QMainWindow, WindowMenus):
         self.model.rows_loaded.connect(self._first_rows)
         self.refresh_list()
         self._load_tier_order()
+        self.duty.refresh()
         # Keyboard first: single-key shortcuts (J, K, C, R...) work from the start.
         self.column.list.setFocus(Qt.FocusReason.OtherFocusReason)
 
@@ -378,8 +383,9 @@ class MainWindow(QMainWindow, WindowMenus):
     def _apply_changes(self) -> None:
         everything = "*" in self._pending_changes.tickets
         self._pending_changes = Changes(set(), set())
-        if everything:  # a team-wide change, the tier order among them
+        if everything:  # a team-wide change, the tier order and the rota among them
             self._load_tier_order()
+            self.duty.refresh()
         self.refresh_list()
         self.refresh_counts()
 
@@ -399,6 +405,7 @@ class MainWindow(QMainWindow, WindowMenus):
         self.model.invalidate(None)
         self.refresh_counts()
         self.refresh_list()
+        self.duty.refresh()  # the day turns at the team's midnight
 
     def _on_conflict(self, message: str) -> None:
         tid = self.pane.ticket_id

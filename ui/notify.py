@@ -1,4 +1,6 @@
-"""Desktop notifications: new mail from VIP customers, optionally any new unclaimed ticket.
+"""Desktop notifications: new mail from VIP customers, optionally any new unclaimed ticket;
+with a duty rota, new tickets for the person on duty and the rest for whom they concern
+(the decision is the core's: helpdesk/rota/notify.py).
 
 The tray is used when the desktop has one; every notification is also kept in
 :attr:`Notifier.sent` (and shown in the window's message bar when the tray is
@@ -16,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QSystemTrayIcon, QWidget
 
 from helpdesk.desk import Changes
+from helpdesk.rota.notify import Situation, concerns
 from ui import format as fmt
 from ui import style
 from ui.worker import DeskService
@@ -52,24 +55,42 @@ class Notifier(QObject):
         if not self.armed or not inbound or changes.new_inbound_count > BULK:
             return
         ids = list(dict.fromkeys(t for t, _s in inbound))
+        me = self.service.desk.agent
 
-        def done(rows: dict[str, dict[str, Any]]) -> None:
+        def read(d: Any) -> tuple[dict[str, dict[str, Any]], str | None, bool, dict[str, str]]:
+            rota, _swaps = d.rota.state()
+            handed = d.rota.handoffs()
+            return (d.ticket_rows(ids), d.rota.duty().agent, rota is not None,
+                    {t: handed[t] for t in ids if t in handed})
+
+        def done(found: tuple[dict[str, dict[str, Any]], str | None, bool, dict[str, str]]
+                 ) -> None:
             if not shiboken6.isValid(self):
                 return
+            rows, on_duty, has_rota, handed = found
             for tid in ids:
                 row = rows.get(tid)
-                if not row or row.get("status") == "closed":
+                if not row:
+                    continue
+                new = int(row.get("message_count") or 0) <= 1
+                situation = Situation(new_ticket=new, vip=bool(row.get("vip")),
+                                      holder=row.get("claimed_by") or None,
+                                      handed_to=handed.get(tid), on_duty=on_duty,
+                                      rota=has_rota, closed=row.get("status") == "closed")
+                # Who hears of what is the core's decision (helpdesk/rota/notify.py).
+                if not concerns(me, situation, notify_unclaimed=notify_unclaimed):
                     continue
                 who = fmt.display_name(row.get("customer_name"), row.get("customer_email"))
                 subject = str(row.get("subject") or "(no subject)")
                 if row.get("vip"):
                     tier = row.get("vip_tier") or "VIP"
                     self._show(f"New mail from {who} ({tier})", subject, tid, "info")
-                elif (notify_unclaimed and not row.get("claimed_by")
-                      and int(row.get("message_count") or 0) <= 1):
+                elif new and not row.get("claimed_by"):
                     self._show(f"New ticket from {who}", subject, tid, "info")
+                else:
+                    self._show(f"New mail from {who}", subject, tid, "info")
 
-        self.service.run(lambda d: d.ticket_rows(ids), on_done=done, on_error=lambda _m: None)
+        self.service.run(read, on_done=done, on_error=lambda _m: None)
 
     def _taken_over(self, taken: list[Any]) -> None:
         """"agent-b took over “Invoice missing” (#k7f3q2ab)": the subject says which."""

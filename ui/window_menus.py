@@ -96,6 +96,10 @@ class WindowMenus:
         v.addSeparator()
         v.addAction(self._action("Feedback board", self.open_board, None, "board"))
         v.addAction(self._action("Service dashboard", self.open_dashboard, None, "chart"))
+        v.addSeparator()
+        v.addAction(self._action("Duty rota…", self.open_rota))
+        v.addAction(self._action("Approvals…", self.open_approvals))
+        v.addAction(self._action("What customers are telling us…", self.open_digest))
 
         h = mb.addMenu("H&elp")
         # '?' is Shift+/ on many layouts: the shortcut covers platforms whose key mapper
@@ -149,6 +153,31 @@ class WindowMenus:
         if self._dashboard is None or not shiboken6.isValid(self._dashboard):
             self._dashboard = DashboardWindow(self.service, self)
         self._raise(self._dashboard)
+
+    def open_rota(self) -> None:
+        from ui.rota_dialog import RotaDialog
+
+        dialog = RotaDialog(self.service, self)  # type: ignore[attr-defined]
+        dialog.changed.connect(self.duty.refresh)  # type: ignore[attr-defined]
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._rota_dialog = dialog
+        dialog.open()
+
+    def open_approvals(self) -> None:
+        from ui.rota_dialog import ApprovalsDialog
+
+        dialog = ApprovalsDialog(self.service, self)  # type: ignore[attr-defined]
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._approvals_dialog = dialog
+        dialog.open()
+
+    def open_digest(self) -> None:
+        from ui.rota_dialog import DigestDialog
+
+        dialog = DigestDialog(self.service, self)  # type: ignore[attr-defined]
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._digest_dialog = dialog
+        dialog.open()
 
     @staticmethod
     def _raise(window: QWidget) -> None:

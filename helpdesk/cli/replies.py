@@ -74,6 +74,8 @@ def add_parsers(sub: Any) -> None:
     ob.add_argument("--discard", type=int, metavar="ID", help="drop an unsent item")
     ob.add_argument("--cancel", type=int, metavar="ID",
                     help="undo a send still in its window: nothing goes, the draft is kept")
+    ob.add_argument("--approve", metavar="ID", help="approve a newcomer's held reply (IDs: "
+                    "'approvals'); their desktop sends it once")
 
     sg = sub.add_parser("signature", help="your signature, or the team's (--team)")
     sg.add_argument("--team", action="store_true", help="the team's signature")
@@ -189,6 +191,13 @@ def cmd_outbox(desk: Desk, args: argparse.Namespace) -> int:
         desk.flush_outbox(force=True)
     if args.discard is not None:
         desk.discard_outbox(args.discard)
+    if args.approve is not None:
+        done = desk.rota.approve(args.approve)
+        say(f"Approved {done['agent']}'s reply \"{done['subject'][:60]}\"" +
+            ("" if done["approved_by"] == desk.agent else
+             f" (already approved by {done['approved_by']})") + "; it goes once.")
+        if not args.json:
+            return 0
     items = desk.outbox()
     if args.json:
         emit_json(items)
@@ -204,6 +213,10 @@ def cmd_outbox(desk: Desk, args: argparse.Namespace) -> int:
         say(f"{i['id']:>4}  {i['state']:<9} #{i['ticket_id'] or '-'}  {i['to'][0]}  "
             f"{i['subject'][:50]}{files}{waiting}"
             + (f"\n      {i['last_error']}" if i["last_error"] else ""))
+    asks = [r for r in desk.rota.approvals() if r["agent"] != desk.agent]
+    if asks:
+        say(f"{len(asks)} teammate's repl{'y' if len(asks) == 1 else 'ies'} waiting for "
+            "your approval: see 'approvals'.")
     return 0
 
 

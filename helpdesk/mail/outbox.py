@@ -14,6 +14,7 @@ processes sharing one database, the GUI and a CLI ``sync``, never both act)::
                  │      the ticket)       ├──▶ failed (permanent refusal, server's words)
                  └────────────────────────┘ temporary failure before the message went
     failed, held, uncertain ──▶ queued  only when the person asks (retry)
+    held ──▶ queued  a newcomer's reply, once a teammate approved it (the team log says so)
     queued, failed, held ──▶ cancelled  the person undid the send: the draft is back
 
 - ``queued`` with ``not_before``: the undo window. Nothing takes the item before that
@@ -60,6 +61,8 @@ RETRYABLE_STATES = ("failed", "held", "uncertain")
 #: What an undo can still stop: nothing of these has gone to the SMTP server.
 CANCELLABLE_STATES = ("queued", "failed", "held")
 DISCARDABLE_STATES = ("staged", "queued", "failed", "held", "uncertain")
+#: The ``last_error`` of a newcomer's reply held for a teammate's approval (helpdesk.rota).
+WAITING_FOR_APPROVAL = "Waiting for approval by a teammate (newcomer weeks)."
 MAX_BACKOFF = timedelta(minutes=30)
 #: An owner on another host (or a process that outlived this) is presumed dead after this.
 OWNER_LEASE = timedelta(minutes=30)
@@ -146,7 +149,13 @@ class OutboxItem:
                 "created_at": iso(self.created_at), "sent_at": iso(self.sent_at),
                 "next_attempt_at": iso(self.next_attempt_at), "close_after": self.close_after,
                 "cc": self.cc, "bcc": self.bcc, "not_before": iso(self.not_before),
-                "attachments": list(self.meta.get("attachments") or [])}
+                "attachments": list(self.meta.get("attachments") or []),
+                "waiting_for_approval": self.waiting_for_approval}
+
+    @property
+    def waiting_for_approval(self) -> bool:
+        """A newcomer's reply held until a teammate approves it."""
+        return self.state == "held" and self.last_error == WAITING_FOR_APPROVAL
 
 
 def _item(row: Any) -> OutboxItem:
@@ -374,6 +383,12 @@ class Outbox:
                                 f"({item.state}); it cannot be discarded.")
 
     # --- what is due ------------------------------------------------------------------
+
+    def release_held(self, item_id: int) -> bool:
+        """held -> queued once a teammate approved it (newcomer weeks); True when this
+        call moved it, so however many passes see the approval, one sends it."""
+        return self._move(item_id, ("held",), None, state="queued", next_attempt_at=None,
+                          last_error=None, owner=None, owner_at=None)
 
     def pending(self) -> list[OutboxItem]:
         """Every item not yet sent, failed, held or uncertain, oldest first."""

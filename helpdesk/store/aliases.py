@@ -35,6 +35,7 @@ from helpdesk.store.engine import parse_db_time, raw_cursor
 TICKET_EVENT_TYPES: set[str] = {
     "claim", "renew", "release", "takeover", "status", "reply-sent", "survey-sent", "score",
     "cared", "forwarded", "merge",
+    "rota-handoff",  # helpdesk.rota
 }
 
 # How far canonical() follows aliases at most: far more than any real chain; a longer one
@@ -73,6 +74,8 @@ TICKET_KEYED_TABLES: list[Keyed] = [
     Keyed("surveys", "ticket_id", "repoint"),
     Keyed("scores", "ticket_id", "repoint"),
     Keyed("card_customers", "ticket_id", "repoint"),
+    Keyed("rota_handoffs", "ticket_id", "survivor"),  # INTO's own hand-off stands
+    Keyed("approval_requests", "ticket_id", "repoint"),
     # Stored events of a ticket (history, metrics): their subject as folded, resolved.
     Keyed("team_events", "subject", "repoint", where="type IN ({ticket_types})"),
 ]

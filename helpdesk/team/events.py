@@ -59,6 +59,8 @@ TYPES = frozenset({
     "vip-tiers", "card-note",  # team settings (helpdesk.team_settings)
     "signature", "forwarded",
     "merge",  # helpdesk.team.merges
+    "rota", "rota-swap", "rota-handoff", "learning", "approval-request", "approval",
+    "digest-settings", "digest-sending",  # helpdesk.rota, helpdesk.digest
 })
 
 

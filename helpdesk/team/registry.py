@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from helpdesk import outgoing, team_settings
 from helpdesk.cards import fold as cards
+from helpdesk.digest import fold as digest
 from helpdesk.metrics import fold as metrics
+from helpdesk.rota import fold as rota
 from helpdesk.team import claims, merges, registers
 from helpdesk.team.fold import Handler, Handlers, Registry
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
                                 metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS,
-                                merges.HANDLERS)
+                                merges.HANDLERS, rota.HANDLERS, digest.HANDLERS)
 REGISTRY: Registry = Registry.of(TABLES)
 HANDLERS: dict[str, Handler] = REGISTRY.handlers

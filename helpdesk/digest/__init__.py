@@ -1,0 +1,1 @@
+"""The weekly digest "What customers are telling us" (build, fold, sending once)."""
