@@ -24,6 +24,7 @@ from helpdesk.cli import (
     signin,
     store,
     sync,
+    teamwork,
     tickets,
 )
 from helpdesk.cli.output import clean, emit_json, error
@@ -34,7 +35,7 @@ from helpdesk.errors import HelpdeskError
 __all__ = ["COMMANDS", "PROFILE_COMMANDS", "build_parser", "command", "emit_json", "main"]
 
 # In the order of the README's table.
-GROUPS = (sync, tickets, customers, replies, cards, metrics, passwords, signin, store)
+GROUPS = (sync, tickets, teamwork, customers, replies, cards, metrics, passwords, signin, store)
 
 
 class Parser(argparse.ArgumentParser):

@@ -18,7 +18,9 @@ from sqlalchemy import Connection, text
 
 from helpdesk.store.engine import raw_cursor
 
-VIEWS = ("open", "unclaimed", "mine", "vip", "pending", "closed", "all")
+VIEWS = ("open", "unclaimed", "mine", "vip", "pending", "closed", "mentions", "snoozed",
+         "spam", "all")
+_TAG_TERM = re.compile(r"(?<!\S)tag:(\S+)", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"\w[\w'@.+-]*", re.UNICODE)
 
 
@@ -44,6 +46,17 @@ class TicketQuery:
     # VIP tiers highest first (the team's order, helpdesk.team_settings): with vip_first,
     # VIP tickets sort by tier rank, then by the list order.
     tier_rank: tuple[str, ...] = ()
+    # Only tickets with every one of these tags (normalised, as stored); ``tag:x`` in
+    # ``search`` adds to them.
+    tags: tuple[str, ...] = ()
+
+
+def split_search(search: str) -> tuple[str, tuple[str, ...]]:
+    """(the words to search for, the tags named as ``tag:x``)."""
+    from helpdesk.team.ticket_marks import normalise_tag
+
+    tags = tuple(t for t in (normalise_tag(m) for m in _TAG_TERM.findall(search or "")) if t)
+    return _TAG_TERM.sub(" ", search or "").strip(), tags
 
 
 # A customer writing after a ticket was closed (or set pending) reopens it, on every
@@ -53,25 +66,55 @@ STATUS = ("(CASE WHEN s.status IN ('closed', 'pending') "
           "AND julianday(t.last_in_at) > julianday(s.status_at) "
           "THEN 'open' ELSE coalesce(s.status, 'open') END)")
 FROM = ("FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id "
-        "LEFT JOIN customers c ON c.email = t.customer_email")
+        "LEFT JOIN customers c ON c.email = t.customer_email "
+        "LEFT JOIN ticket_work w ON w.ticket_id = t.id")
+# A snooze holds until its time (server clock) or until the customer writes after it.
+# (NULL-safe: a ticket without a ticket_work row, or without a customer, is neither.)
+SNOOZED = ("(w.snoozed_until IS NOT NULL AND w.snoozed_until > :now AND (t.last_in_at IS NULL "
+           "OR julianday(t.last_in_at) <= julianday(w.snoozed_at)))")
+# The customer, or the customer's domain, is blocked (each list read once per query).
+SPAM = ("(t.customer_email IS NOT NULL AND (t.customer_email IN (SELECT pattern FROM spam_blocks WHERE active AND "
+        "kind = 'address') OR substr(t.customer_email, instr(t.customer_email, '@') + 1) IN "
+        "(SELECT pattern FROM spam_blocks WHERE active AND kind = 'domain')))")
+MENTIONED = "t.id IN (SELECT ticket_id FROM ticket_mentions WHERE agent = :agent)"
 
 
 def _view_clause(q: TicketQuery, params: dict[str, Any]) -> str:
     # A claim is live while server time is before its last activity plus its own lease.
     live_claim = ("(s.claimed_by IS NOT NULL AND "
                   "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
-    params["now"] = (q.now or datetime.min).isoformat(sep=" ")
-    if q.view in ("open", "pending", "closed"):
+    params["now"] = (q.now or datetime.min).isoformat(sep=" ", timespec="microseconds")
+    # Open views leave out snoozed tickets (until they wake) and spam.
+    awake = f"NOT {SNOOZED} AND NOT {SPAM}"
+    if q.view in ("open", "pending"):
         params["status"] = q.view
-        return f"{STATUS} = :status"
+        return f"{STATUS} = :status AND {awake}"
+    if q.view == "closed":
+        return f"{STATUS} = 'closed' AND NOT {SPAM}"
     if q.view == "unclaimed":
-        return f"{STATUS} != 'closed' AND NOT {live_claim}"
+        return f"{STATUS} != 'closed' AND NOT {live_claim} AND {awake}"
     if q.view == "mine":
         params["agent"] = q.agent
-        return f"{STATUS} != 'closed' AND s.claimed_by = :agent AND {live_claim}"
+        return (f"{STATUS} != 'closed' AND ((s.claimed_by = :agent AND {live_claim}) "
+                f"OR w.assignee = :agent) AND {awake}")
     if q.view == "vip":
-        return f"{STATUS} != 'closed' AND c.vip = 1"
+        return f"{STATUS} != 'closed' AND c.vip = 1 AND {awake}"
+    if q.view == "mentions":
+        params["agent"] = q.agent
+        return f"{MENTIONED} AND NOT {SPAM}"
+    if q.view == "snoozed":
+        return f"{STATUS} != 'closed' AND {SNOOZED} AND NOT {SPAM}"
+    if q.view == "spam":
+        return SPAM
     return "1 = 1"
+
+
+def _tag_clauses(tags: tuple[str, ...], params: dict[str, Any]) -> list[str]:
+    out = []
+    for i, tag in enumerate(dict.fromkeys(tags)):
+        params[f"tag{i}"] = tag
+        out.append(f"t.id IN (SELECT ticket_id FROM ticket_tags WHERE tag = :tag{i})")
+    return out
 
 
 # "The ticket has a message that matches", in two shapes that select the same tickets.
@@ -205,8 +248,9 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
 def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
          stop: Callable[[], bool], in_order: bool = False, by_tier: bool = False) -> list[str]:
     params: dict[str, Any] = {}
-    where = [_view_clause(q, params), *extra]
-    match = fts_query(q.search)
+    words, tags = split_search(q.search)
+    where = [_view_clause(q, params), *extra, *_tag_clauses(q.tags + tags, params)]
+    match = fts_query(words)
     if match:
         params["match"] = match
         if in_order:  # few tickets to check: probe each against the set of matches
@@ -252,7 +296,10 @@ TICKET_COLUMNS = (
     f"{STATUS} AS status, s.claimed_by, s.claimed_at, s.claim_active_at, s.claim_lease, "
     "s.claim_event, coalesce(c.vip, 0) AS vip, c.vip_tier, "
     "coalesce(c.white_glove, 0) AS white_glove, t.message_count, t.created_at, t.updated_at, "
-    "t.snippet, t.waiting_since, s.closed_at, t.first_in_at, t.first_out_at")
+    "t.snippet, t.waiting_since, s.closed_at, t.first_in_at, t.first_out_at, t.last_in_at, "
+    "w.assignee, w.snoozed_until, w.snoozed_at, "
+    "(SELECT json_group_array(tag) FROM (SELECT tag FROM ticket_tags g WHERE g.ticket_id = t.id "
+    f"ORDER BY tag)) AS tags, {SPAM} AS spam")
 
 
 def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -283,6 +330,21 @@ def ticket_messages(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
         d["defects"] = json.loads(d["defects"]) if d["defects"] else []
         out.append(d)
     return out
+
+
+def tag_counts(conn: Connection) -> dict[str, int]:
+    """Every tag in use and how many tickets carry it (spam left out), by name."""
+    return {str(r[0]): int(r[1]) for r in conn.execute(text(
+        "SELECT g.tag, count(*) FROM ticket_tags g JOIN tickets t ON t.id = g.ticket_id "
+        f"WHERE NOT {SPAM} GROUP BY g.tag ORDER BY g.tag"))}
+
+
+def ticket_notes(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
+    """The ticket's internal notes, in log order."""
+    return [{"id": r[0], "agent": r[1], "text": r[2], "at": r[3],
+             "mentions": json.loads(r[4] or "[]")} for r in conn.execute(text(
+                 "SELECT event_id, agent, text, at, mentions FROM ticket_notes "
+                 "WHERE ticket_id = :t ORDER BY uid"), {"t": ticket_id})]
 
 
 def customer_ticket_ids(conn: Connection, email: str) -> list[str]:

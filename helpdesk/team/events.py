@@ -58,6 +58,7 @@ TYPES = frozenset({
     "survey-sent", "score", "cared",
     "vip-tiers", "card-note",  # team settings (helpdesk.team_settings)
     "signature", "forwarded",
+    "ticket-note", "assign", "snooze", "tag", "spam",  # teamwork on a ticket
 })
 
 

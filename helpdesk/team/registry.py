@@ -11,10 +11,11 @@ from __future__ import annotations
 from helpdesk import outgoing, team_settings
 from helpdesk.cards import fold as cards
 from helpdesk.metrics import fold as metrics
-from helpdesk.team import claims, registers
+from helpdesk.team import claims, registers, ticket_marks, ticket_notes
 from helpdesk.team.fold import Handler, Handlers, Registry
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
-                                metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS)
+                                metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS,
+                                ticket_notes.HANDLERS, ticket_marks.HANDLERS)
 REGISTRY: Registry = Registry.of(TABLES)
 HANDLERS: dict[str, Handler] = REGISTRY.handlers
