@@ -166,6 +166,10 @@ class Desk:
         """Every tag in use and how many tickets carry it (the sidebar's list)."""
         return self.book.tag_counts()
 
+    def agents(self) -> list[str]:
+        """Agents known from the team log (and this one), for picking an assignee."""
+        return self.book.agents()
+
     def spam_blocks(self) -> dict[str, str]:
         """Blocked senders: pattern (address or domain) -> kind."""
         return self.book.spam_blocks()

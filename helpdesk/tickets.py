@@ -137,6 +137,13 @@ class TicketBook:
                            for _at, _o, kind, ident in sorted(timeline, key=lambda x: x[:2])]
         return out
 
+    def agents(self) -> list[str]:
+        """Every agent the team log has heard from (for picking an assignee), by name."""
+        with self.store.read() as conn:
+            return sorted({str(r[0]) for r in conn.execute(sql_text(
+                "SELECT DISTINCT agent FROM team_events")) if r[0] and " " not in r[0]}
+                | {self.agent})
+
     def spam_blocks(self) -> dict[str, str]:
         """Blocked senders now: pattern (an address or a domain) -> kind."""
         with self.store.read() as conn:

@@ -73,8 +73,9 @@ FROM = ("FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id "
 SNOOZED = ("(w.snoozed_until IS NOT NULL AND w.snoozed_until > :now AND (t.last_in_at IS NULL "
            "OR julianday(t.last_in_at) <= julianday(w.snoozed_at)))")
 # The customer, or the customer's domain, is blocked (each list read once per query).
-SPAM = ("(t.customer_email IS NOT NULL AND (t.customer_email IN (SELECT pattern FROM spam_blocks WHERE active AND "
-        "kind = 'address') OR substr(t.customer_email, instr(t.customer_email, '@') + 1) IN "
+SPAM = ("(t.customer_email IS NOT NULL AND (t.customer_email IN (SELECT pattern FROM "
+        "spam_blocks WHERE active AND kind = 'address') OR "
+        "substr(t.customer_email, instr(t.customer_email, '@') + 1) IN "
         "(SELECT pattern FROM spam_blocks WHERE active AND kind = 'domain')))")
 MENTIONED = "t.id IN (SELECT ticket_id FROM ticket_mentions WHERE agent = :agent)"
 
