@@ -171,3 +171,40 @@ def test_snooze_and_spam_from_the_ticket_menu(app: App, qtbot: QtBot) -> None:
     spam._ok()
     qtbot.waitUntil(lambda: app.desk.ticket(tid)["spam"], timeout=10_000)
     qtbot.waitUntil(lambda: w.views_model.count("spam") >= 1, timeout=10_000)
+
+
+def test_new_mail_from_a_blocked_sender_notifies_nobody(app: App, qtbot: QtBot,
+                                                        filled_dovecot: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    w = app.window
+    w.notifier.armed = True
+    app.service.run(lambda d: d.update_customer("vera@bigclient.example", vip=True,
+                                                tier="Gold"))
+    app.settle()
+
+    seen: list[Any] = []
+    app.service.changed.connect(lambda c: seen.append(c) if c.new_inbound else None)
+
+    def vera_writes(n: int) -> None:
+        later = datetime.now(UTC) + timedelta(seconds=2 * n)  # after the close, by the server
+        with filled_dovecot.session() as c:
+            c.append("INBOX", (f"From: Vera Vip <vera@bigclient.example>\r\n"
+                               f"Subject: Also this {n}\r\nMessage-ID: <v{n}@bigclient.example>"
+                               f"\r\n\r\nOne more thing.\r\n").encode(), msg_time=later)
+        seen.clear()
+        app.service.run(lambda d: d.sync_once())  # its Changes reach the notifier
+        qtbot.waitUntil(lambda: bool(seen), timeout=10_000)  # (the window's slot ran first)
+        app.service.wait_idle()  # the notifier's row read is done, its answer posted
+        QApplication.processEvents()
+
+    vera_writes(1)  # a VIP's new mail is news ...
+    assert any("Vera" in title and "Gold" in title for title, _t, _i in w.notifier.sent)
+    w.notifier.sent.clear()
+    tid = next(t for t in app.desk.ticket_ids("all")
+               if app.desk.ticket_rows([t])[t]["customer_email"] == "vera@bigclient.example")
+    app.service.run(lambda d: d.spam(tid))
+    app.settle()
+    vera_writes(2)  # ... until she is blocked: her mail goes to Spam, quietly
+    assert [t["customer"] for t in app.desk.tickets("spam")].count("vera@bigclient.example") >= 2
+    assert list(w.notifier.sent) == []

@@ -80,34 +80,65 @@ SPAM = ("(t.customer_email IS NOT NULL AND (t.customer_email IN (SELECT pattern 
 MENTIONED = "t.id IN (SELECT ticket_id FROM ticket_mentions WHERE agent = :agent)"
 
 
-def _view_clause(q: TicketQuery, params: dict[str, Any]) -> str:
-    # A claim is live while server time is before its last activity plus its own lease.
-    live_claim = ("(s.claimed_by IS NOT NULL AND "
-                  "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
+# A claim is live while server time is before its last activity plus its own lease.
+LIVE_CLAIM = ("(s.claimed_by IS NOT NULL AND "
+              "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
+# What the views are made of: per ticket, each of these facts (every one NULL-safe, so
+# a list's WHERE and the counts' one pass agree).
+FLAGS: dict[str, str] = {
+    "st": STATUS,
+    "live": LIVE_CLAIM,
+    "held": f"(s.claimed_by IS NOT NULL AND s.claimed_by = :agent AND {LIVE_CLAIM})",
+    "assigned": "(w.assignee IS NOT NULL AND w.assignee = :agent)",
+    "vip": "(c.vip IS NOT NULL AND c.vip = 1)",
+    "mentioned": MENTIONED,
+    "snoozed": SNOOZED,
+    "spam": SPAM,
+}
+# Each view in terms of the flags. Open views leave out snoozed tickets (until they wake)
+# and spam; only the spam view (and all) shows spam.
+_AWAKE = "NOT {snoozed} AND NOT {spam}"
+RULES: dict[str, str] = {
+    "open": "{st} = 'open' AND " + _AWAKE,
+    "unclaimed": "{st} != 'closed' AND NOT {live} AND " + _AWAKE,
+    "mine": "{st} != 'closed' AND ({held} OR {assigned}) AND " + _AWAKE,
+    "vip": "{st} != 'closed' AND {vip} AND " + _AWAKE,
+    "pending": "{st} = 'pending' AND " + _AWAKE,
+    "closed": "{st} = 'closed' AND NOT {spam}",
+    "mentions": "{mentioned} AND NOT {spam}",
+    "snoozed": "{st} != 'closed' AND {snoozed} AND NOT {spam}",
+    "spam": "{spam}",
+    "all": "1 = 1",
+}
+# Mine is a few tickets among many: found from who holds and who is assigned what (two
+# indexes) rather than by walking every ticket.
+MINE_IDS = ("t.id IN (SELECT ticket_id FROM ticket_state WHERE claimed_by = :agent "
+            "UNION SELECT ticket_id FROM ticket_work WHERE assignee = :agent)")
+
+
+def _view_clause(q: TicketQuery, params: dict[str, Any],
+                 absent: frozenset[str] = frozenset()) -> str:
+    """The WHERE clause of ``q``'s view; ``absent``: flags known to be false for every
+    ticket right now (see :func:`absent_flags`), left out of the work."""
     params["now"] = (q.now or datetime.min).isoformat(sep=" ", timespec="microseconds")
-    # Open views leave out snoozed tickets (until they wake) and spam.
-    awake = f"NOT {SNOOZED} AND NOT {SPAM}"
-    if q.view in ("open", "pending"):
-        params["status"] = q.view
-        return f"{STATUS} = :status AND {awake}"
-    if q.view == "closed":
-        return f"{STATUS} = 'closed' AND NOT {SPAM}"
-    if q.view == "unclaimed":
-        return f"{STATUS} != 'closed' AND NOT {live_claim} AND {awake}"
-    if q.view == "mine":
-        params["agent"] = q.agent
-        return (f"{STATUS} != 'closed' AND ((s.claimed_by = :agent AND {live_claim}) "
-                f"OR w.assignee = :agent) AND {awake}")
-    if q.view == "vip":
-        return f"{STATUS} != 'closed' AND c.vip = 1 AND {awake}"
-    if q.view == "mentions":
-        params["agent"] = q.agent
-        return f"{MENTIONED} AND NOT {SPAM}"
-    if q.view == "snoozed":
-        return f"{STATUS} != 'closed' AND {SNOOZED} AND NOT {SPAM}"
-    if q.view == "spam":
-        return SPAM
-    return "1 = 1"
+    params["agent"] = q.agent
+    flags = {k: "0" if k in absent else sql for k, sql in FLAGS.items()}
+    clause = RULES.get(q.view, "1 = 1").format(**flags)
+    return f"{MINE_IDS} AND {clause}" if q.view == "mine" else clause
+
+
+def absent_flags(conn: Connection, q: TicketQuery) -> frozenset[str]:
+    """The teamwork flags no ticket can have now (no sender blocked, nothing snoozed, no
+    mention of this agent owed): most desks most of the time, and then a view or a count
+    costs what it did before teamwork."""
+    row = conn.execute(text(
+        "SELECT EXISTS (SELECT 1 FROM spam_blocks WHERE active), "
+        "EXISTS (SELECT 1 FROM ticket_work WHERE snoozed_until > :now), "
+        "EXISTS (SELECT 1 FROM ticket_mentions WHERE agent = :agent)"),
+        {"now": (q.now or datetime.min).isoformat(sep=" ", timespec="microseconds"),
+         "agent": q.agent}).one()
+    return frozenset(name for name, present in zip(("spam", "snoozed", "mentioned"), row,
+                                                   strict=True) if not present)
 
 
 def _tag_clauses(tags: tuple[str, ...], params: dict[str, Any]) -> list[str]:
@@ -250,7 +281,8 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
          stop: Callable[[], bool], in_order: bool = False, by_tier: bool = False) -> list[str]:
     params: dict[str, Any] = {}
     words, tags = split_search(q.search)
-    where = [_view_clause(q, params), *extra, *_tag_clauses(q.tags + tags, params)]
+    where = [_view_clause(q, params, absent_flags(conn, q)), *extra,
+             *_tag_clauses(q.tags + tags, params)]
     match = fts_query(words)
     if match:
         params["match"] = match
@@ -276,13 +308,10 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
 def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
     """Every view's count in one pass over the tickets."""
     params: dict[str, Any] = {}
+    absent = absent_flags(conn, q)
     sums = []
     for view in VIEWS:
-        view_params: dict[str, Any] = {}
-        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now), view_params)
-        for key, value in view_params.items():  # status values differ per view: rename
-            clause = clause.replace(f":{key}", f":{view}_{key}")
-            params[f"{view}_{key}"] = value
+        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now), params, absent)
         sums.append(f"coalesce(sum(CASE WHEN {clause} THEN 1 ELSE 0 END), 0)")
     row = conn.execute(text(f"SELECT {', '.join(sums)} {FROM}"), params).one()
     return {view: int(value) for view, value in zip(VIEWS, row, strict=True)}
