@@ -385,3 +385,36 @@ def test_counts_agree_with_the_lists_with_and_without_teamwork_state(
     a.sync_once()
     check()
     assert ids(a, "mine") == sorted([tids[1], tids[7]], key=ids(a, "all").index)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_cut_append_folds_each_teamwork_event_once(dovecot: Any, tmp_path: Path,
+                                                     when: str) -> None:
+    """The connection dies at the APPEND of a note, a tag, an assignment (before the server
+    has it, or after it stored it but before we heard): the intent goes on, and every
+    event is folded exactly once (a copy appended again is the same event)."""
+    from faults import CutProxy
+    from test_faults import proxied_desk
+
+    fill(dovecot, 12)
+    with CutProxy(dovecot.host, dovecot.port) as imap:
+        a = proxied_desk(dovecot, tmp_path, imap)
+        a.sync_once()
+        tid = ids(a, "all")[0]
+        for act in (lambda: a.note(tid, "cut @agent-b"), lambda: a.tag(tid, add=["billing"]),
+                    lambda: a.assign(tid, "agent-b"), lambda: a.snooze(tid, seconds=600)):
+            imap.arm(r"APPEND", when)
+            act()
+            assert not imap.armed
+        a.close()
+    (b,) = desks(dovecot, tmp_path, "agent-b")
+    shown = b.ticket(tid)
+    assert [n["text"] for n in shown["notes"]] == ["cut @agent-b"]
+    assert shown["tags"] == ["billing"] and shown["assignee"] == "agent-b"
+    assert shown["snoozed_until"] is not None
+    con = sqlite3.connect(b.profile.database)
+    try:
+        folded = con.execute("SELECT type FROM team_events ORDER BY uid").fetchall()
+    finally:
+        con.close()
+    assert [t for (t,) in folded] == ["ticket-note", "tag", "assign", "snooze"]

@@ -16,7 +16,6 @@ from test_ui_support import *  # noqa: F403 (fixtures: app, filled_dovecot)
 from test_ui_support import App, fill, synced_desk
 
 from ui.help_sheet import SHORTCUTS
-from ui.notes_thread import NoteCard
 
 
 def _box(qtbot: QtBot) -> QMessageBox:
@@ -33,6 +32,8 @@ def _box(qtbot: QtBot) -> QMessageBox:
 
 def test_notes_thread_shows_notes_among_the_messages_as_plain_text(
         app: App, qtbot: QtBot, filled_dovecot: Any, tmp_path: Path) -> None:
+    from ui.notes_thread import NoteCard
+
     w = app.window
     tid = app.desk.ticket_ids("all")[0]
     app.open(tid)
