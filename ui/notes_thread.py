@@ -77,7 +77,7 @@ class NoteComposer(QFrame):
         self.editor = _NoteEditor(self)
         self.editor.setObjectName("noteEditor")
         self.editor.setPlaceholderText("Internal note for the team (never sent to the "
-                                       "customer); @agent-b tells them")
+                                       "customer); @name tells that teammate")
         self.editor.setFixedHeight(54)
         self.editor.send.connect(self._submit)
         lay.addWidget(self.editor, 1)
