@@ -426,6 +426,52 @@ def bench_views(app: Any, window: Any) -> list[tuple[str, float, float, int]]:
     return out
 
 
+def vm_steps(desk: Any, fn: Callable[[Any], Any]) -> int:
+    """SQLite virtual-machine steps ``fn(conn)`` costs (counted in hundreds): a figure a
+    busy machine does not change, beside the times it does."""
+    from helpdesk.store.engine import raw_cursor
+
+    seen = [0]
+
+    def tick() -> int:
+        seen[0] += 1
+        return 0
+
+    with desk.store.read() as conn:
+        raw = raw_cursor(conn).connection
+        raw.set_progress_handler(tick, 100)
+        try:
+            fn(conn)
+        finally:
+            raw.set_progress_handler(None, 0)
+    return seen[0] * 100
+
+
+def bench_steps(desk: Any) -> list[tuple[str, int, int]]:
+    """(what, steps now, steps of the reference) for the counts and the teamwork views'
+    first pages; the reference of a view is the Open view's first page, of the counts the
+    seven views the sidebar had before teamwork."""
+    from helpdesk.store import queries as q
+    from ui.main_window import FIRST_PAGE
+
+    def old_counts(conn: Any) -> None:
+        saved = q.VIEWS
+        q.VIEWS = OLD_VIEWS  # type: ignore[misc]
+        try:
+            q.count_views(conn, desk.ticket_query())
+        finally:
+            q.VIEWS = saved  # type: ignore[misc]
+
+    out = [("every view's count", vm_steps(desk, lambda c: q.count_views(c, desk.ticket_query())),
+            vm_steps(desk, old_counts))]
+    page = vm_steps(desk, lambda c: q.ticket_ids(c, desk.ticket_query("open"), FIRST_PAGE))
+    for view in ("mine", "mentions", "snoozed", "spam", "pending"):
+        out.append((f"view '{view}' first page",
+                    vm_steps(desk, lambda c, v=view: q.ticket_ids(c, desk.ticket_query(v),
+                                                                   FIRST_PAGE)), page))
+    return out
+
+
 def bench_counts(desk: Any, repeat: int = 5) -> tuple[float, float, dict[str, int]]:
     """(every view's count + tag counts, as the sidebar reads them; the seven views the
     sidebar had before teamwork, counted the same way: the reference), medians of
@@ -621,6 +667,7 @@ def main() -> int:
     orders = bench_orders(app, window, SEARCH_TERMS[:1])
     views = bench_views(app, window)
     counts_s, old_counts_s, counts = bench_counts(window.desk)
+    steps = bench_steps(window.desk)
     window.close()
     service.stop()
     service.desk.close()
@@ -678,6 +725,10 @@ def main() -> int:
                                          or k.startswith("#"))))
     rows.append((f"  reference: the {len(OLD_VIEWS)} views before teamwork, same count query",
                  ms(old_counts_s), ""))
+    for what, now_steps, ref_steps in steps:
+        rows.append((f"SQLite VM steps: {what} (reference: "
+                     f"{'the 7 views before teamwork' if 'count' in what else 'Open, first page'}"
+                     f" {ref_steps:,})", f"{now_steps:,}", ""))
     if stall is not None:
         idle, busy, sync_s, n_new = stall
         longest = max(busy) - HEARTBEAT_MS / 1000 if busy else float("inf")
