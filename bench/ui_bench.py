@@ -14,6 +14,10 @@ then measures, all in this run:
   worker and the model was reset with the first page of hits, for several terms; then
   the time until all hits were applied; references: the SQL alone for the first page and
   for all ids, each run with the worker idle;
+* teamwork views (Mine, Mentions, Snoozed, Spam, a tag): sidebar pick -> first page
+  applied, beside the SQL alone for that page; the live counts (every view's count plus
+  the tag counts, as the sidebar reads them) beside the seven views the sidebar had
+  before teamwork, counted the same way in this run;
 * the longest main-thread stall (a 5 ms QTimer heartbeat, gaps between beats)
   while a background sync of 2,000 new messages runs against a private Dovecot
   (tests/servers.py, filled with tests/mailgen.py), with the window showing the
@@ -137,9 +141,46 @@ def build_store(path: Path, n: int, seed: int = 3) -> float:
         conn.executemany("INSERT INTO ticket_state (ticket_id, status, closed_at, claimed_by, "
                          "claimed_at, claim_active_at, claim_lease) "
                          "VALUES (?, ?, ?, ?, ?, ?, 315360000)", states)
+        add_teamwork(conn, rng, [t[0] for t in tickets], customers, now)
     conn.execute("ANALYZE")
     conn.close()
     return time.perf_counter() - started
+
+
+TAGS = ("billing", "refund", "bug", "feature", "android", "ios", "urgent", "vip-care",
+        "shipping", "login", "export", "churn-risk")
+
+
+def add_teamwork(conn: sqlite3.Connection, rng: random.Random, ids: list[str],
+                 customers: list[tuple[Any, ...]], now: datetime) -> None:
+    """Teamwork state as a busy team leaves it: ~35% of tickets tagged, 5% assigned, 3%
+    snoozed (a third of them already awake), 1% mentioning agent-a, a few blocked
+    senders and one blocked domain (about 1% of tickets)."""
+    tags, work, mentions = [], [], []
+    for uid, tid in enumerate(ids, start=1):
+        if rng.random() < 0.35:
+            for tag in rng.sample(TAGS, rng.choice((1, 1, 2))):
+                tags.append((tid, tag, uid))
+        r = rng.random()
+        assignee = rng.choice(("agent-a", "agent-b", "agent-c")) if r < 0.05 else None
+        until = None
+        if 0.05 <= r < 0.08:
+            until = now + timedelta(hours=rng.choice((-5, 2, 30, 100)))
+        if assignee or until:
+            work.append((tid, assignee, uid if assignee else 0,
+                         until.isoformat(sep=" ") if until else None,
+                         (now - timedelta(days=400)).isoformat(sep=" ") if until else None,
+                         uid if until else 0))
+        if rng.random() < 0.01:
+            mentions.append(("agent-a", tid, f"n{uid}", "agent-b", uid, now.isoformat(sep=" ")))
+    blocked = [(str(c[0]), "address") for c in customers[:20]] + [("example5.test", "domain")]
+    conn.executemany("INSERT INTO ticket_tags (ticket_id, tag, stamp) VALUES (?, ?, ?)", tags)
+    conn.executemany("INSERT INTO ticket_work (ticket_id, assignee, assign_stamp, "
+                     "snoozed_until, snoozed_at, snooze_stamp) VALUES (?, ?, ?, ?, ?, ?)", work)
+    conn.executemany("INSERT INTO ticket_mentions (agent, ticket_id, note_id, by_agent, uid, "
+                     "at) VALUES (?, ?, ?, ?, ?, ?)", mentions)
+    conn.executemany("INSERT INTO spam_blocks (pattern, kind, active, stamp) "
+                     "VALUES (?, ?, 1, 1)", blocked)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -354,6 +395,112 @@ def bench_orders(app: Any, window: Any, terms: tuple[str, ...]
     return out
 
 
+TEAM_VIEWS = ("mine", "mentions", "snoozed", "spam", "tag:billing")
+OLD_VIEWS = ("open", "unclaimed", "mine", "vip", "pending", "closed", "all")
+
+
+def bench_views(app: Any, window: Any) -> list[tuple[str, float, float, int]]:
+    """Per teamwork view: (view, sidebar pick -> first page applied s, SQL alone for the
+    first page s, rows); the SQL alone runs with the worker idle."""
+    from ui.main_window import FIRST_PAGE
+    from ui.models import TAG_VIEW
+
+    out = []
+    for view in TEAM_VIEWS:
+        window.service.wait_idle()
+        applied: list[float] = []
+        window.list_applied.connect(applied.append)
+        started = time.perf_counter()
+        window.sidebar.select(view) if not view.startswith(TAG_VIEW) else window.set_view(view)
+        wait(app, lambda a=applied: bool(a), 30, f"view {view}")
+        elapsed = time.perf_counter() - started
+        window.list_applied.disconnect(applied.append)
+        window.service.wait_idle()
+        kw: dict[str, Any] = {"limit": FIRST_PAGE}
+        core = view
+        if view.startswith(TAG_VIEW):
+            core, kw["tags"] = "all", (view[len(TAG_VIEW):],)
+        t = time.perf_counter()
+        rows = window.desk.ticket_ids(core, **kw)
+        out.append((view, elapsed, time.perf_counter() - t, len(rows)))
+    return out
+
+
+def vm_steps(desk: Any, fn: Callable[[Any], Any]) -> int:
+    """SQLite virtual-machine steps ``fn(conn)`` costs (counted in hundreds): a figure a
+    busy machine does not change, beside the times it does."""
+    from helpdesk.store.engine import raw_cursor
+
+    seen = [0]
+
+    def tick() -> int:
+        seen[0] += 1
+        return 0
+
+    with desk.store.read() as conn:
+        raw = raw_cursor(conn).connection
+        raw.set_progress_handler(tick, 100)
+        try:
+            fn(conn)
+        finally:
+            raw.set_progress_handler(None, 0)
+    return seen[0] * 100
+
+
+def bench_steps(desk: Any) -> list[tuple[str, int, int]]:
+    """(what, steps now, steps of the reference) for the counts and the teamwork views'
+    first pages; the reference of a view is the Open view's first page, of the counts the
+    seven views the sidebar had before teamwork."""
+    from helpdesk.store import queries as q
+    from ui.main_window import FIRST_PAGE
+
+    def old_counts(conn: Any) -> None:
+        saved = q.VIEWS
+        q.VIEWS = OLD_VIEWS  # type: ignore[misc]
+        try:
+            q.count_views(conn, desk.ticket_query())
+        finally:
+            q.VIEWS = saved  # type: ignore[misc]
+
+    out = [("every view's count", vm_steps(desk, lambda c: q.count_views(c, desk.ticket_query())),
+            vm_steps(desk, old_counts))]
+    page = vm_steps(desk, lambda c: q.ticket_ids(c, desk.ticket_query("open"), FIRST_PAGE))
+    for view in ("mine", "mentions", "snoozed", "spam", "pending"):
+        out.append((f"view '{view}' first page",
+                    vm_steps(desk, lambda c, v=view: q.ticket_ids(c, desk.ticket_query(v),
+                                                                   FIRST_PAGE)), page))
+    return out
+
+
+def bench_counts(desk: Any, repeat: int = 5) -> tuple[float, float, dict[str, int]]:
+    """(every view's count + tag counts, as the sidebar reads them; the seven views the
+    sidebar had before teamwork, counted the same way: the reference), medians of
+    ``repeat`` runs, and the counts."""
+    from helpdesk.store import queries as q
+
+    def timed(fn: Callable[[], Any]) -> float:
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t)
+        return statistics.median(runs)
+
+    def old_views() -> None:
+        saved = q.VIEWS
+        q.VIEWS = OLD_VIEWS  # type: ignore[misc]
+        try:
+            with desk.store.read() as conn:
+                q.count_views(conn, desk.ticket_query())
+        finally:
+            q.VIEWS = saved  # type: ignore[misc]
+
+    counts = dict(desk.status()["counts"])
+    counts.update({f"#{k}": v for k, v in list(desk.tag_counts().items())[:3]})
+    everything = timed(lambda: (desk.status(), desk.tag_counts()))
+    return everything, timed(old_views), counts
+
+
 def bench_retype(app: Any, window: Any, first: str, second: str) -> tuple[float, bool]:
     """Type ``first`` (a common word), and as soon as its first page shows (its full
     list now being read on the worker) type ``second``: seconds from the second
@@ -511,12 +658,16 @@ def main() -> int:
     launch, window, service = bench_launch(app, store, probe)
     run_loop(app, 1.0)
     service.wait_idle()
+    start_view = window.view
     t = time.perf_counter()
-    start_ids = window.desk.ticket_ids(window.view)
+    start_ids = window.desk.ticket_ids(start_view)
     sql_start = time.perf_counter() - t
     searches = bench_search(app, window)
     retype = bench_retype(app, window, SEARCH_TERMS[0], SEARCH_TERMS[1])
     orders = bench_orders(app, window, SEARCH_TERMS[:1])
+    views = bench_views(app, window)
+    counts_s, old_counts_s, counts = bench_counts(window.desk)
+    steps = bench_steps(window.desk)
     window.close()
     service.stop()
     service.desk.close()
@@ -542,7 +693,7 @@ def main() -> int:
                          f"{ms(COLD_PARTS['launch'])}", ""))
     rows.append((f"  reference: bare QTableView, {args.tickets:,}-row in-memory model, "
                  "show -> painted", ms(bare), ""))
-    rows.append((f"  reference: SQL ticket_ids('{window.view}') alone "
+    rows.append((f"  reference: SQL ticket_ids('{start_view}') alone "
                  f"({len(start_ids):,} ids)", ms(sql_start), ""))
     applied = [s[1] for s in searches]
     worst = max(applied)
@@ -564,6 +715,20 @@ def main() -> int:
                  "read", ms(retyped), f"target < {ms(TARGET_SEARCH_S)}: "
                  f"{verdict(retyped, TARGET_SEARCH_S)}"
                  + ("; typed while that read ran" if stopped else "")))
+    for view, elapsed, sql_page, n_rows in views:
+        rows.append((f"  view '{view}': {n_rows:,} rows on the first page (SQL alone "
+                     f"{ms(sql_page)})", ms(elapsed), f"target < {ms(TARGET_SEARCH_S)}: "
+                     f"{verdict(elapsed, TARGET_SEARCH_S)}"))
+    rows.append(("live counts: every view + tag counts (status + tag_counts), median",
+                 ms(counts_s), ", ".join(f"{k} {v:,}" for k, v in counts.items()
+                                         if k in ("mine", "mentions", "snoozed", "spam")
+                                         or k.startswith("#"))))
+    rows.append((f"  reference: the {len(OLD_VIEWS)} views before teamwork, same count query",
+                 ms(old_counts_s), ""))
+    for what, now_steps, ref_steps in steps:
+        rows.append((f"SQLite VM steps: {what} (reference: "
+                     f"{'the 7 views before teamwork' if 'count' in what else 'Open, first page'}"
+                     f" {ref_steps:,})", f"{now_steps:,}", ""))
     if stall is not None:
         idle, busy, sync_s, n_new = stall
         longest = max(busy) - HEARTBEAT_MS / 1000 if busy else float("inf")

@@ -26,9 +26,12 @@ class Changes:
     new_inbound: list[tuple[str, str | None]] | None = None
     taken_over: list[tuple[str, str, str]] | None = None  # (ticket, from me, by whom)
     new_inbound_more: int = 0
+    mentioned: list[tuple[str, str]] | None = None  # (ticket, by whom): I was @mentioned
+    assigned: list[tuple[str, str]] | None = None  # (ticket, by whom): assigned to me
+    tags: bool = False  # tag counts changed
 
     def __bool__(self) -> bool:
-        return bool(self.tickets or self.customers or self.cards)
+        return bool(self.tickets or self.customers or self.cards or self.tags)
 
     @property
     def new_inbound_count(self) -> int:
@@ -51,6 +54,11 @@ class Changes:
         self.new_inbound_more += other.new_inbound_more
         if other.taken_over:
             self.taken_over = (self.taken_over or []) + other.taken_over
+        if other.mentioned:
+            self.mentioned = (self.mentioned or []) + other.mentioned
+        if other.assigned:
+            self.assigned = (self.assigned or []) + other.assigned
+        self.tags = self.tags or other.tags
 
     @classmethod
     def of_mail(cls, result: SyncResult) -> Changes:

@@ -35,6 +35,7 @@ from helpdesk.team.events import Event
 from helpdesk.team.fold import FoldResult
 from helpdesk.team.log import TeamLog
 from helpdesk.team.registers import PROFILE_FIELDS
+from helpdesk.teamwork import Teamwork
 from helpdesk.tickets import ClaimInfo, TicketBook, check_birthday, normalise_email
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Desk:
         self.metrics = ServiceMetrics(self.session, self.book, self.replies)
         self.rota = RotaService(self.session)
         self.digest = Digest(self.session, self.metrics, self.replies, self.rota.alarm)
+        self.teamwork = Teamwork(self.session, self.book)
         self.session.batch_hooks.append(self._score_answers)
         # After the replay, before the outbox: hand-offs are decided on the folded log,
         # and a digest staged at the period boundary goes in the same pass.
@@ -170,8 +172,22 @@ class Desk:
     def ticket_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         return self.book.ticket_rows(ids)
 
-    def tickets(self, view: str = "open", search: str = "") -> list[dict[str, Any]]:
-        return self.book.tickets(view, search)
+    def tickets(self, view: str = "open", search: str = "", tags: tuple[str, ...] = ()
+                ) -> list[dict[str, Any]]:
+        """A view's tickets as JSON rows (``tags``: only tickets with all of them)."""
+        return self.book.tickets(view, search, tags)
+
+    def tag_counts(self) -> dict[str, int]:
+        """Every tag in use and how many tickets carry it (the sidebar's list)."""
+        return self.book.tag_counts()
+
+    def agents(self) -> list[str]:
+        """Agents known from the team log (and this one), for picking an assignee."""
+        return self.book.agents()
+
+    def spam_blocks(self) -> dict[str, str]:
+        """Blocked senders: pattern (address or domain) -> kind."""
+        return self.book.spam_blocks()
 
     def resolve_ticket(self, ticket: str) -> str:
         return self.book.resolve(ticket)
@@ -247,6 +263,40 @@ class Desk:
 
     def reopen(self, ticket: str) -> Changes:
         return self.set_status(ticket, "open")
+
+    # --- teamwork on a ticket (helpdesk/teamwork.py) ------------------------------------
+
+    def note(self, ticket: str, text: str) -> dict[str, Any]:
+        """An internal note on the ticket (never sent to the customer); ``@agent`` in the
+        text tells that agent. Returns ``{id, ticket, mentions}``."""
+        return self.teamwork.note(ticket, text)
+
+    def assign(self, ticket: str, agent: str) -> Changes:
+        """Make ``agent`` the ticket's lasting owner (they are told); no claim is taken."""
+        return self.teamwork.assign(ticket, agent)
+
+    def unassign(self, ticket: str) -> Changes:
+        return self.teamwork.assign(ticket, None)
+
+    def snooze(self, ticket: str, *, until: Any = None, seconds: int | None = None) -> Changes:
+        """Hide the ticket from open views until ``until`` (naive UTC) or for ``seconds``
+        by the server's clock; it comes back by itself, or when the customer writes."""
+        return self.teamwork.snooze(ticket, until=until, seconds=seconds)
+
+    def unsnooze(self, ticket: str) -> Changes:
+        return self.teamwork.unsnooze(ticket)
+
+    def tag(self, ticket: str, add: list[str] | tuple[str, ...] = (),
+            remove: list[str] | tuple[str, ...] = ()) -> Changes:
+        return self.teamwork.tag(ticket, add, remove)
+
+    def spam(self, ticket: str, domain: bool = False) -> dict[str, Any]:
+        """Close the ticket; later mail from its sender (or domain) goes to the spam view."""
+        return self.teamwork.spam(ticket, domain)
+
+    def unspam(self, address: str) -> list[str]:
+        """Lift the block of an address (and of its domain); returns what was lifted."""
+        return self.teamwork.unspam(address)
 
     # --- replies (helpdesk/replies.py) ---------------------------------------------------------
 

@@ -478,8 +478,13 @@ class Session:
         for ticket, previous, by in fold.taken_over:
             if previous == self.agent:
                 log.warning("%s took over ticket %s from you", by, ticket)
+        me = self.agent
         return Changes(set(fold.tickets), set(fold.customers), fold.cards,
-                       taken_over=[t for t in fold.taken_over if t[1] == self.agent])
+                       taken_over=[t for t in fold.taken_over if t[1] == me],
+                       mentioned=[(t, by) for t, a, by in fold.mentions if a == me] or None,
+                       assigned=[(t, by) for t, a, by in fold.assigned
+                                 if a == me and by != me] or None,
+                       tags=fold.tags)
 
     def server_now(self) -> datetime:
         """Best estimate of the server's clock: ours plus the offset seen on our last event."""

@@ -6,6 +6,7 @@ thread (the UI has a read worker of its own), so they never wait behind a sync.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -70,18 +71,27 @@ class TicketBook:
         return rows
 
     def decorate(self, row: dict[str, Any], now: datetime | None = None) -> None:
-        """Drop a claim whose lease has lapsed (judged on the server-time estimate)."""
+        """Drop a claim whose lease has lapsed and a snooze that is over (its time has
+        come, or the customer wrote since), judged on the server-time estimate."""
+        now = now or self.session.server_now()
         active = parse_db_time(row.get("claim_active_at"))
         if row.get("claimed_by") and active is not None:
             lapse = active + timedelta(seconds=row.get("claim_lease") or 0)
-            if lapse <= (now or self.session.server_now()):
+            if lapse <= now:
                 row["claimed_by"] = None
                 row["claimed_at"] = None
+        until = parse_db_time(row.get("snoozed_until"))
+        if until is not None:
+            wrote = parse_db_time(row.get("last_in_at"))
+            since = parse_db_time(row.get("snoozed_at"))
+            if until <= now or (wrote is not None and since is not None and wrote > since):
+                row["snoozed_until"] = None
 
-    def tickets(self, view: str = "open", search: str = "") -> list[dict[str, Any]]:
+    def tickets(self, view: str = "open", search: str = "", tags: tuple[str, ...] = ()
+                ) -> list[dict[str, Any]]:
         if view not in q.VIEWS:
             raise NotFoundError(f"Unknown view '{view}'. Views: {', '.join(q.VIEWS)}.")
-        ids = self.ticket_ids(view, search)
+        ids = self.ticket_ids(view, search, tags=tags)
         rows = self.ticket_rows(ids)
         return [ticket_json(rows[i]) for i in ids if i in rows]
 
@@ -100,7 +110,7 @@ class TicketBook:
                     sql_text("SELECT id FROM tickets WHERE id LIKE :p ESCAPE '\\' LIMIT 2"),
                     {"p": _like_prefix(tid)})]
                 if len(found) == 1:
-                    return str(found[0])
+                    return canonical(conn, str(found[0]))
         raise NotFoundError(f"No ticket '{ticket}' in the local store. Run 'sync' first, or "
                             f"list tickets with 'tickets --view all'.")
 
@@ -110,6 +120,7 @@ class TicketBook:
         with self.store.read() as conn:
             messages = q.ticket_messages(conn, tid)
             merged = aliases_of(conn, tid)
+            notes = q.ticket_notes(conn, tid)
         out = ticket_json(row)
         out["aliases"] = merged  # ids merged into this ticket (they resolve to it)
         out["messages"] = [{
@@ -121,7 +132,33 @@ class TicketBook:
             "html": m["html"], "attachments": m["attachments"], "defects": m["defects"],
         } for m in messages]
         out["message_count"] = len(messages)
+        # Internal notes (never sent to the customer), and where they stand among the
+        # messages: one list of both, in time order (a note after a message of the same
+        # second comes after it).
+        out["notes"] = [{**n, "at": iso(n["at"])} for n in notes]
+        timeline = [(str(m["received_at"]), 0, "message", m["id"]) for m in messages]
+        timeline += [(str(n["at"]), 1, "note", n["id"]) for n in notes]
+        out["timeline"] = [{"kind": kind, "id": ident}
+                           for _at, _o, kind, ident in sorted(timeline, key=lambda x: x[:2])]
         return out
+
+    def agents(self) -> list[str]:
+        """Every agent the team log has heard from (for picking an assignee), by name."""
+        with self.store.read() as conn:
+            return sorted({str(r[0]) for r in conn.execute(sql_text(
+                "SELECT DISTINCT agent FROM team_events")) if r[0] and " " not in r[0]}
+                | {self.agent})
+
+    def spam_blocks(self) -> dict[str, str]:
+        """Blocked senders now: pattern (an address or a domain) -> kind."""
+        with self.store.read() as conn:
+            return {str(r[0]): str(r[1]) for r in conn.execute(sql_text(
+                "SELECT pattern, kind FROM spam_blocks WHERE active ORDER BY pattern"))}
+
+    def tag_counts(self) -> dict[str, int]:
+        """Every tag in use, with how many tickets carry it."""
+        with self.store.read() as conn:
+            return q.tag_counts(conn)
 
     def holder(self, ticket_id: str) -> ClaimInfo:
         """Who holds ``ticket_id`` right now, by the local fold and server-time estimate."""
@@ -185,7 +222,16 @@ def ticket_json(row: dict[str, Any]) -> dict[str, Any]:
         "white_glove": bool(row["white_glove"]), "messages": row["message_count"],
         "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
         "waiting_since": iso(row.get("waiting_since")), "snippet": row.get("snippet", ""),
+        "assignee": row.get("assignee"), "snoozed_until": iso(row.get("snoozed_until")),
+        "tags": tags_of(row), "spam": bool(row.get("spam")),
     }
+
+
+def tags_of(row: dict[str, Any]) -> list[str]:
+    value = row.get("tags")
+    if isinstance(value, list):
+        return [str(t) for t in value]
+    return [str(t) for t in json.loads(value or "[]")]
 
 
 def _like_prefix(value: str) -> str:

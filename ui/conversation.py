@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from ui import format as fmt
 from ui import style
 from ui.mailview import MailView
+from ui.notes_thread import NoteCard
 from ui.style import C
 from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
@@ -318,6 +319,9 @@ class ConversationView(QScrollArea):
         self.setWidget(self._inner)
         self.cards: list[MessageCard] = []
         self._outbox: list[QWidget] = []
+        # Internal notes by id, reused while the same ticket is shown (add-only).
+        self.notes: dict[str, NoteCard] = {}
+        self._notes_of: str | None = None
         self.ticket_id: str | None = None
         self._remote = RemoteImages(self)
         self._generation = 0
@@ -362,6 +366,49 @@ class ConversationView(QScrollArea):
             gen = self._generation
             last = self.cards[-1]
             QTimer.singleShot(30, self, lambda: self._show_last(gen, last))
+
+    def show_notes(self, data: dict[str, Any]) -> None:
+        """Place the ticket's internal notes among its messages, in time order
+        (``data['timeline']``); cards for notes already shown are reused."""
+        tid = data.get("id")
+        if tid != self._notes_of:
+            for card in self.notes.values():
+                card.hide()
+                card.deleteLater()
+            self.notes = {}
+            self._notes_of = tid
+        by_pk = {c.pk: c for c in self.cards}
+        notes = {str(n["id"]): n for n in data.get("notes") or []}
+        order: list[QWidget] = []
+        for item in data.get("timeline") or []:
+            if item.get("kind") == "note":
+                note = notes.get(str(item.get("id")))
+                if note is None:
+                    continue
+                card = self.notes.get(note["id"])
+                if card is None:
+                    card = NoteCard(note)
+                    self.notes[note["id"]] = card
+                else:
+                    card.update_note(note)
+                order.append(card)
+            else:
+                message = by_pk.get(int(item.get("id") or 0))
+                if message is not None:
+                    order.append(message)
+        placed = set(map(id, order))
+        order += [c for c in self.cards if id(c) not in placed]  # none expected
+        order += self._outbox
+        for w in order:
+            self._layout.removeWidget(w)
+        for i, w in enumerate(order):
+            self._layout.insertWidget(i, w)
+            w.show()
+
+    def note_texts(self) -> list[str]:
+        """The notes' texts as shown, in order (tests, accessibility)."""
+        cards = sorted(self.notes.values(), key=lambda c: self._layout.indexOf(c))
+        return [c.text.text() for c in cards]
 
     def _show_last(self, gen: int, last: MessageCard) -> None:
         if gen == self._generation and shiboken6.isValid(last):

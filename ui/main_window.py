@@ -33,7 +33,7 @@ from helpdesk.store.queries import QueryCancelled
 from ui import format as fmt
 from ui import style
 from ui.banner import MessageBar
-from ui.models import VIEWS, TicketModel, ViewsModel
+from ui.models import TAG_VIEW, TagsModel, TicketModel, ViewsModel, view_label
 from ui.notify import Notifier
 from ui.rota_dialog import DutyLabel
 from ui.style import C
@@ -83,7 +83,8 @@ class MainWindow(QMainWindow, WindowMenus):
 
         self.model = TicketModel(self._fetch_rows, self.agent, self)
         self.views_model = ViewsModel(self)
-        self.sidebar = Sidebar(self.views_model, self.agent)
+        self.tags_model = TagsModel(self)
+        self.sidebar = Sidebar(self.views_model, self.agent, tags=self.tags_model)
         self.duty = DutyLabel(service)  # "On duty today: kim" and the week ahead
         side = self.sidebar.layout()
         side.insertWidget(side.count() - 1, self.duty)
@@ -200,8 +201,13 @@ class MainWindow(QMainWindow, WindowMenus):
     def set_view(self, view: str) -> None:
         if view != self.view:
             self.view = view
-            self.column.set_title(view, self.counts.get(view))
+            self.column.set_title(view, self._count_of(view))
             self.refresh_list()
+
+    def _count_of(self, view: str) -> int | None:
+        if view.startswith(TAG_VIEW):
+            return self.tags_model.count(view[len(TAG_VIEW):])
+        return self.counts.get(view)
 
     def _list_query(self) -> tuple[str, str, bool, str]:
         """What the list shows: view, search text, VIP first, sort."""
@@ -231,6 +237,10 @@ class MainWindow(QMainWindow, WindowMenus):
                     ) -> Callable[[Any], tuple[list[str], dict[str, int]] | None]:
             def work(d: Any) -> tuple[list[str], dict[str, int]] | None:
                 kw: dict[str, Any] = {"vip_first": vip_first, "sort": sort}
+                core_view = view
+                if view.startswith(TAG_VIEW):  # a tag in the sidebar: every ticket with it
+                    core_view = "all"
+                    kw["tags"] = (view[len(TAG_VIEW):],)
                 if vip_first and tier_rank:
                     kw["tier_rank"] = tier_rank  # VIP tickets by the team's tier order
                 if limit:
@@ -238,7 +248,7 @@ class MainWindow(QMainWindow, WindowMenus):
                 if cancel is not None:
                     kw["cancelled"] = cancel.is_set
                 try:
-                    ids = d.ticket_ids(view, search, **kw)
+                    ids = d.ticket_ids(core_view, search, **kw)
                 except QueryCancelled:
                     return None
                 return ids, {t: i for i, t in enumerate(ids)}
@@ -317,8 +327,7 @@ class MainWindow(QMainWindow, WindowMenus):
         if tid is None:
             return
         in_view = self.model.row_of(tid) >= 0
-        label = next((v[1] for v in VIEWS if v[0] == self.view), self.view)
-        self.pane.header.set_in_view(in_view, label)
+        self.pane.header.set_in_view(in_view, view_label(self.view))
         if not in_view:
             # No row stands for it now: no row may look current, or J/K/Enter/focus
             # would quietly put another ticket in its place.
@@ -359,6 +368,7 @@ class MainWindow(QMainWindow, WindowMenus):
                 return
             self.counts = dict(status.get("counts") or {})
             self.views_model.set_counts(self.counts)
+            self.tags_model.set_counts(dict(status.get("tag_counts") or {}))
             self.column.set_title(self.view, self.model.rowCount())
             if status.get("last_sync"):
                 self.last_sync = status["last_sync"]
@@ -366,7 +376,8 @@ class MainWindow(QMainWindow, WindowMenus):
                 self.sync_state = LoopStatus(ok=False, message=status["last_error"])
             self._update_status_text()
 
-        self.service.read(lambda d: d.status(), on_done=done, on_error=lambda _m: None)
+        self.service.read(lambda d: {**d.status(), "tag_counts": d.tag_counts()},
+                          on_done=done, on_error=lambda _m: None)
 
     def on_changed(self, changes: Changes) -> None:
         self._pending_changes.merge(changes)
@@ -459,8 +470,10 @@ class MainWindow(QMainWindow, WindowMenus):
                                           timeout_ms=timeout_ms)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.text() == "?" and not event.modifiers() & ~Qt.KeyboardModifier.ShiftModifier:
-            self.show_help()
+        if event.text() in ("?", "!") and \
+                not event.modifiers() & ~Qt.KeyboardModifier.ShiftModifier:
+            # Shifted keys: on layouts whose key mapper offers only the shifted form.
+            (self.show_help if event.text() == "?" else self.pane.mark_spam)()
             return
         super().keyPressEvent(event)
 
@@ -494,4 +507,7 @@ def _empty_text(view: str) -> str:
         "vip": "No open tickets from VIP customers.",
         "pending": "Nothing is waiting for a customer.",
         "closed": "No closed tickets yet.",
+        "mentions": "Nobody is waiting for your answer to a note.",
+        "snoozed": "No snoozed tickets. Snooze one (Z) to bring it back later.",
+        "spam": "No spam. Mark a ticket as spam (!) to send its sender here.",
     }.get(view, "No tickets here yet. New mail appears as it arrives.")

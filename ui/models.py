@@ -292,11 +292,28 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("unclaimed", "Unclaimed", "unclaimed"),
     ("mine", "Mine", "mine"),
     ("vip", "VIP", "star"),
+    ("mentions", "Mentions", "mention"),
     ("open", "All open", "inbox"),
+    ("snoozed", "Snoozed", "snooze"),
     ("pending", "Pending", "pending"),
     ("closed", "Closed", "closed"),
+    ("spam", "Spam", "spam"),
     ("all", "Everything", "all"),
 )
+#: A tag's list in the sidebar is the view key ``TAG_VIEW + tag`` (every ticket with it).
+TAG_VIEW = "tag:"
+
+
+def view_label(key: str) -> str:
+    """What the list's title says for a view key (a tag shows as ``#tag``)."""
+    if key.startswith(TAG_VIEW):
+        return "#" + key[len(TAG_VIEW):]
+    return next((v[1] for v in VIEWS if v[0] == key), key)
+
+
+def view_shortcut(row: int) -> str:
+    """Ctrl+1 ... Ctrl+9, then Ctrl+0 for the tenth view."""
+    return f"Ctrl+{(row + 1) % 10}"
 
 
 class ViewsModel(QAbstractListModel):
@@ -338,8 +355,60 @@ class ViewsModel(QAbstractListModel):
             return view_icon(icon_name)
         if role == Qt.ItemDataRole.ToolTipRole:
             n = self._counts.get(key)
-            shortcut = f"Ctrl+{index.row() + 1}"
+            shortcut = view_shortcut(index.row())
             return f"{label} ({shortcut})" if n is None else f"{label}: {n} ({shortcut})"
+        return None
+
+
+class TagsModel(QAbstractListModel):
+    """The sidebar's tags, by name, each with how many tickets carry it."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._tags: list[tuple[str, int]] = []
+
+    def set_counts(self, counts: dict[str, int]) -> None:
+        tags = sorted(counts.items())
+        if tags == self._tags:
+            return
+        if [t for t, _n in tags] == [t for t, _n in self._tags]:
+            self._tags = tags  # same tags: repaint the counts, keep the selection
+            if tags:
+                self.dataChanged.emit(self.index(0), self.index(len(tags) - 1))
+            return
+        self.beginResetModel()
+        self._tags = tags
+        self.endResetModel()
+
+    def tags(self) -> list[str]:
+        return [t for t, _n in self._tags]
+
+    def count(self, tag: str) -> int | None:
+        return dict(self._tags).get(tag)
+
+    def row_of(self, tag: str) -> int:
+        return next((i for i, (t, _n) in enumerate(self._tags) if t == tag), -1)
+
+    def rowCount(self, parent: Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._tags)
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        return flat_item_flags(index)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._tags):
+            return None
+        tag, n = self._tags[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return tag
+        if role == KEY_ROLE:
+            return TAG_VIEW + tag
+        if role == COUNT_ROLE:
+            return n
+        if role == Qt.ItemDataRole.DecorationRole:
+            return view_icon("tag")
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"Tickets tagged {tag}: {n}"
         return None
 
 

@@ -1,6 +1,7 @@
 """Desktop notifications: new mail from VIP customers, optionally any new unclaimed ticket;
 with a duty rota, new tickets for the person on duty and the rest for whom they concern
-(the decision is the core's: helpdesk/rota/notify.py).
+(the decision is the core's: helpdesk/rota/notify.py); a teammate's @mention of you in a
+note, a ticket assigned to you. Mail from a blocked sender (the spam view) tells nobody.
 
 The tray is used when the desktop has one; every notification is also kept in
 :attr:`Notifier.sent` (and shown in the window's message bar when the tray is
@@ -51,6 +52,9 @@ class Notifier(QObject):
         notify_unclaimed = bool(getattr(self.service.desk.profile, "notify_unclaimed", False))
         if changes.taken_over:
             self._taken_over(list(changes.taken_over))
+        if self.armed and (changes.mentioned or changes.assigned):
+            self._teamwork(list(changes.mentioned or [])[:BULK],
+                           list(changes.assigned or [])[:BULK])
         inbound = changes.new_inbound or []
         if not self.armed or not inbound or changes.new_inbound_count > BULK:
             return
@@ -70,12 +74,13 @@ class Notifier(QObject):
             rows, on_duty, has_rota, handed = found
             for tid in ids:
                 row = rows.get(tid)
-                if not row:
+                if not row or row.get("spam"):
                     continue
                 new = int(row.get("message_count") or 0) <= 1
                 situation = Situation(new_ticket=new, vip=bool(row.get("vip")),
                                       holder=row.get("claimed_by") or None,
-                                      handed_to=handed.get(tid), on_duty=on_duty,
+                                      handed_to=row.get("assignee") or handed.get(tid),
+                                      on_duty=on_duty,
                                       rota=has_rota, closed=row.get("status") == "closed")
                 # Who hears of what is the core's decision (helpdesk/rota/notify.py).
                 if not concerns(me, situation, notify_unclaimed=notify_unclaimed):
@@ -108,6 +113,29 @@ class Notifier(QObject):
             done({})
 
         self.service.read(lambda d: d.ticket_rows(ids), on_done=done, on_error=failed)
+
+    def _teamwork(self, mentioned: list[tuple[str, str]],
+                  assigned: list[tuple[str, str]]) -> None:
+        """"agent-a mentioned you on “Invoice missing” (#k7f3q2ab)"; likewise assigned."""
+        ids = list(dict.fromkeys([t for t, _by in mentioned] + [t for t, _by in assigned]))
+
+        def done(rows: dict[str, dict[str, Any]]) -> None:
+            if not shiboken6.isValid(self):
+                return
+            for ticket, by in mentioned:
+                row = rows.get(ticket) or {}
+                if row.get("spam"):
+                    continue
+                subject = str(row.get("subject") or "(no subject)")
+                self._show("You were mentioned", f"{by} mentioned you on “{subject}” "
+                           f"(#{ticket}).", ticket, "info", key=f"mention:{ticket}")
+            for ticket, by in assigned:
+                subject = str((rows.get(ticket) or {}).get("subject") or "(no subject)")
+                self._show("Ticket assigned to you", f"{by} assigned “{subject}” "
+                           f"(#{ticket}) to you.", ticket, "info", key=f"assigned:{ticket}")
+
+        self.service.read(lambda d: d.ticket_rows(ids), on_done=done,
+                          on_error=lambda _m: done({}))
 
     def _show(self, title: str, text: str, ticket: str, kind: str,
               key: str | None = None) -> None:

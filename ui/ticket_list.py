@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from ui import style
 from ui.delegates import SidebarDelegate, TicketDelegate
 from ui.help_sheet import tip
-from ui.models import VIEWS, TicketModel, ViewsModel
+from ui.models import TAG_VIEW, VIEWS, TagsModel, TicketModel, ViewsModel, view_label
 from ui.style import C
 
 SEARCH_DEBOUNCE_MS = 150
@@ -37,10 +37,12 @@ class Sidebar(QFrame):
 
     view_selected = Signal(str)
 
-    def __init__(self, model: ViewsModel, agent: str, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ViewsModel, agent: str, parent: QWidget | None = None,
+                 tags: TagsModel | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("sidebar")
         self.model = model
+        self.tags_model = tags or TagsModel(self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 14, 0, 10)
         lay.setSpacing(4)
@@ -66,9 +68,28 @@ class Sidebar(QFrame):
         self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.list.selectionModel().currentChanged.connect(
-            lambda cur, _prev: self.view_selected.emit(VIEWS[cur.row()][0])
-            if cur.isValid() else None)
-        lay.addWidget(self.list, 1)
+            lambda cur, _prev: self._picked(VIEWS[cur.row()][0]) if cur.isValid() else None)
+        self.list.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
+        lay.addWidget(self.list)
+        self.tags_head = QLabel("TAGS")
+        self.tags_head.setObjectName("sidebarHead")
+        lay.addWidget(self.tags_head)
+        # Tags come from team data: painted as plain text by the delegate, never markup.
+        self.tag_list = QListView()
+        self.tag_list.setObjectName("tagList")
+        self.tag_list.setModel(self.tags_model)
+        self.tag_list.setItemDelegate(SidebarDelegate(self.tag_list))
+        self.tag_list.setFrameShape(QFrame.Shape.NoFrame)
+        self.tag_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.tag_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.tag_list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.tag_list.selectionModel().currentChanged.connect(
+            lambda cur, _prev: self._picked(TAG_VIEW + self.tags_model.tags()[cur.row()])
+            if cur.isValid() and cur.row() < len(self.tags_model.tags()) else None)
+        lay.addWidget(self.tag_list, 1)
+        self.current = ""
+        self.tags_model.modelReset.connect(self._tags_reset)
+        self._tags_reset()
         me = QHBoxLayout()
         me.setContentsMargins(16, 6, 12, 0)
         icon = QLabel()
@@ -80,7 +101,34 @@ class Sidebar(QFrame):
         me.addWidget(self.agent_label, 1)
         lay.addLayout(me)
 
+    def _picked(self, key: str) -> None:
+        """One list's choice clears the other's: one view is current."""
+        self.current = key
+        other = self.list if key.startswith(TAG_VIEW) else self.tag_list
+        other.selectionModel().blockSignals(True)
+        other.selectionModel().clear()
+        other.setCurrentIndex(other.model().index(-1, 0))
+        other.selectionModel().blockSignals(False)
+        other.viewport().update()
+        self.view_selected.emit(key)
+
+    def _tags_reset(self) -> None:
+        has = self.tags_model.rowCount() > 0
+        self.tags_head.setVisible(has)
+        self.tag_list.setVisible(has)
+        if self.current.startswith(TAG_VIEW):  # keep the tag picked across a reset
+            row = self.tags_model.row_of(self.current[len(TAG_VIEW):])
+            if row >= 0:
+                self.tag_list.selectionModel().blockSignals(True)
+                self.tag_list.setCurrentIndex(self.tags_model.index(row))
+                self.tag_list.selectionModel().blockSignals(False)
+
     def select(self, key: str) -> None:
+        if key.startswith(TAG_VIEW):
+            row = self.tags_model.row_of(key[len(TAG_VIEW):])
+            if row >= 0:
+                self.tag_list.setCurrentIndex(self.tags_model.index(row))
+            return
         row = self.model.row_of(key)
         if row >= 0:
             self.list.setCurrentIndex(self.model.index(row))
@@ -176,6 +224,7 @@ class ListColumn(QFrame):
         tl.addWidget(self.search)
         row = QHBoxLayout()
         self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # a tag's name may be the title
         self.title.setObjectName("listTitle")
         self.count = QLabel()
         self.count.setObjectName("muted")
@@ -272,8 +321,7 @@ class ListColumn(QFrame):
         self.sort_button.setToolTip("How the list is sorted")
 
     def set_title(self, view: str, total: int | None) -> None:
-        label = next((v[1] for v in VIEWS if v[0] == view), view)
-        self.title.setText(label)
+        self.title.setText(view_label(view))
         self.count.setText("" if total is None else f"  {total:,}")
 
     def show_empty(self, text: str | None) -> None:

@@ -37,7 +37,9 @@ from ui.composer import Composer
 from ui.conversation import ConversationView
 from ui.customer_panel import CustomerPanel
 from ui.help_sheet import tip
+from ui.notes_thread import NoteComposer
 from ui.style import C
+from ui.ticket_teamwork import TicketTeamwork, teamwork_bits
 from ui.worker import DeskService
 
 Notify = Callable[..., None]  # (text, kind, *, key=None, action=None)
@@ -123,8 +125,9 @@ def ask_cared(parent: QWidget, subject: str, then: Callable[[bool | None], None]
 
 
 class TicketHeader(QFrame):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, agent: str = "") -> None:
         super().__init__(parent)
+        self.agent = agent
         self.setObjectName("ticketHeader")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(20, 14, 14, 12)
@@ -168,6 +171,7 @@ class TicketHeader(QFrame):
             bits.append(status.capitalize())
         if row.get("waiting_since") and status != "closed":
             bits.append(f"oldest unanswered {fmt.ago(row['waiting_since'])}")
+        bits += teamwork_bits(row, self.agent)
         self.meta.setText("  ·  ".join(bits))
         when = fmt.exact(row.get("waiting_since")) if status != "closed" else ""
         self.meta.setToolTip(f"Oldest unanswered message: {when}" if when else "")
@@ -178,7 +182,7 @@ class TicketHeader(QFrame):
         self.out_of_view.setVisible(not in_view)
 
 
-class TicketPane(QStackedWidget):
+class TicketPane(QStackedWidget, TicketTeamwork):
     """See the module docstring."""
 
     open_ticket = Signal(str)
@@ -211,7 +215,7 @@ class TicketPane(QStackedWidget):
         col = QVBoxLayout(left)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
-        self.header = TicketHeader()
+        self.header = TicketHeader(agent=self.agent)
         col.addWidget(self.header)
         self.banner = ClaimBanner(self.agent)
         col.addWidget(self.banner)
@@ -219,7 +223,17 @@ class TicketPane(QStackedWidget):
         self.vsplit.setChildrenCollapsible(False)
         self.conversation = ConversationView(service)
         self.composer = Composer(service)
-        self.vsplit.addWidget(self.conversation)
+        # The conversation with the note composer under it: notes are written where
+        # they are read, apart from the reply composer (nothing of them is ever sent).
+        thread = QWidget()
+        thread_lay = QVBoxLayout(thread)
+        thread_lay.setContentsMargins(0, 0, 0, 0)
+        thread_lay.setSpacing(0)
+        thread_lay.addWidget(self.conversation, 1)
+        self.note_box = NoteComposer()
+        self.note_box.submitted.connect(self.add_note)
+        thread_lay.addWidget(self.note_box)
+        self.vsplit.addWidget(thread)
         self.vsplit.addWidget(self.composer)
         self.vsplit.setStretchFactor(0, 3)
         self.vsplit.setStretchFactor(1, 2)
@@ -248,6 +262,13 @@ class TicketPane(QStackedWidget):
         self.release_action = menu.addAction(style.icon("release"), "Release", self.release)
         menu.addAction(style.icon("send"), "Forward…", self.forward)
         menu.addAction(style.icon("card"), "Merge into…", self.merge_into)
+        menu.addSeparator()
+        menu.addAction(style.icon("assign"), tip("Assign…", "assign"), self.assign)
+        menu.addAction(style.icon("snooze"), tip("Snooze…", "snooze"), self.snooze)
+        menu.addAction(style.icon("tag"), tip("Tags…", "tag"), self.edit_tags)
+        menu.addAction(style.icon("note"), tip("Internal note", "note"), self.focus_note)
+        self.spam_action = menu.addAction(style.icon("spam"), tip("Mark as spam…", "spam"),
+                                          self.mark_spam)
         menu.addSeparator()
         menu.addAction(style.icon("card"), tip("Add to a feedback card…", "feedback"),
                        self.add_to_card)
@@ -359,6 +380,7 @@ class TicketPane(QStackedWidget):
             self.conversation.show_ticket(data, keep_scroll=not full)
             self._message_ids = ids
         self.conversation.show_outbox(outbox)
+        self.conversation.show_notes(data)
         email = row.get("customer_email") or data.get("customer")
         if full or email != self.customer.email:
             self.customer.show_customer(email, self.ticket_id)
@@ -535,6 +557,11 @@ class TicketPane(QStackedWidget):
                       done_text="Marked as pending: waiting for the customer.")
 
     def reply(self) -> None:
+        if self.ticket_id is None:
+            return
+        self.confirm_reply(self._open_reply)
+
+    def _open_reply(self) -> None:
         if self.ticket_id is None:
             return
         if self.row.get("claimed_by") not in (None, self.agent):

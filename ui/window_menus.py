@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ui import style
 from ui.help_sheet import HelpSheet, keys, tip
-from ui.models import VIEWS
+from ui.models import VIEWS, view_shortcut
 from ui.style import C
 
 
@@ -69,10 +69,15 @@ class WindowMenus:
             "merge": self._action("Merge into…", p.merge_into, None, "card"),
             "compose": self._action("New conversation…", self.new_conversation, "compose",
                                     "note"),
+            "note": self._action("Internal note", p.focus_note, "note", "note"),
+            "assign": self._action("Assign…", p.assign, "assign", "assign"),
+            "snooze": self._action("Snooze…", p.snooze, "snooze", "snooze"),
+            "tag": self._action("Tags…", p.edit_tags, "tag", "tag"),
+            "spam": self._action("Mark as spam…", p.mark_spam, "spam", "spam"),
         }
         for name, action in self.ticket_actions.items():
             t.addAction(action)
-            if name in ("release", "pending", "feedback"):
+            if name in ("release", "pending", "feedback", "compose"):
                 t.addSeparator()
         self.next_action = self._action("Next ticket", lambda: self.column.move(1), None, None,
                                         [QKeySequence("J")])
@@ -83,7 +88,7 @@ class WindowMenus:
         v = mb.addMenu("&View")
         for i, (key, label, icon_name) in enumerate(VIEWS):
             a = self._action(label, lambda k=key: self.sidebar.select(k), None, icon_name,
-                             [QKeySequence(f"Ctrl+{i + 1}")])
+                             [QKeySequence(view_shortcut(i))])
             v.addAction(a)
         v.addSeparator()
         v.addAction(self.column.vip_action)

@@ -25,6 +25,7 @@ from helpdesk.cli import (
     signin,
     store,
     sync,
+    teamwork,
     tickets,
 )
 from helpdesk.cli.output import clean, emit_json, error
@@ -35,7 +36,8 @@ from helpdesk.errors import HelpdeskError
 __all__ = ["COMMANDS", "PROFILE_COMMANDS", "build_parser", "command", "emit_json", "main"]
 
 # In the order of the README's table.
-GROUPS = (sync, tickets, customers, replies, rota, cards, metrics, passwords, signin, store)
+GROUPS = (sync, tickets, teamwork, customers, replies, rota, cards, metrics, passwords, signin,
+          store)
 
 
 class Parser(argparse.ArgumentParser):

@@ -15,7 +15,10 @@ from helpdesk.store.queries import VIEWS
 def add_parsers(sub: Any) -> None:
     t = sub.add_parser("tickets", help="list tickets")
     t.add_argument("--view", choices=VIEWS, default="open")
-    t.add_argument("--search", default="", metavar="TEXT")
+    t.add_argument("--search", default="", metavar="TEXT",
+                   help="words to find; tag:NAME keeps tickets with that tag")
+    t.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="only tickets with this tag (repeat: with all of them)")
     t.add_argument("--json", action="store_true")
 
     sh = sub.add_parser("show", help="show one ticket and its messages")
@@ -49,13 +52,24 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         flags = ("★" + (r["vip_tier"] or "VIP") + " " if r["vip"] else "") + \
                 ("♥ " if r["white_glove"] else "")
         holder = f" [{r['claimed_by']}]" if r["claimed_by"] else ""
+        owner = f" (assigned: {r['assignee']})" if r.get("assignee") else ""
+        tags = " " + " ".join(f"#{t}" for t in r["tags"]) if r.get("tags") else ""
         say(f"{r['id']}  {r['status']:<7} {flags}{r['customer'] or '?':<28} "
-            f"{r['subject'][:60]}{holder}")
+            f"{r['subject'][:60]}{holder}{owner}{tags}")
 
 
 @command("tickets")
 def cmd_tickets(desk: Desk, args: argparse.Namespace) -> int:
-    rows = desk.tickets(args.view, args.search)
+    from helpdesk.errors import HelpdeskError
+    from helpdesk.team.ticket_marks import normalise_tag
+
+    tags = []
+    for value in args.tag:
+        tag = normalise_tag(value)
+        if tag is None:
+            raise HelpdeskError(f"'{value}' is not a tag.")
+        tags.append(tag)
+    rows = desk.tickets(args.view, args.search, tuple(tags))
     if args.json:
         emit_json(rows)
     else:
@@ -72,7 +86,26 @@ def cmd_show(desk: Desk, args: argparse.Namespace) -> int:
     say(f"#{data['id']}  {data['subject']}")
     say(f"customer: {data['customer_name'] or ''} <{data['customer']}>   status: "
         f"{data['status']}   held by: {data['claimed_by'] or 'nobody'}")
-    for m in data["messages"]:
+    extra = []
+    if data["assignee"]:
+        extra.append(f"assigned to: {data['assignee']}")
+    if data["snoozed_until"]:
+        extra.append(f"snoozed until: {data['snoozed_until']}")
+    if data["tags"]:
+        extra.append("tags: " + ", ".join(data["tags"]))
+    if data["spam"]:
+        extra.append("spam")
+    if extra:
+        say("   ".join(extra))
+    messages = {m["id"]: m for m in data["messages"]}
+    notes = {n["id"]: n for n in data["notes"]}
+    for item in data["timeline"]:
+        if item["kind"] == "note":
+            n = notes[item["id"]]
+            say(f"\n✎ internal note by {n['agent']}  {n['at']}")
+            say(n["text"])
+            continue
+        m = messages[item["id"]]
         arrow = "→" if m["direction"] == "out" else "←"
         say(f"\n{arrow} {m['from_name'] or ''} <{m['from']}>  {m['date']}")
         say(m["text"].strip() or "(no text)")

@@ -156,7 +156,8 @@ def _rota_handoff(ctx: FoldContext) -> None:
                     "by_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (ticket, agent, day.isoformat(), db_time(ctx.at), ctx.uid, ctx.event.id,
                      ctx.event.agent))
-    apply_assignment(ctx.cur, ticket, agent, ctx.at)
+    if apply_assignment(ctx.cur, ticket, agent, ctx.at, ctx.uid):
+        ctx.result.assigned.append((ticket, agent, ctx.event.agent))
     ctx.result.tickets.add(ticket)
 
 

@@ -10,14 +10,11 @@ Two halves:
   so however many desktops publish at once, every replica records one hand-off, to one
   person.
 
-- **The seam** (:func:`apply_assignment`): what the winning hand-off does to the ticket.
-  Assignment (a lasting owner per ticket, folded from team events) is being built on the
-  ``teamwork`` branch in parallel and is not on main yet. Until it lands the rota keeps
-  its own record (``rota_handoffs``, read by :func:`assigned_to`) and this function does
-  nothing more; at merge time the lead points this one function at teamwork's
-  assignment register (e.g. ``assignments.assign(cur, ticket, agent, at)``), inside the
-  same fold transaction, and nothing else in the rota needs to change. It is called only
-  from the fold, in log order, once per ticket, with the fold's cursor.
+- What the winning hand-off does (:func:`apply_assignment`): it assigns the ticket to
+  that person through teamwork's assignment register (helpdesk/team/ticket_marks.py),
+  inside the same fold transaction, unless someone assigned it earlier in log order. The
+  rota also keeps its own record (``rota_handoffs``, read by :func:`assigned_to`). It is
+  called only from the fold, in log order, once per ticket, with the fold's cursor.
 """
 
 from __future__ import annotations
@@ -31,14 +28,21 @@ from helpdesk.store.engine import db_time, parse_db_time
 from helpdesk.store.queries import STATUS
 
 
-def apply_assignment(cur: sqlite3.Cursor, ticket: str, agent: str, at: datetime) -> None:
-    """Assign ``ticket`` to ``agent`` as of server time ``at`` (the seam; see above).
+def apply_assignment(cur: sqlite3.Cursor, ticket: str, agent: str, at: datetime,
+                     uid: int) -> bool:
+    """Assign ``ticket`` to ``agent`` as of server time ``at``, log position ``uid``:
+    teamwork's assignment register (helpdesk/team/ticket_marks.py), in the fold's
+    transaction, so anyone can still step in or reassign.
 
-    Today: nothing beyond the ``rota_handoffs`` row the fold already wrote (the rota's
-    own register). With teamwork merged: teamwork's assignment, in this transaction.
-    It must stay deterministic (no clocks, no mail data): every replica calls it alike.
+    An assignment someone made earlier in log order stands (a person's choice beats the
+    rota). Deterministic (no clocks, no mail data): every replica decides alike. Returns
+    whether the ticket was assigned (the assignee is then told, like any assignment).
     """
-    del cur, ticket, agent, at  # assignment lands with the teamwork branch
+    cur.execute("INSERT OR IGNORE INTO ticket_work (ticket_id) VALUES (?)", (ticket,))
+    cur.execute("UPDATE ticket_work SET assignee = ?, assigned_by = 'rota', assigned_at = ?, "
+                "assign_stamp = ? WHERE ticket_id = ? AND assignee IS NULL AND assign_stamp < ?",
+                (agent, db_time(at), uid, ticket, uid))
+    return cur.rowcount > 0
 
 
 def assigned_to(conn: Connection, ticket: str) -> str | None:
@@ -58,6 +62,8 @@ def due_handoffs(conn: Connection, now: datetime, minutes: int, since: datetime,
         f"WHERE {STATUS} != 'closed' AND NOT {live_claim} AND t.first_in_at IS NOT NULL "
         f"AND t.first_in_at >= :since AND t.first_in_at <= :due "
         f"AND NOT EXISTS (SELECT 1 FROM rota_handoffs h WHERE h.ticket_id = t.id) "
+        f"AND NOT EXISTS (SELECT 1 FROM ticket_work w WHERE w.ticket_id = t.id "
+        f"AND w.assignee IS NOT NULL) "
         f"ORDER BY t.first_in_at, t.id LIMIT :limit"),
         {"now": db_time(now), "since": db_time(since),
          "due": db_time(now - timedelta(minutes=minutes)), "limit": limit}).scalars().all()

@@ -36,13 +36,15 @@ TICKET_EVENT_TYPES: set[str] = {
     "claim", "renew", "release", "takeover", "status", "reply-sent", "survey-sent", "score",
     "cared", "forwarded", "merge",
     "rota-handoff",  # helpdesk.rota
+    "ticket-note", "assign", "snooze", "tag",  # helpdesk.team.ticket_notes, ticket_marks
 }
 
 # How far canonical() follows aliases at most: far more than any real chain; a longer one
 # is hostile and ends where the walk stopped.
 MAX_HOPS = 64
 
-Policy = Literal["repoint", "union", "survivor", "ticket_state", "drafts"]
+Policy = Literal["repoint", "union", "newest", "survivor", "ticket_state", "drafts",
+                 "registers"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,20 @@ class Keyed:
     - ``survivor``: one row per ticket: INTO keeps its own; the merged one's moves only
       when INTO has none (else it stays under the old id, unseen but not lost);
     - ``ticket_state``: status and claim (see :func:`_merge_ticket_state`);
-    - ``drafts``: ``survivor`` for the draft and its files together.
+    - ``drafts``: ``survivor`` for the draft and its files together;
+    - ``newest``: a set keyed by (ticket, ``key``): of two rows with the same key the one
+      with the higher ``stamp`` (its event's UID: the later in log order) is kept;
+    - ``registers``: one row per ticket holding last-writer-wins registers, each a group
+      of columns with its own stamp (``groups``): per register the higher stamp wins.
     """
 
     table: str
     column: str
     policy: Policy
     where: str = ""  # an extra SQL condition on the rows that move
+    key: str = ""  # ``newest``: the column that, with the ticket, identifies a row
+    stamp: str = ""  # ``newest``: the column ordering two rows with the same key
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ``registers``: (stamp, columns)
 
 
 TICKET_KEYED_TABLES: list[Keyed] = [
@@ -76,6 +85,16 @@ TICKET_KEYED_TABLES: list[Keyed] = [
     Keyed("card_customers", "ticket_id", "repoint"),
     Keyed("rota_handoffs", "ticket_id", "survivor"),  # INTO's own hand-off stands
     Keyed("approval_requests", "ticket_id", "repoint"),
+    # Teamwork (helpdesk/team/ticket_notes.py, ticket_marks.py): every note of both is kept;
+    # a mention or a tag on either is on the merged ticket, the later event's row kept;
+    # assignee and snooze are registers: per register the later event wins, the same rule
+    # as within one ticket, so every desktop picks alike whichever id survives.
+    Keyed("ticket_notes", "ticket_id", "repoint"),
+    Keyed("ticket_mentions", "ticket_id", "newest", key="agent", stamp="uid"),
+    Keyed("ticket_tags", "ticket_id", "newest", key="tag", stamp="stamp"),
+    Keyed("ticket_work", "ticket_id", "registers", groups=(
+        ("assign_stamp", ("assignee", "assigned_by", "assigned_at")),
+        ("snooze_stamp", ("snoozed_until", "snoozed_at", "snoozed_by")))),
     # Stored events of a ticket (history, metrics): their subject as folded, resolved.
     Keyed("team_events", "subject", "repoint", where="type IN ({ticket_types})"),
 ]
@@ -167,6 +186,15 @@ def move_state(cur: sqlite3.Cursor, old: str, into: str, at: datetime | None) ->
             cur.execute(f"UPDATE OR IGNORE {table} SET {col} = ? WHERE {col} = ?{where}",
                         (into, old))
             cur.execute(f"DELETE FROM {table} WHERE {col} = ?{where}", (old,))
+        elif keyed.policy == "newest":
+            # INTO's rows that the merged ticket has a later one for give way to it.
+            cur.execute(f"DELETE FROM {table} AS d WHERE d.{col} = ? AND EXISTS (SELECT 1 "
+                        f"FROM {table} AS s WHERE s.{col} = ? AND s.{keyed.key} = "
+                        f"d.{keyed.key} AND s.{keyed.stamp} > d.{keyed.stamp})", (into, old))
+            cur.execute(f"UPDATE OR IGNORE {table} SET {col} = ? WHERE {col} = ?", (into, old))
+            cur.execute(f"DELETE FROM {table} WHERE {col} = ?", (old,))
+        elif keyed.policy == "registers":
+            _merge_registers(cur, keyed, old, into)
         elif keyed.policy == "survivor":
             if cur.execute(f"SELECT 1 FROM {table} WHERE {col} = ? LIMIT 1",
                            (into,)).fetchone() is None:
@@ -182,6 +210,21 @@ def move_state(cur: sqlite3.Cursor, old: str, into: str, at: datetime | None) ->
         elif keyed.policy == "ticket_state":
             _merge_ticket_state(cur, old, into, at)
     drop_if_empty(cur, old)
+
+
+def _merge_registers(cur: sqlite3.Cursor, keyed: Keyed, old: str, into: str) -> None:
+    """One row of last-writer-wins registers per ticket: per register, the higher stamp."""
+    table, col = keyed.table, keyed.column
+    if cur.execute(f"SELECT 1 FROM {table} WHERE {col} = ?", (into,)).fetchone() is None:
+        cur.execute(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (into, old))
+        return
+    for stamp, cols in keyed.groups:
+        sets = ", ".join(f"{c} = (SELECT {c} FROM {table} WHERE {col} = :old)"
+                         for c in (stamp, *cols))
+        cur.execute(f"UPDATE {table} SET {sets} WHERE {col} = :into AND {stamp} < "
+                    f"(SELECT {stamp} FROM {table} WHERE {col} = :old)",
+                    {"old": old, "into": into})
+    cur.execute(f"DELETE FROM {table} WHERE {col} = ?", (old,))
 
 
 _STATE_COLS = ("status", "status_stamp", "status_at", "closed_at", "claimed_by", "claim_event",

@@ -18,7 +18,9 @@ from sqlalchemy import Connection, text
 
 from helpdesk.store.engine import raw_cursor
 
-VIEWS = ("open", "unclaimed", "mine", "vip", "pending", "closed", "all")
+VIEWS = ("open", "unclaimed", "mine", "vip", "pending", "closed", "mentions", "snoozed",
+         "spam", "all")
+_TAG_TERM = re.compile(r"(?<!\S)tag:(\S+)", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"\w[\w'@.+-]*", re.UNICODE)
 
 
@@ -44,6 +46,17 @@ class TicketQuery:
     # VIP tiers highest first (the team's order, helpdesk.team_settings): with vip_first,
     # VIP tickets sort by tier rank, then by the list order.
     tier_rank: tuple[str, ...] = ()
+    # Only tickets with every one of these tags (normalised, as stored); ``tag:x`` in
+    # ``search`` adds to them.
+    tags: tuple[str, ...] = ()
+
+
+def split_search(search: str) -> tuple[str, tuple[str, ...]]:
+    """(the words to search for, the tags named as ``tag:x``)."""
+    from helpdesk.team.ticket_marks import normalise_tag
+
+    tags = tuple(t for t in (normalise_tag(m) for m in _TAG_TERM.findall(search or "")) if t)
+    return _TAG_TERM.sub(" ", search or "").strip(), tags
 
 
 # A customer writing after a ticket was closed (or set pending) reopens it, on every
@@ -54,24 +67,103 @@ STATUS = ("(CASE WHEN s.status IN ('closed', 'pending') "
           "THEN 'open' ELSE coalesce(s.status, 'open') END)")
 FROM = ("FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id "
         "LEFT JOIN customers c ON c.email = t.customer_email")
+# Rows also show the assignee and the snooze (lists and counts need no join for them:
+# the few tickets snoozed or assigned are looked up as a set, below).
+ROW_FROM = FROM + " LEFT JOIN ticket_work w ON w.ticket_id = t.id"
+# A snooze holds until its time (server clock) or until the customer writes after it.
+# Each teamwork flag is a set read once per query (SQLite keeps a non-correlated IN list)
+# and probed per ticket: never NULL, and cheap while the set is small.
+SNOOZED = ("t.id IN (SELECT w.ticket_id FROM ticket_work w JOIN tickets t2 ON "
+           "t2.id = w.ticket_id WHERE w.snoozed_until > :now AND (t2.last_in_at IS NULL "
+           "OR julianday(t2.last_in_at) <= julianday(w.snoozed_at)))")
+ASSIGNED = "t.id IN (SELECT ticket_id FROM ticket_work WHERE assignee = :agent)"
+# The customer, or the customer's domain, is blocked (each list read once per query).
+SPAM = ("(t.customer_email IS NOT NULL AND (t.customer_email IN (SELECT pattern FROM "
+        "spam_blocks WHERE active AND kind = 'address') OR "
+        "substr(t.customer_email, instr(t.customer_email, '@') + 1) IN "
+        "(SELECT pattern FROM spam_blocks WHERE active AND kind = 'domain')))")
+MENTIONED = "t.id IN (SELECT ticket_id FROM ticket_mentions WHERE agent = :agent)"
 
 
-def _view_clause(q: TicketQuery, params: dict[str, Any]) -> str:
-    # A claim is live while server time is before its last activity plus its own lease.
-    live_claim = ("(s.claimed_by IS NOT NULL AND "
-                  "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
-    params["now"] = (q.now or datetime.min).isoformat(sep=" ")
-    if q.view in ("open", "pending", "closed"):
-        params["status"] = q.view
-        return f"{STATUS} = :status"
-    if q.view == "unclaimed":
-        return f"{STATUS} != 'closed' AND NOT {live_claim}"
-    if q.view == "mine":
-        params["agent"] = q.agent
-        return f"{STATUS} != 'closed' AND s.claimed_by = :agent AND {live_claim}"
-    if q.view == "vip":
-        return f"{STATUS} != 'closed' AND c.vip = 1"
-    return "1 = 1"
+# A claim is live while server time is before its last activity plus its own lease.
+LIVE_CLAIM = ("(s.claimed_by IS NOT NULL AND "
+              "datetime(s.claim_active_at, '+' || s.claim_lease || ' seconds') > :now)")
+# What the views are made of: per ticket, each of these facts (every one NULL-safe, so
+# a list's WHERE and the counts' one pass agree).
+FLAGS: dict[str, str] = {
+    "st": STATUS,
+    "live": LIVE_CLAIM,
+    "held": f"(s.claimed_by IS NOT NULL AND s.claimed_by = :agent AND {LIVE_CLAIM})",
+    "assigned": ASSIGNED,
+    "vip": "(c.vip IS NOT NULL AND c.vip = 1)",
+    "mentioned": MENTIONED,
+    "snoozed": SNOOZED,
+    "spam": SPAM,
+}
+# Each view in terms of the flags. Open views leave out snoozed tickets (until they wake)
+# and spam; only the spam view (and all) shows spam. Each rule is (gate, rest): a list
+# tests the gate first, inside a CASE (SQLite would otherwise test the teamwork sets,
+# which need only ``t``, on every ticket before joining its state, and a view that lists
+# few, such as Pending, would pay for it); a count needs no CASE (AND stops early there).
+_AWAKE = "NOT {snoozed} AND NOT {spam}"
+RULES: dict[str, tuple[str, str]] = {
+    "open": ("{st} = 'open'", _AWAKE),
+    "unclaimed": ("{st} != 'closed' AND NOT {live}", _AWAKE),
+    "mine": ("{st} != 'closed' AND ({held} OR {assigned})", _AWAKE),
+    "vip": ("{st} != 'closed' AND {vip}", _AWAKE),
+    "pending": ("{st} = 'pending'", _AWAKE),
+    "closed": ("{st} = 'closed'", "NOT {spam}"),
+    "mentions": ("", "{mentioned} AND NOT {spam}"),
+    "snoozed": ("", "{snoozed} AND {st} != 'closed' AND NOT {spam}"),
+    "spam": ("", "{spam}"),
+    "all": ("", "1 = 1"),
+}
+
+
+def _rule(view: str, gated: bool) -> str:
+    gate, rest = RULES.get(view, ("", "1 = 1"))
+    if not gate:
+        return rest
+    return f"(CASE WHEN {gate} THEN {rest} ELSE 0 END)" if gated else f"{gate} AND {rest}"
+# Mine is a few tickets among many: found from who holds and who is assigned what (two
+# indexes) rather than by walking every ticket.
+MINE_IDS = ("t.id IN (SELECT ticket_id FROM ticket_state WHERE claimed_by = :agent "
+            "UNION SELECT ticket_id FROM ticket_work WHERE assignee = :agent)")
+
+
+def _view_clause(q: TicketQuery, params: dict[str, Any],
+                 absent: frozenset[str] = frozenset(), gated: bool = True) -> str:
+    """The WHERE clause of ``q``'s view; ``absent``: flags known to be false for every
+    ticket right now (see :func:`absent_flags`), left out of the work; ``gated``: for a
+    list (see RULES)."""
+    params["now"] = (q.now or datetime.min).isoformat(sep=" ", timespec="microseconds")
+    params["agent"] = q.agent
+    flags = {k: "0" if k in absent else sql for k, sql in FLAGS.items()}
+    clause = _rule(q.view, gated).format(**flags)
+    return f"{MINE_IDS} AND {clause}" if q.view == "mine" else clause
+
+
+def absent_flags(conn: Connection, q: TicketQuery) -> frozenset[str]:
+    """The teamwork flags no ticket can have now (no sender blocked, nothing snoozed, no
+    mention of this agent owed, nothing assigned to them): most desks most of the time,
+    and then a view or a count costs what it did before teamwork."""
+    row = conn.execute(text(
+        "SELECT EXISTS (SELECT 1 FROM spam_blocks WHERE active), "
+        "EXISTS (SELECT 1 FROM ticket_work WHERE snoozed_until > :now), "
+        "EXISTS (SELECT 1 FROM ticket_mentions WHERE agent = :agent), "
+        "EXISTS (SELECT 1 FROM ticket_work WHERE assignee = :agent)"),
+        {"now": (q.now or datetime.min).isoformat(sep=" ", timespec="microseconds"),
+         "agent": q.agent}).one()
+    return frozenset(name for name, present in zip(
+        ("spam", "snoozed", "mentioned", "assigned"), row, strict=True) if not present)
+
+
+def _tag_clauses(tags: tuple[str, ...], params: dict[str, Any]) -> list[str]:
+    out = []
+    for i, tag in enumerate(dict.fromkeys(tags)):
+        params[f"tag{i}"] = tag
+        out.append(f"t.id IN (SELECT ticket_id FROM ticket_tags WHERE tag = :tag{i})")
+    return out
 
 
 # "The ticket has a message that matches", in two shapes that select the same tickets.
@@ -205,8 +297,10 @@ def ticket_ids(conn: Connection, q: TicketQuery, limit: int | None = None,
 def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
          stop: Callable[[], bool], in_order: bool = False, by_tier: bool = False) -> list[str]:
     params: dict[str, Any] = {}
-    where = [_view_clause(q, params), *extra]
-    match = fts_query(q.search)
+    words, tags = split_search(q.search)
+    where = [_view_clause(q, params, absent_flags(conn, q)), *extra,
+             *_tag_clauses(q.tags + tags, params)]
+    match = fts_query(words)
     if match:
         params["match"] = match
         if in_order:  # few tickets to check: probe each against the set of matches
@@ -228,19 +322,40 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
     return ids
 
 
+# Flags true for few tickets but tested by most views: counts take them out of the
+# pass over every ticket and patch the few tickets that have them (see count_views).
+RARE_FLAGS = ("spam", "snoozed")
+
+
+def _sums(q: TicketQuery, params: dict[str, Any], absent: frozenset[str]) -> list[str]:
+    clauses = [_view_clause(TicketQuery(view=view, agent=q.agent, now=q.now), params, absent,
+                            gated=False) for view in VIEWS]
+    return [f"coalesce(sum(CASE WHEN {c} THEN 1 ELSE 0 END), 0)" for c in clauses]
+
+
 def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
-    """Every view's count in one pass over the tickets."""
+    """Every view's count in one pass over the tickets.
+
+    Spam and snoozed tickets are few, but nearly every view asks about them: the pass
+    counts as if no ticket were either, then a second pass over just those tickets
+    takes back what it counted for them and adds what their true flags give. Exact for
+    any view, at about the cost of counting without teamwork.
+    """
     params: dict[str, Any] = {}
-    sums = []
-    for view in VIEWS:
-        view_params: dict[str, Any] = {}
-        clause = _view_clause(TicketQuery(view=view, agent=q.agent, now=q.now), view_params)
-        for key, value in view_params.items():  # status values differ per view: rename
-            clause = clause.replace(f":{key}", f":{view}_{key}")
-            params[f"{view}_{key}"] = value
-        sums.append(f"coalesce(sum(CASE WHEN {clause} THEN 1 ELSE 0 END), 0)")
-    row = conn.execute(text(f"SELECT {', '.join(sums)} {FROM}"), params).one()
-    return {view: int(value) for view, value in zip(VIEWS, row, strict=True)}
+    absent = absent_flags(conn, q)
+    rare = frozenset(RARE_FLAGS) - absent
+    row = conn.execute(text(f"SELECT {', '.join(_sums(q, params, absent | rare))} {FROM}"),
+                       params).one()
+    counts = {view: int(value) for view, value in zip(VIEWS, row, strict=True)}
+    if not rare:
+        return counts
+    few = " OR ".join(FLAGS[f] for f in sorted(rare))
+    patch = conn.execute(text(
+        f"SELECT {', '.join(_sums(q, params, absent) + _sums(q, params, absent | rare))} "
+        f"{FROM} WHERE {few}"), params).one()
+    for i, view in enumerate(VIEWS):
+        counts[view] += int(patch[i]) - int(patch[len(VIEWS) + i])
+    return counts
 
 
 TICKET_COLUMNS = (
@@ -252,7 +367,10 @@ TICKET_COLUMNS = (
     f"{STATUS} AS status, s.claimed_by, s.claimed_at, s.claim_active_at, s.claim_lease, "
     "s.claim_event, coalesce(c.vip, 0) AS vip, c.vip_tier, "
     "coalesce(c.white_glove, 0) AS white_glove, t.message_count, t.created_at, t.updated_at, "
-    "t.snippet, t.waiting_since, s.closed_at, t.first_in_at, t.first_out_at")
+    "t.snippet, t.waiting_since, s.closed_at, t.first_in_at, t.first_out_at, t.last_in_at, "
+    "w.assignee, w.snoozed_until, w.snoozed_at, "
+    "(SELECT json_group_array(tag) FROM (SELECT tag FROM ticket_tags g WHERE g.ticket_id = t.id "
+    f"ORDER BY tag)) AS tags, {SPAM} AS spam")
 
 
 def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -262,7 +380,7 @@ def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         # One statement text for any chunk length (no compiled-cache entry per length).
         chunk = ids[i:i + 500]
         for r in conn.execute(text(
-                f"SELECT {TICKET_COLUMNS} {FROM} WHERE t.id IN "
+                f"SELECT {TICKET_COLUMNS} {ROW_FROM} WHERE t.id IN "
                 f"(SELECT value FROM json_each(:ids))"), {"ids": json.dumps(chunk)}).mappings():
             out[r["id"]] = dict(r)
     return out
@@ -283,6 +401,26 @@ def ticket_messages(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
         d["defects"] = json.loads(d["defects"]) if d["defects"] else []
         out.append(d)
     return out
+
+
+def tag_counts(conn: Connection) -> dict[str, int]:
+    """Every tag in use and how many tickets carry it (spam left out), by name."""
+    blocked = conn.execute(text("SELECT EXISTS (SELECT 1 FROM spam_blocks WHERE active)")
+                           ).scalar()
+    if not blocked:  # from the tag index alone
+        return {str(r[0]): int(r[1]) for r in conn.execute(text(
+            "SELECT tag, count(*) FROM ticket_tags GROUP BY tag ORDER BY tag"))}
+    return {str(r[0]): int(r[1]) for r in conn.execute(text(
+        "SELECT g.tag, count(*) FROM ticket_tags g JOIN tickets t ON t.id = g.ticket_id "
+        f"WHERE NOT {SPAM} GROUP BY g.tag ORDER BY g.tag"))}
+
+
+def ticket_notes(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
+    """The ticket's internal notes, in log order."""
+    return [{"id": r[0], "agent": r[1], "text": r[2], "at": r[3],
+             "mentions": json.loads(r[4] or "[]")} for r in conn.execute(text(
+                 "SELECT event_id, agent, text, at, mentions FROM ticket_notes "
+                 "WHERE ticket_id = :t ORDER BY uid"), {"t": ticket_id})]
 
 
 def customer_ticket_ids(conn: Connection, email: str) -> list[str]:

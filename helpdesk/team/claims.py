@@ -15,6 +15,7 @@ import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
+from helpdesk.store.aliases import canonical
 from helpdesk.team.events import Event
 from helpdesk.team.fold import (
     BadData,
@@ -28,6 +29,7 @@ from helpdesk.team.fold import (
     required_text,
     text_field,
 )
+from helpdesk.team.ticket_notes import answered
 
 HANDLERS = Handlers("claims")
 
@@ -152,6 +154,9 @@ def _status(ctx: FoldContext) -> None:
 
 @HANDLERS.on("reply-sent")
 def _reply_sent(ctx: FoldContext) -> None:
+    if ctx.event.subject and text_field(ctx.event.data, "kind") in (None, "reply"):
+        # Answering the customer answers the mentions of this agent on the ticket.
+        answered(ctx.cur, canonical(ctx.cur, ctx.event.subject), ctx.event.agent)
     ctx.result.tickets.add(ctx.event.subject)
 
 

@@ -61,6 +61,7 @@ TYPES = frozenset({
     "merge",  # helpdesk.team.merges
     "rota", "rota-swap", "rota-handoff", "learning", "approval-request", "approval",
     "digest-settings", "digest-sending",  # helpdesk.rota, helpdesk.digest
+    "ticket-note", "assign", "snooze", "tag", "spam",  # teamwork on a ticket
 })
 
 

@@ -65,6 +65,9 @@ class FoldResult:
     cards: bool = False
     outcomes: dict[str, ClaimOutcome] = field(default_factory=dict)
     taken_over: list[tuple[str, str, str]] = field(default_factory=list)  # ticket, from, by
+    mentions: list[tuple[str, str, str]] = field(default_factory=list)  # ticket, agent, by
+    assigned: list[tuple[str, str, str]] = field(default_factory=list)  # ticket, agent, by
+    tags: bool = False  # tag counts (or spam blocks) changed
     events: int = 0
     skipped: int = 0
     pending: int = 0  # kept for a build that understands them
@@ -76,6 +79,9 @@ class FoldResult:
         self.cards = self.cards or other.cards
         self.outcomes.update(other.outcomes)
         self.taken_over.extend(other.taken_over)
+        self.mentions.extend(other.mentions)
+        self.assigned.extend(other.assigned)
+        self.tags = self.tags or other.tags
         self.events += other.events
         self.skipped += other.skipped
         self.pending += other.pending

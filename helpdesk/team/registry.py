@@ -13,11 +13,12 @@ from helpdesk.cards import fold as cards
 from helpdesk.digest import fold as digest
 from helpdesk.metrics import fold as metrics
 from helpdesk.rota import fold as rota
-from helpdesk.team import claims, merges, registers
+from helpdesk.team import claims, merges, registers, ticket_marks, ticket_notes
 from helpdesk.team.fold import Handler, Handlers, Registry
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
                                 metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS,
-                                merges.HANDLERS, rota.HANDLERS, digest.HANDLERS)
+                                merges.HANDLERS, rota.HANDLERS, digest.HANDLERS,
+                                ticket_notes.HANDLERS, ticket_marks.HANDLERS)
 REGISTRY: Registry = Registry.of(TABLES)
 HANDLERS: dict[str, Handler] = REGISTRY.handlers

@@ -1,7 +1,7 @@
 """The duty rota's hand-offs, the weekly digest's sendings, newcomers' held replies.
 
 Revision ID: 0014
-Revises: 0010 (chained after 0010 by the lead; written beside sibling migrations that other branches add at the same
+Revises: 0011 (chained after 0011 by the lead; written beside sibling migrations that other branches add at the same
 time: the lead re-chains them when merging; nothing here depends on any of them)
 
 All four tables are team state folded from the log (first event per key wins, so every
@@ -12,7 +12,7 @@ last-writer-wins registers in ``meta`` (``team.rota`` ...) and need no table.
 from alembic import op
 
 revision = "0014"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
