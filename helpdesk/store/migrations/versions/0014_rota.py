@@ -1,8 +1,8 @@
 """The duty rota's hand-offs, the weekly digest's sendings, newcomers' held replies.
 
 Revision ID: 0014
-Revises: 0011 (chained after 0011 by the lead; written beside sibling migrations that other branches add at the same
-time: the lead re-chains them when merging; nothing here depends on any of them)
+Revises: 0011 (written beside sibling migrations; the lead chained them when merging,
+nothing here depends on any of them)
 
 All four tables are team state folded from the log (first event per key wins, so every
 desktop keeps the same row); the rota itself, swaps, newcomers and the digest's list are
