@@ -32,6 +32,7 @@ from helpdesk.team.events import Event
 from helpdesk.team.fold import FoldResult
 from helpdesk.team.log import TeamLog
 from helpdesk.team.registers import PROFILE_FIELDS
+from helpdesk.team.upkeep import LogUpkeep
 from helpdesk.tickets import ClaimInfo, TicketBook, check_birthday, normalise_email
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ class Desk:
         self.cards = FeedbackCards(self.session, self.book, self.replies)
         self.metrics = ServiceMetrics(self.session, self.book, self.replies)
         self.session.batch_hooks.append(self._score_answers)
+        self.upkeep = LogUpkeep(self.session)
         self.session.sync_steps += [("team log", self._replay_team),
+                                    ("team log upkeep", self.upkeep.run),
                                     ("outbox", self._flush_outbox)]
         self._push: Push | None = None
 
@@ -169,6 +172,10 @@ class Desk:
 
     def status(self) -> dict[str, Any]:
         return self.book.status()
+
+    def log_status(self) -> dict[str, Any]:
+        """Snapshots and compaction of the team log (keys: see README, ``status``)."""
+        return self.book.log_status()
 
     def customer(self, email: str) -> dict[str, Any]:
         return self.book.customer(email)

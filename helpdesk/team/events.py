@@ -58,6 +58,7 @@ TYPES = frozenset({
     "survey-sent", "score", "cared",
     "vip-tiers", "card-note",  # team settings (helpdesk.team_settings)
     "signature", "forwarded",
+    "snapshot-mark", "snapshot", "snapshot-ack", "compact", "compact-done",  # team/snapshots
 })
 
 

@@ -1,9 +1,13 @@
-"""Every module's fold handlers, listed explicitly.
+"""Every module's fold handlers, listed explicitly, and the team state they write.
 
 Which handlers run never depends on which modules happen to be imported: the fold
 (:mod:`helpdesk.team.fold`) looks event types up in :data:`REGISTRY`, built from
 this one list. What this build understands (each type's newest version) is part of
 the registry too: an event it does not understand is kept for a build that does.
+
+:data:`STATE` declares the team state a snapshot carries (see
+:mod:`helpdesk.team.state`): a table a fold handler writes is one line here. A test
+folds every event type and fails if the fold writes a table or column not covered.
 """
 
 from __future__ import annotations
@@ -11,10 +15,60 @@ from __future__ import annotations
 from helpdesk import outgoing, team_settings
 from helpdesk.cards import fold as cards
 from helpdesk.metrics import fold as metrics
-from helpdesk.team import claims, registers
+from helpdesk.team import claims, registers, snapshots
 from helpdesk.team.fold import Handler, Handlers, Registry
+from helpdesk.team.state import TeamTable
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
-                                metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS)
+                                metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS,
+                                snapshots.HANDLERS)
 REGISTRY: Registry = Registry.of(TABLES)
 HANDLERS: dict[str, Handler] = REGISTRY.handlers
+
+_STAMPS = ("vip_stamp", "white_glove_stamp", "preferred_name_stamp", "birthday_stamp",
+           "heard_from_stamp")
+# Events readers look up by id or type (a note's, a card's, a score's order; the status
+# history metrics read), and the last few (a retried APPEND seen again after the mark
+# is still a duplicate): the rest of the log's history is not state.
+_KEPT_EVENTS = ("uid < :mark AND type NOT IN (" + ", ".join(
+    f"'{t}'" for t in snapshots.TYPES) + ") AND (type IN ('status', 'note', 'card-create', "
+    f"'card-add', 'score', 'cared') OR uid > :mark - {snapshots.DUPLICATE_WINDOW})")
+
+STATE: tuple[TeamTable, ...] = (
+    TeamTable("ticket_state", ("ticket_id",), (
+        "ticket_id", "status", "status_stamp", "status_at", "closed_at", "claimed_by",
+        "claim_event", "claimed_at", "claim_active_at", "claim_lease")),
+    TeamTable("cared", ("event_id",), ("event_id", "ticket_id", "agent", "value", "at")),
+    TeamTable("customers", ("email",), (
+        "email", "organisation", "vip", "vip_tier", "vip_stamp", "white_glove",
+        "white_glove_stamp", "preferred_name", "preferred_name_stamp", "birthday",
+        "birthday_stamp", "heard_from", "heard_from_stamp"),
+        where=" OR ".join(f"{s} > 0" for s in _STAMPS)
+        + " OR email IN (SELECT customer_email FROM notes)", restore="upsert"),
+    TeamTable("notes", ("id",), ("id", "customer_email", "agent", "text", "at", "deleted")),
+    TeamTable("templates", ("name",), ("name", "body", "stamp", "deleted", "agent")),
+    TeamTable("board_columns", ("id",), ("id", "name", "position", "stamp")),
+    TeamTable("cards", ("id",), (
+        "id", "title", "description", "column_id", "created_at", "updated_at", "created_by",
+        "title_stamp", "column_stamp", "merged_into", "shipped_at")),
+    TeamTable("card_customers", ("card_id", "email"), (
+        "card_id", "email", "ticket_id", "quote", "added_at", "added_by", "event_id")),
+    TeamTable("card_notified", ("card_id", "email"), ("card_id", "email", "at", "message_id")),
+    TeamTable("surveys", ("message_id",), ("message_id", "ticket_id", "customer", "sent_at")),
+    TeamTable("scores", ("id",), (
+        "id", "ticket_id", "customer", "score", "comment", "at", "source", "agent"),
+        where="source != 'email'"),
+    TeamTable("signatures", ("scope",), ("scope", "body", "stamp", "agent")),
+    TeamTable("forwards", ("event_id",), (
+        "event_id", "ticket_id", "agent", "message_id", "to_addrs", "at")),
+    TeamTable("meta", ("key",), ("key", "value"),
+              where=f"key = '{team_settings.TIERS_KEY}' "
+                    f"OR key LIKE '{team_settings.NOTE_PREFIX}%'"),
+    TeamTable("team_events", ("uid",), (
+        "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
+    TeamTable("team_pending", ("uid",), (
+        "uid", "event_id", "type", "v", "agent", "at", "subject", "body"), where="uid < :mark"),
+    TeamTable("team_snapshot_marks", ("uid",), ("uid", "agent", "at"), where="uid < :mark"),
+    TeamTable("team_compactions", ("uid",), (
+        "uid", "event_id", "agent", "mark", "at", "lease", "done"), where="uid < :mark"),
+)
