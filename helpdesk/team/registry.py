@@ -66,6 +66,13 @@ STATE: tuple[TeamTable, ...] = (
                     f"OR key LIKE '{team_settings.NOTE_PREFIX}%'"),
     TeamTable("team_events", ("uid",), (
         "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
+    # The log's own snapshot and compaction events just before the mark, and the mark
+    # itself, without their bodies: so that one appended again after the mark is still a
+    # duplicate on a desktop that loaded the snapshot.
+    TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
+              where=f"uid <= :mark AND uid > :mark - {snapshots.DUPLICATE_WINDOW} AND "
+                    "type IN (" + ", ".join(f"'{t}'" for t in snapshots.TYPES) + ")",
+              label="team_events_own", fill=(("body", "{}"),)),
     TeamTable("team_pending", ("uid",), (
         "uid", "event_id", "type", "v", "agent", "at", "subject", "body"), where="uid < :mark"),
     TeamTable("team_snapshot_marks", ("uid",), ("uid", "agent", "at"), where="uid < :mark"),

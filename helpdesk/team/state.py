@@ -39,6 +39,9 @@ class TeamTable:
     ``restore``: ``insert`` (the loader's table is empty after a reset) or ``upsert``
     (rows another source also writes, e.g. customers found in mail: only ``columns``
     are set).
+    ``label``: the entry's name in a snapshot when one table has two entries (rows
+    kept with different columns). ``fill``: constant values of columns left out, for
+    the restore (a NOT NULL column not worth carrying).
     """
 
     name: str
@@ -46,6 +49,12 @@ class TeamTable:
     columns: tuple[str, ...]
     where: str | None = None
     restore: str = "insert"
+    label: str | None = None
+    fill: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def entry(self) -> str:
+        return self.label or self.name
 
     def select(self) -> str:
         cols = ", ".join(f'"{c}"' for c in self.columns)
@@ -70,7 +79,7 @@ def state_rows(cur: sqlite3.Cursor, tables: Sequence[TeamTable], mark: int
     out: dict[str, list[list[Any]]] = {}
     for table in tables:
         params = {"mark": mark} if table.where and ":mark" in table.where else {}
-        out[table.name] = [[_value(v) for v in row]
+        out[table.entry] = [[_value(v) for v in row]
                            for row in cur.execute(table.select(), params).fetchall()]
     return out
 
@@ -93,8 +102,8 @@ def digest_of(canonical: bytes) -> str:
 def layout_key(tables: Sequence[TeamTable], versions: Mapping[str, int]) -> str:
     """What a snapshot's content depends on besides the log: tables, columns, filters
     and the event versions folded. Short, so it can ride in every part."""
-    doc = {"tables": [[t.name, list(t.key), list(t.columns), t.where, t.restore]
-                      for t in tables],
+    doc = {"tables": [[t.name, list(t.key), list(t.columns), t.where, t.restore, t.entry,
+                       [list(f) for f in t.fill]] for t in tables],
            "versions": dict(sorted(versions.items()))}
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()[:32]
@@ -123,7 +132,7 @@ def parse_state(canonical: bytes, tables: Sequence[TeamTable]) -> LoadedState:
             or not isinstance(agent, str) \
             or not (clock is None or isinstance(clock, str)) or not isinstance(rows, dict):
         raise StateError("a snapshot with a bad header")
-    by_name = {t.name: t for t in tables}
+    by_name = {t.entry: t for t in tables}
     if set(rows) != set(by_name):
         raise StateError("a snapshot of other tables")
     for name, table_rows in rows.items():
@@ -150,9 +159,11 @@ def restore_state(cur: sqlite3.Cursor, state: LoadedState, tables: Iterable[Team
     """Write ``state`` into tables a reset has just emptied (inside the caller's
     transaction; an error leaves the caller to roll back)."""
     for table in tables:
-        rows = [[_stored(v) for v in row] for row in state.tables[table.name]]
-        cols = ", ".join(f'"{c}"' for c in table.columns)
-        marks = ", ".join("?" * len(table.columns))
+        extra = tuple(v for _c, v in table.fill)
+        rows = [[*(_stored(v) for v in row), *extra] for row in state.tables[table.entry]]
+        names = (*table.columns, *(c for c, _v in table.fill))
+        cols = ", ".join(f'"{c}"' for c in names)
+        marks = ", ".join("?" * len(names))
         if table.restore == "upsert":
             keys = ", ".join(f'"{c}"' for c in table.key)
             sets = ", ".join(f'"{c}" = excluded."{c}"' for c in table.columns
@@ -160,7 +171,7 @@ def restore_state(cur: sqlite3.Cursor, state: LoadedState, tables: Iterable[Team
             sql = (f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks}) '
                    f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
         else:
-            if table.where is None:
+            if table.where is None and table.label is None:
                 cur.execute(f'DELETE FROM "{table.name}"')  # e.g. default board columns
             sql = f'INSERT OR REPLACE INTO "{table.name}" ({cols}) VALUES ({marks})'
         cur.executemany(sql, rows)
