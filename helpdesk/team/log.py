@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import re
 import sqlite3
@@ -440,7 +441,12 @@ class TeamLog:
 
     def _lowest_uid(self, client: imapclient.IMAPClient) -> int | None:
         """The lowest UID in the selected log (sequence number 1), None when empty."""
-        typ, data = client._imap.fetch("1", "(UID)")
+        try:
+            typ, data = client._imap.fetch("1", "(UID)")
+        except imapclient.exceptions.IMAPClientError as exc:
+            if isinstance(exc, imaplib.IMAP4.abort):
+                raise  # the connection, not an empty folder
+            return None  # BAD/NO: an empty folder has no message 1
         if typ != "OK":
             return None
         for item in data:

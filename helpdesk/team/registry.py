@@ -27,12 +27,15 @@ HANDLERS: dict[str, Handler] = REGISTRY.handlers
 
 _STAMPS = ("vip_stamp", "white_glove_stamp", "preferred_name_stamp", "birthday_stamp",
            "heard_from_stamp")
-# Events readers look up by id or type (a note's, a card's, a score's order; the status
-# history metrics read), and the last few (a retried APPEND seen again after the mark
-# is still a duplicate): the rest of the log's history is not state.
-_KEPT_EVENTS = ("uid < :mark AND type NOT IN (" + ", ".join(
-    f"'{t}'" for t in snapshots.TYPES) + ") AND (type IN ('status', 'note', 'card-create', "
-    f"'card-add', 'score', 'cared') OR uid > :mark - {snapshots.DUPLICATE_WINDOW})")
+_OWN = "(" + ", ".join(f"'{t}'" for t in snapshots.TYPES) + ")"
+_WINDOW = f":mark - {snapshots.DUPLICATE_WINDOW}"
+# Of the log's history, what readers need: the status events (metrics read their bodies),
+# and the last 1,000 events whole (a retried APPEND seen again after the mark is still a
+# duplicate); the ids and order of the events notes, cards, scores and cared checks came
+# from (without their bodies).
+_KEPT_EVENTS = f"uid < :mark AND type NOT IN {_OWN} AND (type = 'status' OR uid > {_WINDOW})"
+_KEPT_IDS = (f"uid <= {_WINDOW} AND type IN ('note', 'card-create', 'card-add', 'score', "
+             "'cared')")
 
 STATE: tuple[TeamTable, ...] = (
     TeamTable("ticket_state", ("ticket_id",), (
@@ -66,12 +69,13 @@ STATE: tuple[TeamTable, ...] = (
                     f"OR key LIKE '{team_settings.NOTE_PREFIX}%'"),
     TeamTable("team_events", ("uid",), (
         "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
+    TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
+              where=_KEPT_IDS, label="team_events_ids", fill=(("body", "{}"),)),
     # The log's own snapshot and compaction events just before the mark, and the mark
     # itself, without their bodies: so that one appended again after the mark is still a
     # duplicate on a desktop that loaded the snapshot.
     TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
-              where=f"uid <= :mark AND uid > :mark - {snapshots.DUPLICATE_WINDOW} AND "
-                    "type IN (" + ", ".join(f"'{t}'" for t in snapshots.TYPES) + ")",
+              where=f"uid <= :mark AND uid > {_WINDOW} AND type IN {_OWN}",
               label="team_events_own", fill=(("body", "{}"),)),
     TeamTable("team_pending", ("uid",), (
         "uid", "event_id", "type", "v", "agent", "at", "subject", "body"), where="uid < :mark"),
