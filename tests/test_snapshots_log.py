@@ -282,3 +282,63 @@ def test_an_old_desktop_that_knows_no_snapshots_keeps_working(dovecot: Any,
     assert a.customer("zed@example.com")["vip"]
     for d in (a, b, old):
         d.close()
+
+
+KILLED = r"""
+import os, signal, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from pathlib import Path
+from types import SimpleNamespace
+import json
+from helpers import make_profile
+from helpdesk.desk import Desk
+from helpdesk.team import compaction
+compaction.WINDOW = 5
+server = SimpleNamespace(**json.loads(sys.argv[2]))
+d = Desk(make_profile(server, Path(sys.argv[3]), "agent-a", snapshot_every=20))
+d.session.replay(d.session.syncer)
+windows = [0]
+plain = compaction.move_to_archive
+
+def dying_move(client, *args):
+    original = client.multiappend
+    def multiappend(folder, msgs):
+        original(folder, msgs)
+        windows[0] += 1
+        if windows[0] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-copy, nothing expunged yet
+    client.multiappend = multiappend
+    return plain(client, *args)
+
+import helpdesk.team.upkeep as upkeep
+upkeep.move_to_archive = dying_move
+d.session.call(lambda: d.upkeep.compact(d.session.syncer))
+"""
+
+
+def test_a_compaction_killed_mid_copy_is_resumed_and_loses_nothing(dovecot: Any,
+                                                                   tmp_path: Path) -> None:
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    mark = _agreed_mark(a)
+    before = log_uids(dovecot)
+    server = json.dumps({k: getattr(dovecot, k) for k in ("host", "port", "users")})
+    (tmp_path / "killed").mkdir()
+    proc = subprocess.run([sys.executable, "-c", KILLED, str(ROOT), server,
+                           str(tmp_path / "killed")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    copied = archived(dovecot)
+    assert copied == [u for u in before if u <= 10]  # two windows of 5, then killed
+    assert set(before) <= set(log_uids(dovecot))  # nothing removed from the log yet
+    # The same agent's desk resumes (its own claim's lease is no obstacle to it), after
+    # the archive's newest copy: each event archived exactly once.
+    moved = a.session.call(lambda: a.upkeep.compact(a.session.syncer))
+    assert moved == len([u for u in before if 10 < u <= mark])
+    assert archived(dovecot) == [u for u in before if u <= mark]
+    assert min(log_uids(dovecot)) > mark
+    b.sync_once()
+    late = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    late.sync_once()
+    assert state_of(late.store) == state_of(a.store) == state_of(b.store)
+    for d in (a, b, late):
+        d.close()
