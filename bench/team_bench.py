@@ -850,11 +850,11 @@ def measure_snapshots(server: Any, work: Path, a: Desk, full: Joiner, floor_s: f
                note=f"{bytes_after / 1e6:.2f} MB; archive {n_arch} msgs, "
                     f"{bytes_arch / 1e6:.1f} MB")
     report.add("compaction (copy, STORE, UID EXPUNGE)", ms(compact_s),
-               note=f"{moved} events moved by one desk (MULTIAPPEND x500)")
+               note=f"{n_arch} events moved by one desk (MULTIAPPEND x500; {moved} copied by "
+                    f"the last attempt: a step is repeated after a dropped connection)")
     # the compaction's own claim and done events were appended meanwhile
-    if n_arch != moved or n_before + 2 - n_after != moved:
-        report.problem(f"compaction moved {moved}, archive holds {n_arch}, log lost "
-                       f"{n_before - n_after}")
+    if not n_arch or n_before + 2 - n_after != n_arch:
+        report.problem(f"archive holds {n_arch}, log lost {n_before - n_after}")
     b.sync_once()
     late_s, d = timed_join(server, work, "late-joiner")
     desks.append(d)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 LOG_UID_HEADER = "X-Helpdesk-Log-Uid"
 WINDOW = 500  # messages per FETCH and per MULTIAPPEND
+EXPUNGE_RANGE = 5000  # UIDs per STORE and UID EXPUNGE
 _LOG_UID = re.compile(rb"(\d+)/(\d+)")
 
 
@@ -66,9 +67,11 @@ def archived_upto(client: imapclient.IMAPClient, archive: str, uidvalidity: int)
 
 
 def move_to_archive(client: imapclient.IMAPClient, log_folder: str, archive: str,
-                    uidvalidity: int, upto: int) -> Moved:
+                    uidvalidity: int, upto: int, counted: list[int] | None = None) -> Moved:
     """Copy the log's messages up to UID ``upto`` into ``archive`` (both server names,
-    the archive existing), then remove them from the log (see the module docstring)."""
+    the archive existing), then remove them from the log (see the module docstring).
+    ``counted[0]`` grows by each window copied, so an attempt cut by a dropped
+    connection still counts what it copied."""
     start = archived_upto(client, archive, uidvalidity)
     examine(client, log_folder, readonly=False)
     copied = 0
@@ -87,11 +90,19 @@ def move_to_archive(client: imapclient.IMAPClient, log_folder: str, archive: str
             for m, d in msgs:
                 append_message(client, archive, m, [imapclient.SEEN], msg_time=d)
         copied += len(msgs)
+        if counted is not None:
+            counted[0] += len(msgs)
         lo = hi + 1
     examine(client, log_folder, readonly=False)
-    client._imap.uid("STORE", f"1:{upto}", "+FLAGS.SILENT", r"(\Deleted)")
-    if client.has_capability("UIDPLUS"):
-        client.uid_expunge(f"1:{upto}")
+    uidplus = client.has_capability("UIDPLUS")
+    # In ranges of EXPUNGE_RANGE UIDs: each command answered well within the socket
+    # timeout, however long the log (a timed-out one is repeated whole, harmlessly).
+    for lo in range(1, upto + 1, EXPUNGE_RANGE):
+        uids = f"{lo}:{min(upto, lo + EXPUNGE_RANGE - 1)}"
+        client._imap.uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")
+        if uidplus:
+            client.uid_expunge(uids)
+    if uidplus:
         expunged = True
     else:
         others = [u for u in client.search(["DELETED"]) if u > upto]

@@ -160,19 +160,20 @@ class LogUpkeep:
             log.info("team log: %s is compacting the log; not this desktop",
                      outcome.holder if outcome else "another desktop")
             return 0
-        moved = link.use(lambda client: self._move(client, target))
+        counted = [0]  # over every attempt (a dropped connection repeats the move)
+        link.use(lambda client: self._move(client, target, counted))
         self.session.publish(self.session.event("compact-done", "", claim=event.id,
                                                 mark=target), link=link)
-        return moved
+        return counted[0]
 
-    def _move(self, client: imapclient.IMAPClient, upto: int) -> int:
+    def _move(self, client: imapclient.IMAPClient, upto: int, counted: list[int]) -> int:
         team = self.session.team
         settings = self.session.profile.imap
         archive = ensure_folder(client, FolderMap.of(client, settings),
                                 archive_name(settings.team_folder), "team_folder")
         uidvalidity, _c, _t = team.cursor()
         return move_to_archive(client, team.folder, archive, int(uidvalidity or 0),
-                               upto).copied
+                               upto, counted).copied
 
 
 def _default() -> Any:
