@@ -102,6 +102,11 @@ class Profile:
     send_delay_seconds: int = 10
     #: Attachments over this total (MB) are warned about before sending.
     max_attachment_mb: int = 20
+    #: Propose a team-log snapshot once this many log entries followed the last one
+    #: (plus a per-agent jitter, so not every desktop proposes at once); 0: never.
+    snapshot_every: int = 10_000
+    #: Move events older than the newest agreed snapshot to the log's archive folder.
+    compact_team_log: bool = True
     source: Path | None = None
 
     @property
@@ -298,6 +303,15 @@ def parse_profile(data: dict[str, Any], source: Path | None = None) -> Profile:
     notify = _expect(data, "notify_unclaimed", bool, where)
     if notify is not None:
         extra["notify_unclaimed"] = notify
+    every = _expect(data, "snapshot_every", int, where)
+    if every is not None:
+        if every != 0 and every < 20:
+            raise ConfigError(f"In {where}, 'snapshot_every' must be 0 (never) or at "
+                              "least 20.")
+        extra["snapshot_every"] = every
+    compact = _expect(data, "compact_team_log", bool, where)
+    if compact is not None:
+        extra["compact_team_log"] = compact
     delay = _expect(data, "send_delay_seconds", int, where)
     if delay is not None:
         if isinstance(delay, bool) or not 0 <= delay <= 600:

@@ -36,6 +36,7 @@ from helpdesk.team.fold import FoldResult
 from helpdesk.team.log import TeamLog
 from helpdesk.team.registers import PROFILE_FIELDS
 from helpdesk.teamwork import Teamwork
+from helpdesk.team.upkeep import LogUpkeep
 from helpdesk.tickets import ClaimInfo, TicketBook, check_birthday, normalise_email
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,12 @@ class Desk:
         self.digest = Digest(self.session, self.metrics, self.replies, self.rota.alarm)
         self.teamwork = Teamwork(self.session, self.book)
         self.session.batch_hooks.append(self._score_answers)
-        # After the replay, before the outbox: hand-offs are decided on the folded log,
-        # and a digest staged at the period boundary goes in the same pass.
+        self.upkeep = LogUpkeep(self.session)
+        # After the replay, before the outbox: the log's upkeep (snapshots, compaction);
+        # hand-offs are decided on the folded log, and a digest staged at the period
+        # boundary goes in the same pass.
         self.session.sync_steps += [("team log", self._replay_team),
+                                    ("team log upkeep", self.upkeep.run),
                                     ("rota", self._rota_step),
                                     ("outbox", self._flush_outbox)]
         self._push: Push | None = None
@@ -200,6 +204,10 @@ class Desk:
 
     def status(self) -> dict[str, Any]:
         return self.book.status()
+
+    def log_status(self) -> dict[str, Any]:
+        """Snapshots and compaction of the team log (keys: see README, ``status``)."""
+        return self.book.log_status()
 
     def customer(self, email: str) -> dict[str, Any]:
         return self.book.customer(email)

@@ -188,7 +188,34 @@ class TicketBook:
                 "last_error_at": self.store.get_meta("sync.last_error_at", conn),
                 "counts": counts, "messages": messages,
                 "folders": [{**f, "synced_at": iso(f["synced_at"])} for f in folders],
+                "team_log": self._log_status(conn),
             }
+
+    def log_status(self) -> dict[str, Any]:
+        """The team log's snapshots and compaction as this desktop sees them."""
+        with self.store.read() as conn:
+            return self._log_status(conn)
+
+    def _log_status(self, conn: Any) -> dict[str, Any]:
+        def meta(key: str) -> int:
+            return int(self.store.get_meta(key, conn) or 0)
+
+        newest = conn.execute(sql_text(
+            "SELECT uid, agent, agreed FROM team_snapshot_marks WHERE agreed "
+            "ORDER BY uid DESC LIMIT 1")).first()
+        refused = [{"mark": int(u), "digest": str(d)} for u, d in conn.execute(sql_text(
+            "SELECT uid, disagreed FROM team_snapshot_marks WHERE disagreed IS NOT NULL "
+            "ORDER BY uid DESC LIMIT 5"))]
+        compacted = conn.execute(sql_text(
+            "SELECT coalesce(max(mark), 0) FROM team_compactions WHERE done")).scalar()
+        note = None
+        if refused:
+            note = (f"A teammate's snapshot of the team log (at entry {refused[0]['mark']}) "
+                    "disagrees with this desktop's own state and was ignored.")
+        return {"cursor": meta("team.cursor"), "loaded_from_snapshot": meta("team.base"),
+                "agreed_snapshot": int(newest[0]) if newest else None,
+                "compacted_upto": int(compacted or 0), "snapshots_refused": refused,
+                "note": note}
 
     def customer(self, email: str) -> dict[str, Any]:
         email = normalise_email(email)

@@ -375,6 +375,9 @@ class MainWindow(QMainWindow, WindowMenus):
             if status.get("last_error") and self.last_sync is None:
                 self.sync_state = LoopStatus(ok=False, message=status["last_error"])
             self._update_status_text()
+            note = (status.get("team_log") or {}).get("note")
+            if note:
+                self.notify(str(note), "warning", key="team-snapshot")
 
         self.service.read(lambda d: {**d.status(), "tag_counts": d.tag_counts()},
                           on_done=done, on_error=lambda _m: None)

@@ -130,6 +130,8 @@ def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
         say(f"last error: {data['last_error']} ({data['last_error_at']})")
     say("tickets: " + ", ".join(f"{k} {v}" for k, v in data["counts"].items()))
     say(f"messages: {data['messages']}")
+    if data["team_log"]["note"]:
+        say(data["team_log"]["note"])
     for line in sign_in_lines(data["sign_in"]):
         say(line)
     return 0

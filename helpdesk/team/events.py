@@ -62,6 +62,7 @@ TYPES = frozenset({
     "rota", "rota-swap", "rota-handoff", "learning", "approval-request", "approval",
     "digest-settings", "digest-sending",  # helpdesk.rota, helpdesk.digest
     "ticket-note", "assign", "snooze", "tag", "spam",  # teamwork on a ticket
+    "snapshot-mark", "snapshot", "snapshot-ack", "compact", "compact-done",  # team/snapshots
 })
 
 

@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import re
 import sqlite3
@@ -70,6 +71,9 @@ from helpdesk.team.fold import (
     reset_team_state,
 )
 from helpdesk.team.reader import FETCH_BATCH, VANISHED, LogMessage, Window, read_log
+from helpdesk.team.registry import STATE
+from helpdesk.team.snapshot_reader import Found, find_snapshot
+from helpdesk.team.snapshots import BadSnapshot, checking_from, load_state, this_layout
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,15 @@ _STREAM = 1000  # staged rows per fetchmany while folding a rebuild
 _BATCH = 500  # messages folded under one SAVEPOINT
 _REBUILD_CACHE_KB = 64 * 1024  # SQLite page cache while a rebuild folds (memory, bounded)
 _ATTEMPTS = 4  # replays restarted because another process rebuilt meanwhile
-_META_KEYS = ("team.uidvalidity", "team.cursor", "team.clock", "team.seen", "team.reread")
+_META_KEYS = ("team.uidvalidity", "team.cursor", "team.clock", "team.seen", "team.reread",
+              "team.base")
+# Marks this far behind the end of the log are not worth a digest (each costs a pass
+# over team state): a desktop catching up checks only the recent ones.
+CHECK_SPAN = 20_000
+
+
+class _Undo(Exception):
+    """Roll back a snapshot's load that turned out unusable (logged already)."""
 
 
 class _State(NamedTuple):
@@ -96,6 +108,7 @@ class _Meta:
     clock: datetime | None
     seen: int
     reread: bool  # a store folded before events were kept: read the log again, once
+    base: int  # the snapshot mark this store was loaded from (0: folded from UID 1)
 
 
 def _meta(cur: sqlite3.Cursor) -> _Meta:
@@ -104,7 +117,8 @@ def _meta(cur: sqlite3.Cursor) -> _Meta:
         _META_KEYS).fetchall())
     v, c, t = rows.get("team.uidvalidity"), rows.get("team.cursor"), rows.get("team.clock")
     return _Meta(int(v) if v else None, int(c or 0), parse_db_time(t) if t else None,
-                 int(rows.get("team.seen") or 0), bool(rows.get("team.reread")))
+                 int(rows.get("team.seen") or 0), bool(rows.get("team.reread")),
+                 int(rows.get("team.base") or 0))
 
 
 def _set_meta(cur: sqlite3.Cursor, **values: str | None) -> None:
@@ -196,6 +210,8 @@ class TeamLog:
         uidnext = int(info.get(b"UIDNEXT", 0)) or None
         end = uidnext - 1 if uidnext else self._last_uid(client)
         if m.uidvalidity is None:
+            if self._join(client, uidvalidity, end or 0, exists, replace=False):
+                return False  # again, from the snapshot's mark
             self._start(uidvalidity)  # a new desktop: nothing folded yet, nothing to hide
             m = self._meta()
         elif m.uidvalidity != uidvalidity or m.reread:
@@ -207,6 +223,9 @@ class TeamLog:
                             "from the log (new lock epoch)", m.uidvalidity, uidvalidity)
             self._rebuild_from(client, uidvalidity, max(end or 0, upto or 0), result)
             return False  # again, from the rebuilt cursor
+        if end and m.cursor and exists < end - m.cursor and self._left_behind(
+                client, uidvalidity, end, exists, m.cursor):
+            return False  # again, from the snapshot that covers what was archived
         last = upto if upto is not None else end
         if last is not None and last > m.cursor and \
                 not self._catch_up(client, uidvalidity, m.cursor, last, result, own=own):
@@ -228,11 +247,12 @@ class TeamLog:
                   own: dict[int, int] | None = None) -> bool:
         """Read and fold ``cursor + 1 .. last`` window by window; False if stale."""
         expected = cursor
-        for window in read_log(client, cursor + 1, last, must_see=must_see, known=own):
-            moved = self._fold(uidvalidity, expected, window, result)
-            if moved is None:
-                return False
-            expected = moved
+        with checking_from(last - CHECK_SPAN):
+            for window in read_log(client, cursor + 1, last, must_see=must_see, known=own):
+                moved = self._fold(uidvalidity, expected, window, result)
+                if moved is None:
+                    return False
+                expected = moved
         return True
 
     def _fold(self, uidvalidity: int, expected: int, window: Window,
@@ -353,7 +373,17 @@ class TeamLog:
     def _rebuild_from(self, client: imapclient.IMAPClient, uidvalidity: int, last: int,
                       result: FoldResult) -> None:
         """Read the log up to ``last`` into a staging table, then replace team state with
-        its fold in one transaction: readers see the old state until then."""
+        its fold in one transaction: readers see the old state until then. A compacted
+        log (its first messages moved to the archive) is rebuilt from its newest agreed
+        snapshot instead, when there is one."""
+        lowest = self._lowest_uid(client)
+        if lowest is not None and lowest > 1:
+            info = dict(client.folder_status(self.folder, [b"MESSAGES"]))
+            if self._join(client, uidvalidity, last, int(info.get(b"MESSAGES", 0)),
+                          replace=True, min_mark=lowest - 1, forced=True):
+                return
+            log.warning("team log: the log starts at uid %d (older events archived) and no "
+                        "agreed snapshot covers them: rebuilding from what remains", lowest)
         with self.store.engine.connect() as conn:
             cur = raw_cursor(conn)
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS team_stage (uid INTEGER PRIMARY KEY, "
@@ -370,14 +400,14 @@ class TeamLog:
                     top = max(top, window.top)
                 rebuilt = _Tally()
                 conn.execution_options(helpdesk_write=True)
-                with _big_cache(cur), conn.begin():
+                with _big_cache(cur), conn.begin(), checking_from(top - CHECK_SPAN):
                     reset_team_state(cur, self.registry)
                     cur.execute("DELETE FROM team_skipped")
                     clock, seen = self._fold_messages(cur, _staged(conn), None, 0, rebuilt)
                     _settle_aliases(cur)
                     _set_meta(cur, uidvalidity=str(uidvalidity), cursor=str(top),
                               clock=db_time(clock) if clock else None, seen=str(seen),
-                              reread=None)
+                              reread=None, base=None)
             finally:
                 cur.execute("DROP TABLE IF EXISTS temp.team_stage")
         log.info("team log: rebuilt team state from %d messages (%d events)", seen,
@@ -386,11 +416,14 @@ class TeamLog:
 
     def _missing_below(self, client: imapclient.IMAPClient) -> bool:
         """Is a message visible at or below the cursor that this store never read?"""
-        cursor = self._meta().cursor
-        if cursor <= 0:
+        m = self._meta()
+        cursor, base = m.cursor, m.base
+        if cursor <= base:
             return False
-        visible = {u for u in client.search(["UID", f"1:{cursor}"]) if u <= cursor}
-        missing = visible - self._read_uids(1, cursor)
+        # Below a snapshot's mark nothing was read, by design: only above it counts.
+        visible = {u for u in client.search(["UID", f"{base + 1}:{cursor}"])
+                   if base < u <= cursor}
+        missing = visible - self._read_uids(base + 1, cursor)
         if not missing:
             return False
         # Only what a FETCH shows counts (what SEARCH shows and FETCH does not, the
@@ -406,6 +439,79 @@ class TeamLog:
                 "SELECT uid FROM team_skipped WHERE uid BETWEEN :lo AND :hi"),
                 {"lo": lo, "hi": hi})}
 
+    # --- snapshots ----------------------------------------------------------------
+
+    def _lowest_uid(self, client: imapclient.IMAPClient) -> int | None:
+        """The lowest UID in the selected log (sequence number 1), None when empty."""
+        try:
+            typ, data = client._imap.fetch("1", "(UID)")
+        except imapclient.exceptions.IMAPClientError as exc:
+            if isinstance(exc, imaplib.IMAP4.abort):
+                raise  # the connection, not an empty folder
+            return None  # BAD/NO: an empty folder has no message 1
+        if typ != "OK":
+            return None
+        for item in data:
+            raw = item[0] if isinstance(item, tuple) else item
+            found = re.search(rb"UID (\d+)", raw or b"")
+            if found:
+                return int(found.group(1))
+        return None
+
+    def _left_behind(self, client: imapclient.IMAPClient, uidvalidity: int, end: int,
+                     exists: int, cursor: int) -> bool:
+        """Fewer messages above the cursor than UIDs: were the ones right after it moved
+        to the archive (a compaction while this desktop was away)? Then load the newest
+        agreed snapshot that covers them (True: loaded; replay again from it)."""
+        lowest = self._lowest_uid(client)
+        if lowest is None or lowest <= cursor + 1:
+            return False
+        if self._join(client, uidvalidity, end, exists, replace=True, min_mark=lowest - 1):
+            return True
+        log.warning("team log: events %d to %d were archived while this desktop was away "
+                    "and no agreed snapshot covers them; continuing without them (rebuild "
+                    "from the archive is not supported yet)", cursor + 1, lowest - 1)
+        return False
+
+    def _join(self, client: imapclient.IMAPClient, uidvalidity: int, end: int, exists: int,
+              *, replace: bool, min_mark: int = 1, forced: bool = False) -> bool:
+        """Load the newest agreed snapshot of this log (at or above ``min_mark``) and set
+        the cursor to its mark and the clock to its clamped time. ``replace``: team
+        state exists and is replaced (atomically: readers see the old state until the
+        commit); else only a store that has folded nothing is filled. True if loaded."""
+        if self.registry is not default_registry() or end < 1:
+            return False  # another build's fold (tests, tools): snapshots are not its own
+        found = find_snapshot(client, end, exists, this_layout(), uidvalidity, STATE,
+                              min_mark)
+        if found is None:
+            return False
+        try:
+            return self._load(found, uidvalidity, replace, forced)
+        except _Undo:
+            return False
+
+    def _load(self, found: Found, uidvalidity: int, replace: bool, forced: bool) -> bool:
+        with self.store.begin() as conn:
+            cur = raw_cursor(conn)
+            m = _meta(cur)
+            if (m.uidvalidity is not None and not replace) or (
+                    replace and not forced and (m.uidvalidity != uidvalidity
+                                                or m.cursor >= found.mark)):
+                return False  # another process on this database moved first
+            try:
+                state = load_state(cur, found.canonical, self.registry)
+            except BadSnapshot as exc:
+                log.warning("team log: snapshot %s at uid %d cannot be loaded: %s",
+                            found.digest[:12], found.mark, exc)
+                raise _Undo() from None
+            _set_meta(cur, uidvalidity=str(uidvalidity), cursor=str(found.mark),
+                      clock=state.clock, seen=str(found.seen), reread=None,
+                      base=str(found.mark))
+        log.info("team log: loaded the snapshot at uid %d (by %s, acknowledged by %s); "
+                 "replaying only what follows", found.mark, found.agent,
+                 ", ".join(found.acked_by))
+        return True
+
     # --- refold (an upgrade understands kept events) ------------------------------
 
     def _refold_if_understood(self, result: FoldResult) -> None:
@@ -414,6 +520,14 @@ class TeamLog:
             asked = conn.execute(text("SELECT value FROM meta WHERE key = :k"),
                                  {"k": REFOLD_KEY}).scalar()
         if asked or any(self.registry.understands(t, int(v)) for t, v in kept):
+            if self._meta().base:
+                # Loaded from a snapshot: the events before its mark are not in this
+                # store to fold again, so the log is read again instead (once).
+                log.info("team log: this version understands kept events; reading the "
+                         "log again (the store began at a snapshot)")
+                with self.store.begin() as conn:
+                    _set_meta(raw_cursor(conn), reread="1")
+                return
             result.merge(self.refold())
 
     def refold(self) -> FoldResult:
@@ -424,7 +538,7 @@ class TeamLog:
         with self.store.engine.connect() as conn:
             conn.execution_options(helpdesk_write=True)
             cur = raw_cursor(conn)
-            with _big_cache(cur), conn.begin():
+            with _big_cache(cur), conn.begin(), checking_from(self._meta().cursor - CHECK_SPAN):
                 kept = cur.execute("SELECT DISTINCT type, v FROM team_pending").fetchall()
                 asked = cur.execute("SELECT value FROM meta WHERE key = ?",
                                     (REFOLD_KEY,)).fetchone()

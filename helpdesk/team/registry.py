@@ -1,9 +1,13 @@
-"""Every module's fold handlers, listed explicitly.
+"""Every module's fold handlers, listed explicitly, and the team state they write.
 
 Which handlers run never depends on which modules happen to be imported: the fold
 (:mod:`helpdesk.team.fold`) looks event types up in :data:`REGISTRY`, built from
 this one list. What this build understands (each type's newest version) is part of
 the registry too: an event it does not understand is kept for a build that does.
+
+:data:`STATE` declares the team state a snapshot carries (see
+:mod:`helpdesk.team.state`): a table a fold handler writes is one line here. A test
+folds every event type and fails if the fold writes a table or column not covered.
 """
 
 from __future__ import annotations
@@ -13,12 +17,73 @@ from helpdesk.cards import fold as cards
 from helpdesk.digest import fold as digest
 from helpdesk.metrics import fold as metrics
 from helpdesk.rota import fold as rota
-from helpdesk.team import claims, merges, registers, ticket_marks, ticket_notes
+from helpdesk.team import claims, merges, registers, snapshots, ticket_marks, ticket_notes
 from helpdesk.team.fold import Handler, Handlers, Registry
+from helpdesk.team.state import TeamTable
 
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
                                 metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS,
                                 merges.HANDLERS, rota.HANDLERS, digest.HANDLERS,
-                                ticket_notes.HANDLERS, ticket_marks.HANDLERS)
+                                ticket_notes.HANDLERS, ticket_marks.HANDLERS,
+                                snapshots.HANDLERS)
 REGISTRY: Registry = Registry.of(TABLES)
 HANDLERS: dict[str, Handler] = REGISTRY.handlers
+
+_STAMPS = ("vip_stamp", "white_glove_stamp", "preferred_name_stamp", "birthday_stamp",
+           "heard_from_stamp")
+_OWN = "(" + ", ".join(f"'{t}'" for t in snapshots.TYPES) + ")"
+_WINDOW = f":mark - {snapshots.DUPLICATE_WINDOW}"
+# Of the log's history, what readers need: the status events (metrics read their bodies),
+# and the last 1,000 events whole (a retried APPEND seen again after the mark is still a
+# duplicate); the ids and order of the events notes, cards, scores and cared checks came
+# from (without their bodies).
+_KEPT_EVENTS = f"uid < :mark AND type NOT IN {_OWN} AND (type = 'status' OR uid > {_WINDOW})"
+_KEPT_IDS = (f"uid <= {_WINDOW} AND type IN ('note', 'card-create', 'card-add', 'score', "
+             "'cared')")
+
+STATE: tuple[TeamTable, ...] = (
+    TeamTable("ticket_state", ("ticket_id",), (
+        "ticket_id", "status", "status_stamp", "status_at", "closed_at", "claimed_by",
+        "claim_event", "claimed_at", "claim_active_at", "claim_lease")),
+    TeamTable("cared", ("event_id",), ("event_id", "ticket_id", "agent", "value", "at")),
+    TeamTable("customers", ("email",), (
+        "email", "organisation", "vip", "vip_tier", "vip_stamp", "white_glove",
+        "white_glove_stamp", "preferred_name", "preferred_name_stamp", "birthday",
+        "birthday_stamp", "heard_from", "heard_from_stamp"),
+        where=" OR ".join(f"{s} > 0" for s in _STAMPS)
+        + " OR email IN (SELECT customer_email FROM notes)", restore="upsert"),
+    TeamTable("notes", ("id",), ("id", "customer_email", "agent", "text", "at", "deleted")),
+    TeamTable("templates", ("name",), ("name", "body", "stamp", "deleted", "agent")),
+    TeamTable("board_columns", ("id",), ("id", "name", "position", "stamp")),
+    TeamTable("cards", ("id",), (
+        "id", "title", "description", "column_id", "created_at", "updated_at", "created_by",
+        "title_stamp", "column_stamp", "merged_into", "shipped_at")),
+    TeamTable("card_customers", ("card_id", "email"), (
+        "card_id", "email", "ticket_id", "quote", "added_at", "added_by", "event_id")),
+    TeamTable("card_notified", ("card_id", "email"), ("card_id", "email", "at", "message_id")),
+    TeamTable("surveys", ("message_id",), ("message_id", "ticket_id", "customer", "sent_at")),
+    TeamTable("scores", ("id",), (
+        "id", "ticket_id", "customer", "score", "comment", "at", "source", "agent"),
+        where="source != 'email'"),
+    TeamTable("signatures", ("scope",), ("scope", "body", "stamp", "agent")),
+    TeamTable("forwards", ("event_id",), (
+        "event_id", "ticket_id", "agent", "message_id", "to_addrs", "at")),
+    TeamTable("meta", ("key",), ("key", "value"),
+              where=f"key = '{team_settings.TIERS_KEY}' "
+                    f"OR key LIKE '{team_settings.NOTE_PREFIX}%'"),
+    TeamTable("team_events", ("uid",), (
+        "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
+    TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
+              where=_KEPT_IDS, label="team_events_ids", fill=(("body", "{}"),)),
+    # The log's own snapshot and compaction events just before the mark, and the mark
+    # itself, without their bodies: so that one appended again after the mark is still a
+    # duplicate on a desktop that loaded the snapshot.
+    TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
+              where=f"uid <= :mark AND uid > {_WINDOW} AND type IN {_OWN}",
+              label="team_events_own", fill=(("body", "{}"),)),
+    TeamTable("team_pending", ("uid",), (
+        "uid", "event_id", "type", "v", "agent", "at", "subject", "body"), where="uid < :mark"),
+    TeamTable("team_snapshot_marks", ("uid",), ("uid", "agent", "at"), where="uid < :mark"),
+    TeamTable("team_compactions", ("uid",), (
+        "uid", "event_id", "agent", "mark", "at", "lease", "done"), where="uid < :mark"),
+)

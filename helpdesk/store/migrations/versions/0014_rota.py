@@ -1,7 +1,7 @@
 """The duty rota's hand-offs, the weekly digest's sendings, newcomers' held replies.
 
 Revision ID: 0014
-Revises: 0011 (written beside sibling migrations; the lead chained them when merging,
+Revises: 0013 (written beside sibling migrations; the lead chained them when merging,
 nothing here depends on any of them)
 
 All four tables are team state folded from the log (first event per key wins, so every
@@ -12,7 +12,7 @@ last-writer-wins registers in ``meta`` (``team.rota`` ...) and need no table.
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,345 @@
+"""Team-log snapshots and compaction against Dovecot (issue 16): a late joiner loads an
+agreed snapshot and matches the others exactly, a lying or corrupt snapshot is never
+loaded, compaction by two desktops in separate processes at once loses nothing, a
+desktop left behind by a compaction catches up, and an old desktop that does not know
+snapshot events keeps working."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import make_profile
+from test_snapshots import state_of
+from test_sync import ROOT
+
+from helpdesk.desk import Desk
+from helpdesk.mail.imap import connect
+from helpdesk.store.engine import raw_cursor
+from helpdesk.team import snapshots
+from helpdesk.team.compaction import LOG_UID_HEADER
+from helpdesk.team.events import Event, encode
+from helpdesk.team.log import TeamLog
+
+LOG = "HelpDesk/Log"
+ARCHIVE = "HelpDesk/Log/Archive"
+EVERY = 20
+AGENTS = ("agent-a", "agent-b", "agent-c", "agent-d")
+CUSTOMERS = ("ann@example.com", "bob@example.org")
+
+
+def desk(server: Any, tmp: Path, agent: str, **kw: Any) -> Desk:
+    kw.setdefault("snapshot_every", EVERY)
+    kw.setdefault("compact_team_log", False)
+    return Desk(make_profile(server, tmp, agent, **kw))
+
+
+def write_events(server: Any, n: int, start: int = 0) -> None:
+    """``n`` teammates' events of several kinds, appended straight to the log."""
+    with server.session() as c:
+        if not c.folder_exists(LOG):
+            c.create_folder(LOG)
+        for i in range(start, start + n):
+            agent = AGENTS[i % 3]
+            kind = i % 5
+            if kind == 0:
+                ev = Event("claim", agent, f"t{i % 7}", {"lease": 600})
+            elif kind == 1:
+                ev = Event("vip", agent, CUSTOMERS[i % 2], {"vip": i % 3 == 0, "tier": "gold"})
+            elif kind == 2:
+                ev = Event("note", agent, CUSTOMERS[i % 2], {"text": f"note {i}"})
+            elif kind == 3:
+                ev = Event("status", agent, f"t{i % 7}", {"status": "closed"})
+            else:
+                ev = Event("release", agent, f"t{(i - 4) % 7}")
+            c.append(LOG, encode(ev, "n" * 8), flags=[b"\\Seen"])
+
+
+def meta(d: Desk, key: str) -> str | None:
+    return d.store.get_meta(key)
+
+
+def uids_of(uid_set: str) -> list[int]:
+    out: list[int] = []
+    for part in uid_set.split(","):
+        lo, _, hi = part.partition(":")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def agreed_snapshot(dovecot: Any, tmp: Path) -> tuple[Desk, Desk]:
+    """Desk A proposes and writes a snapshot, desk B acknowledges it."""
+    write_events(dovecot, 3 * EVERY)
+    a, b = desk(dovecot, tmp, "agent-a"), desk(dovecot, tmp, "agent-b")
+    a.sync_once()  # folds, proposes the mark, writes the parts
+    b.sync_once()  # folds the mark (its own digest), the parts, acknowledges
+    a.sync_once()
+    with a.store.read() as conn:
+        rows = raw_cursor(conn).execute(
+            "SELECT uid, agent, agreed FROM team_snapshot_marks").fetchall()
+    assert rows and rows[-1][1:] == ("agent-a", 1), rows
+    return a, b
+
+
+def test_a_late_joiner_loads_the_agreed_snapshot_and_matches_exactly(
+        dovecot: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    write_events(dovecot, 7, start=500)  # and more after the snapshot
+    a.sync_once()
+    b.sync_once()
+    caplog.set_level(logging.INFO, logger="helpdesk.team.log")
+    profile = make_profile(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    fetched: list[int] = []
+
+    def recording() -> Any:
+        client = connect(profile.imap)
+        plain = client._imap.uid
+
+        def uid(command: str, *args: Any) -> Any:
+            if command.upper() == "FETCH" and "BODY.PEEK[TEXT]" in str(args[-1]).upper():
+                fetched.extend(uids_of(str(args[0])))
+            return plain(command, *args)
+        client._imap.uid = uid
+        return client
+
+    c = Desk(profile, connect_imap=recording)
+    c.sync_once()
+    assert "loaded the snapshot at uid" in caplog.text
+    mark = int(meta(c, "team.base") or 0)
+    assert mark > 0
+    assert state_of(c.store) == state_of(a.store) == state_of(b.store)
+    assert fetched and min(fetched) > mark  # no event the snapshot covers was downloaded
+    # its lease clock is the snapshot's clamped time, then moves on with the log
+    assert c.team.cursor()[1:] == a.team.cursor()[1:]
+    # and claims keep being decided alike
+    for d in (a, b, c):
+        d.close()
+
+
+def _lying_parts(a: Desk, mark: int, agent: str) -> list[Event]:
+    """A self-consistent snapshot of a state that is not the log's (a VIP nobody set)."""
+    with a.store.read() as conn:
+        packed = raw_cursor(conn).execute("SELECT state FROM team_snapshot_marks WHERE uid = ?",
+                                          (mark,)).fetchone()[0]
+    doc = json.loads(zlib.decompress(packed))
+    for row in doc["tables"]["customers"]:
+        row[2] = 1  # vip
+    lie = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    uidvalidity = a.team.cursor()[0] or 0
+    return snapshots.part_events(agent, mark, lie, uidvalidity)
+
+
+def test_a_lying_or_corrupt_snapshot_is_refused_and_never_loaded(
+        dovecot: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_events(dovecot, 3 * EVERY)
+    # A desk that proposes but never writes its parts (a crash between the two)
+    a = desk(dovecot, tmp_path, "agent-a")
+    a.upkeep.write_parts = lambda link: False  # type: ignore[method-assign]
+    a.sync_once()
+    with a.store.read() as conn:
+        mark = raw_cursor(conn).execute("SELECT max(uid) FROM team_snapshot_marks").fetchone()[0]
+    assert mark
+    lie = _lying_parts(a, mark, "agent-a")
+    honest_digest = meta_digest(a, mark)
+    assert lie[0].data["digest"] != honest_digest
+    corrupt = [Event("snapshot", "agent-a", str(mark), {**lie[0].data, "digest": "e" * 64,
+                                                         "data": "AAAA"})]
+    with dovecot.session() as c:
+        for ev in [*lie, *corrupt,
+                   # forged acknowledgements under a second name
+                   Event("snapshot-ack", "agent-z", str(mark), {
+                       "mark": mark, "digest": "e" * 64, "layout": snapshots.this_layout()}),
+                   Event("snapshot", "agent-a", str(mark), {**lie[0].data, "data": "!!"})]:
+            c.append(LOG, encode(ev, "n" * 8), flags=[b"\\Seen"])
+    caplog.set_level(logging.INFO)
+    b = desk(dovecot, tmp_path, "agent-b")
+    b.sync_once()
+    assert "disagrees with this desktop's own state" in caplog.text
+    with b.store.read() as conn:
+        row = raw_cursor(conn).execute("SELECT disagreed, agreed FROM team_snapshot_marks "
+                                       "WHERE uid = ?", (mark,)).fetchone()
+    assert row[1] == 0 and row[0] in (lie[0].data["digest"], "e" * 64)  # the last refused
+    assert caplog.text.count("disagrees with this desktop's own state") == 2
+    status = b.log_status()  # the note a person sees (CLI status, the window's bar)
+    assert status["snapshots_refused"] and "disagrees" in status["note"]
+    with b.store.read() as conn:
+        acks = raw_cursor(conn).execute("SELECT agent FROM team_snapshot_acks").fetchall()
+    assert ("agent-b",) not in acks  # nobody honest acknowledges a lie
+    # A new desktop: the lie is complete but unacknowledged, the corrupt one acknowledged
+    # but does not assemble: neither is loaded, it replays the whole log.
+    c = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    c.sync_once()
+    assert not meta(c, "team.base")
+    assert "not acknowledged by a second desktop" in caplog.text
+    assert state_of(c.store) == state_of(b.store)
+    for d in (a, b, c):
+        d.close()
+
+
+def meta_digest(d: Desk, mark: int) -> str:
+    with d.store.read() as conn:
+        return str(raw_cursor(conn).execute("SELECT digest FROM team_snapshot_marks WHERE "
+                                            "uid = ?", (mark,)).fetchone()[0])
+
+
+COMPACT = r"""
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from pathlib import Path
+from helpers import make_profile
+from types import SimpleNamespace
+from helpdesk.desk import Desk
+from helpdesk.mail.imap import connect
+import json
+server = SimpleNamespace(**json.loads(sys.argv[2]))
+d = Desk(make_profile(server, Path(sys.argv[3]), sys.argv[4], snapshot_every=20))
+d.session.replay(d.session.syncer)
+print(d.session.call(lambda: d.upkeep.compact(d.session.syncer)))
+print(d.session.syncer.reconnects)
+d.close()
+"""
+
+
+def archived(dovecot: Any) -> list[int]:
+    with dovecot.session() as c:
+        c.select_folder(ARCHIVE, readonly=True)
+        got = c.fetch(c.search(["ALL"]), [f"BODY.PEEK[HEADER.FIELDS ({LOG_UID_HEADER})]"])
+    return sorted(int(v[next(iter(k for k in v if k.startswith(b"BODY")))]
+                      .split(b"/")[1]) for v in got.values())
+
+
+def log_uids(dovecot: Any) -> list[int]:
+    with dovecot.session() as c:
+        c.select_folder(LOG, readonly=True)
+        return sorted(c.search(["ALL"]))
+
+
+def test_compaction_by_two_processes_at_once_loses_nothing_and_joiners_match(
+        dovecot: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_events(dovecot, 10)
+    behind = desk(dovecot, tmp_path, "agent-d", snapshot_every=0)
+    behind.sync_once()  # then away while the others snapshot and compact
+    write_events(dovecot, 3 * EVERY, start=10)
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    mark = _agreed_mark(a)
+    before = log_uids(dovecot)
+    server = json.dumps({k: getattr(dovecot, k) for k in ("host", "port", "users")})
+    for agent in ("agent-a", "agent-b"):
+        (tmp_path / agent).mkdir(exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-c", COMPACT, str(ROOT), server,
+                               str(tmp_path / agent), agent], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for agent in ("agent-a", "agent-b")]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    moved = sorted(int(o[0].strip().splitlines()[-2]) for o in outs)
+    assert moved[0] == 0 and moved[1] == len([u for u in before if u <= mark]), outs
+    after = log_uids(dovecot)
+    assert [u for u in before if u <= mark] == archived(dovecot)  # each exactly once
+    assert min(after) > mark and set(before) - set(after) == {u for u in before if u <= mark}
+    write_events(dovecot, 5, start=900)
+    for d in (a, b):
+        d.sync_once()
+    caplog.set_level(logging.INFO, logger="helpdesk.team.log")
+    late = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    late.sync_once()
+    behind.sync_once()
+    assert state_of(late.store) == state_of(a.store) == state_of(b.store) \
+        == state_of(behind.store)
+    assert int(meta(behind, "team.base") or 0) == mark
+    for d in (a, b, late, behind):
+        d.close()
+
+
+def _agreed_mark(d: Desk) -> int:
+    with d.store.read() as conn:
+        return int(raw_cursor(conn).execute(
+            "SELECT max(uid) FROM team_snapshot_marks WHERE agreed").fetchone()[0])
+
+
+def test_an_old_desktop_that_knows_no_snapshots_keeps_working(dovecot: Any,
+                                                             tmp_path: Path) -> None:
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    old = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    registry = old.team.registry.without(*snapshots.TYPES)
+    old.session.team = TeamLog(old.store, old.team.folder, old.profile.imap, registry)
+    old.sync_once()
+    with old.store.read() as conn:
+        kept = raw_cursor(conn).execute("SELECT DISTINCT type FROM team_pending").fetchall()
+    assert {t for (t,) in kept} >= {"snapshot-mark", "snapshot", "snapshot-ack"}
+    assert not meta(old, "team.base")  # it replayed the whole log
+    ours, theirs = json.loads(state_of(old.store)), json.loads(state_of(a.store))
+    for table in ("ticket_state", "customers", "notes"):
+        assert ours["tables"][table] == theirs["tables"][table]
+    # and what it publishes, the others fold
+    old.publish(old.event("vip", "zed@example.com", vip=True, tier="gold"))
+    a.sync_once()
+    assert a.customer("zed@example.com")["vip"]
+    for d in (a, b, old):
+        d.close()
+
+
+KILLED = r"""
+import os, signal, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from pathlib import Path
+from types import SimpleNamespace
+import json
+from helpers import make_profile
+from helpdesk.desk import Desk
+from helpdesk.team import compaction
+compaction.WINDOW = 5
+server = SimpleNamespace(**json.loads(sys.argv[2]))
+d = Desk(make_profile(server, Path(sys.argv[3]), "agent-a", snapshot_every=20))
+d.session.replay(d.session.syncer)
+windows = [0]
+plain = compaction.move_to_archive
+
+def dying_move(client, *args, **kw):
+    original = client.multiappend
+    def multiappend(folder, msgs):
+        original(folder, msgs)
+        windows[0] += 1
+        if windows[0] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-copy, nothing expunged yet
+    client.multiappend = multiappend
+    return plain(client, *args, **kw)
+
+import helpdesk.team.upkeep as upkeep
+upkeep.move_to_archive = dying_move
+d.session.call(lambda: d.upkeep.compact(d.session.syncer))
+"""
+
+
+def test_a_compaction_killed_mid_copy_is_resumed_and_loses_nothing(dovecot: Any,
+                                                                   tmp_path: Path) -> None:
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    mark = _agreed_mark(a)
+    before = log_uids(dovecot)
+    server = json.dumps({k: getattr(dovecot, k) for k in ("host", "port", "users")})
+    (tmp_path / "killed").mkdir()
+    proc = subprocess.run([sys.executable, "-c", KILLED, str(ROOT), server,
+                           str(tmp_path / "killed")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    copied = archived(dovecot)
+    assert copied == [u for u in before if u <= 10]  # two windows of 5, then killed
+    assert set(before) <= set(log_uids(dovecot))  # nothing removed from the log yet
+    # The same agent's desk resumes (its own claim's lease is no obstacle to it), after
+    # the archive's newest copy: each event archived exactly once.
+    moved = a.session.call(lambda: a.upkeep.compact(a.session.syncer))
+    assert moved == len([u for u in before if 10 < u <= mark])
+    assert archived(dovecot) == [u for u in before if u <= mark]
+    assert min(log_uids(dovecot)) > mark
+    b.sync_once()
+    late = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    late.sync_once()
+    assert state_of(late.store) == state_of(a.store) == state_of(b.store)
+    for d in (a, b, late):
+        d.close()
