@@ -79,6 +79,21 @@ def every_type(log: Log) -> None:
         ("card-note", a, CARD, {"lang": "en", "mail_subject": "Shipped", "body": "It is"}),
         ("signature", a, "team", {"body": "-- us"}),
         ("forwarded", a, "t2", {"to": ["x@y.z"], "message_id": "<f@x>"}),
+        ("ticket-note", a, "t2", {"text": f"over to you @{b}"}),
+        ("assign", a, "t2", {"assignee": b}), ("snooze", a, "t2", {"seconds": 3600}),
+        ("tag", a, "t2", {"add": ["billing"], "remove": []}),
+        ("spam", a, "spam.example", {"on": True, "kind": "domain", "ticket": "t2"}),
+        ("merge", a, "t3", {"into": "t2"}),
+        ("rota", a, "team", {"people": [a, b], "days": 1, "start": "2020-01-01",
+                             "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                             "timezone": "UTC", "covers": {}, "handoff_minutes": 5}),
+        ("rota-swap", a, "2026-01-01", {"agent": b}), ("learning", a, b, {"until": "2099-01-01"}),
+        ("rota-handoff", a, "t4", {"agent": a, "day": "2026-01-01"}),
+        ("approval-request", b, "t2", {"message_id": "<h@x>", "subject": "Re: hi",
+                                       "to": [c], "bcc": [], "text": "Hello"}),
+        ("approval", a, "<h@x>", {}),
+        ("digest-settings", a, "team", {"recipients": ["all@x.example"]}),
+        ("digest-sending", a, "2026-W01", {"message_id": "<d@x>"}),
         ("snapshot-mark", a, "", {"gap": snapshots.MIN_GAP}),
         ("compact", b, "", {"mark": 0}), ("compact-done", b, "", {"claim": "x"}),
     ]:
@@ -157,6 +172,11 @@ def test_every_table_and_column_the_fold_writes_is_in_the_snapshot(stores: Any) 
     # Not team state by design: the log's own bookkeeping (what was read, how a claim
     # was decided, snapshot parts and acknowledgements as seen, a desktop's digests).
     bookkeeping = {"team_skipped", "team_snapshot_parts", "team_snapshot_acks"}
+    # Local, derived from each desktop's own mail: what a merge moves along with the
+    # ticket (a desktop that loads a snapshot places its messages after it), and the
+    # temporary tables the ticket aggregates are recomputed through.
+    bookkeeping |= {"messages", "tickets", "outbox", "drafts", "draft_attachments",
+                    "sqlite_master", "sqlite_temp_master"}
     local_columns = {"team_events": {"accepted", "holder", "since", "previous"},
                      "team_snapshot_marks": {"digest", "state", "agreed", "disagreed"}}
     covered = {t.name: set(t.columns) for t in STATE}

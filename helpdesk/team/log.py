@@ -504,6 +504,7 @@ class TeamLog:
                 log.warning("team log: snapshot %s at uid %d cannot be loaded: %s",
                             found.digest[:12], found.mark, exc)
                 raise _Undo() from None
+            _settle_aliases(cur)  # messages synced before it go where its merges say
             _set_meta(cur, uidvalidity=str(uidvalidity), cursor=str(found.mark),
                       clock=state.clock, seen=str(found.seen), reread=None,
                       base=str(found.mark))

@@ -21,6 +21,10 @@ from helpdesk.team import claims, merges, registers, snapshots, ticket_marks, ti
 from helpdesk.team.fold import Handler, Handlers, Registry
 from helpdesk.team.state import TeamTable
 
+# Team settings kept in ``meta`` (last-writer-wins registers): exact keys and prefixes.
+_META_KEYS = (team_settings.TIERS_KEY, rota.ROTA_KEY, digest.SETTINGS_KEY)
+_META_PREFIXES = (team_settings.NOTE_PREFIX, rota.SWAP_PREFIX, rota.LEARNING_PREFIX)
+
 TABLES: tuple[Handlers, ...] = (claims.HANDLERS, registers.HANDLERS, cards.HANDLERS,
                                 metrics.HANDLERS, team_settings.HANDLERS, outgoing.HANDLERS,
                                 merges.HANDLERS, rota.HANDLERS, digest.HANDLERS,
@@ -69,8 +73,31 @@ STATE: tuple[TeamTable, ...] = (
     TeamTable("forwards", ("event_id",), (
         "event_id", "ticket_id", "agent", "message_id", "to_addrs", "at")),
     TeamTable("meta", ("key",), ("key", "value"),
-              where=f"key = '{team_settings.TIERS_KEY}' "
-                    f"OR key LIKE '{team_settings.NOTE_PREFIX}%'"),
+              where=" OR ".join([f"key = '{k}'" for k in _META_KEYS]
+                                + [f"key LIKE '{p}%'" for p in _META_PREFIXES])),
+    # merge TICKET INTO (helpdesk/team/merges.py); thread aliases are derived from the mail
+    # on every desktop, and a desktop that loads a snapshot places its messages after it.
+    TeamTable("ticket_merges", ("ticket_id",), ("ticket_id", "into_id", "uid", "agent", "at")),
+    # Teamwork on a ticket (helpdesk/team/ticket_notes.py, ticket_marks.py).
+    TeamTable("ticket_notes", ("event_id",), (
+        "event_id", "ticket_id", "agent", "text", "at", "uid", "mentions")),
+    TeamTable("ticket_mentions", ("agent", "ticket_id"), (
+        "agent", "ticket_id", "note_id", "by_agent", "uid", "at")),
+    TeamTable("ticket_work", ("ticket_id",), (
+        "ticket_id", "assignee", "assigned_by", "assigned_at", "assign_stamp",
+        "snoozed_until", "snoozed_at", "snoozed_by", "snooze_stamp")),
+    TeamTable("ticket_tags", ("ticket_id", "tag"), ("ticket_id", "tag", "stamp")),
+    TeamTable("spam_blocks", ("pattern",), (
+        "pattern", "kind", "active", "stamp", "agent", "at", "ticket_id")),
+    # The rota's hand-offs, the digest's sendings, newcomers' approvals (helpdesk/rota,
+    # helpdesk/digest).
+    TeamTable("rota_handoffs", ("ticket_id",), (
+        "ticket_id", "agent", "day", "at", "uid", "event_id", "by_agent")),
+    TeamTable("digests", ("period",), ("period", "message_id", "agent", "at", "uid")),
+    TeamTable("approval_requests", ("message_id",), (
+        "message_id", "ticket_id", "agent", "subject", "to_addrs", "text", "attachments",
+        "at", "uid")),
+    TeamTable("approvals", ("message_id",), ("message_id", "agent", "at", "uid")),
     TeamTable("team_events", ("uid",), (
         "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
     TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
