@@ -35,8 +35,8 @@ from helpdesk.team.events import Event
 from helpdesk.team.fold import FoldResult
 from helpdesk.team.log import TeamLog
 from helpdesk.team.registers import PROFILE_FIELDS
-from helpdesk.teamwork import Teamwork
 from helpdesk.team.upkeep import LogUpkeep
+from helpdesk.teamwork import Teamwork
 from helpdesk.tickets import ClaimInfo, TicketBook, check_birthday, normalise_email
 
 log = logging.getLogger(__name__)
