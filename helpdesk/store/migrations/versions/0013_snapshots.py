@@ -1,8 +1,8 @@
 """Team-log snapshots and compaction (issue 16, part 1).
 
 Revision ID: 0013
-Revises: 0011 (chained by the lead; written beside sibling migrations of other branches, e.g. the teamwork
-tables: the lead chains them; nothing here depends on them)
+Revises: 0011 (written beside sibling migrations; the lead chained them when merging,
+nothing here depends on any of them)
 
 - ``team_snapshot_marks``: accepted snapshot marks (team state, decided by log order),
   with this desktop's own digest of team state at the mark (NULL when it did not
