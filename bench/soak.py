@@ -94,10 +94,16 @@ class WidgetCounter:
             def __init__(self) -> None:
                 super().__init__()
                 self.created = 0
+                self.by_class: dict[str, int] = {}
 
-            def eventFilter(self, _obj: Any, event: Any) -> bool:
+            def eventFilter(self, obj: Any, event: Any) -> bool:
                 if event.type() == QEvent.Type.Polish:
                     self.created += 1
+                    # Which widgets a refresh keeps making (the ones worth reusing).
+                    name = type(obj).__name__
+                    if obj.objectName():
+                        name += f"#{obj.objectName()}"
+                    self.by_class[name] = self.by_class.get(name, 0) + 1
                 return False
 
         self.filter = Filter()
@@ -108,6 +114,10 @@ class WidgetCounter:
     @property
     def created(self) -> int:
         return int(self.filter.created)
+
+    def top(self, n: int = 12) -> str:
+        ranked = sorted(self.filter.by_class.items(), key=lambda kv: -kv[1])[:n]
+        return ", ".join(f"{k} {v:,}" for k, v in ranked) or "none"
 
 
 def plain_widget_reference(n: int = 500) -> float:
@@ -419,6 +429,7 @@ class Soak:
         reference = plain_widget_reference()
         for line in (figures.summary(reference) if figures else ["no figures"]):
             print(line, flush=True)
+        print(f"widgets created, most made first: {counter.top()}", flush=True)
         notes = sum(len(w.message_bar.history) for w in self.windows)
         print(f"mails sent by the sink: {len(self.sink.messages)}; notes shown: {notes}; "
               f"step errors: {len(self.errors)}", flush=True)
