@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QEvent, QObject
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolButton
 from pytestqt.qtbot import QtBot
 from test_ui_support import App, fill, synced_desk, ticket_with_subject
 
@@ -109,7 +109,8 @@ def assert_card_shows(card: MessageCard, subject: str, sender: str, i: int,
     assert sender in name.toolTip()
     texts = " ".join(visible_texts(card))
     assert _sender_address(sender) in texts
-    assert ("Auto-reply" in texts) is auto
+    chips = [c.text() for c in card.findChildren(QLabel, "chip") if c.isVisibleTo(card)]
+    assert chips == (["Auto-reply"] if auto else [])  # no empty pill either
     buttons = [b.text() for b in card.findChildren(QPushButton, "attachment")
                if b.isVisibleTo(card.attachments)]
     assert [b.split("  ·  ")[0] for b in buttons] == files
@@ -279,6 +280,39 @@ def test_the_close_dialog_asks_afresh_each_time(threads_app: App, qtbot: QtBot) 
     qtbot.waitUntil(lambda: not d.isVisible())
     app.settle()
     assert app.window.pane.row.get("status") == "open"
+
+
+def test_composer_file_rows_show_exactly_the_files_and_remove_the_right_one(
+        qtbot: QtBot) -> None:
+    from helpdesk.desk import FileAttachment
+    from ui.compose_parts import Attachments
+
+    files = Attachments()
+    qtbot.addWidget(files)
+    files.show()
+
+    def removers() -> list[Any]:
+        return [b for b in files.findChildren(QToolButton) if b.isVisibleTo(files)]
+
+    files.set_files([FileAttachment.of(n, b"x" * (i + 1)) for i, n in
+                     enumerate(["a.txt", "b.pdf", "c.png"])])
+    assert files.names() == ["a.txt  (1 B)", "b.pdf  (2 B)", "c.png  (3 B)"]
+    removers()[1].click()
+    assert [f.filename for f in files.files] == ["a.txt", "c.png"]
+    assert files.names() == ["a.txt  (1 B)", "c.png  (3 B)"]
+    assert len(removers()) == 2
+    visible = [lbl.text() for lbl in files.findChildren(QLabel, "attachmentName")
+               if lbl.isVisibleTo(files)]
+    assert visible == files.names()
+    # Another draft's one file: one row, its own name and type; its × removes it.
+    files.set_files([FileAttachment.of("z.pdf", b"zz")])
+    assert files.names() == ["z.pdf  (2 B)"]
+    (label,) = [lbl for lbl in files.findChildren(QLabel, "attachmentName")
+                if lbl.isVisibleTo(files)]
+    assert label.toolTip() == "application/pdf"
+    (only,) = removers()
+    only.click()
+    assert files.files == [] and files.names() == [] and files.isHidden()
 
 
 class _Made(QObject):

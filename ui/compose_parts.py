@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from helpdesk.desk import FileAttachment
 from ui import format as fmt
 from ui import style
+from ui.pool import WidgetPool
 from ui.style import C
 
 
@@ -306,6 +307,7 @@ class Attachments(QWidget):
         self.rows = QVBoxLayout()
         self.rows.setSpacing(2)
         lay.addLayout(self.rows)
+        self._rows: WidgetPool[QWidget] = WidgetPool(self.rows, self._make_row, keep=10)
         self.summary = _plain()
         self.summary.setObjectName("muted")
         self.warning = _plain()
@@ -363,31 +365,33 @@ class Attachments(QWidget):
             del self.files[index]
             self._refresh()
 
+    def _make_row(self) -> QWidget:
+        i = len(self._rows)  # the row always shows the i-th file
+        row = QWidget()
+        h = QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        icon = QLabel()
+        icon.setPixmap(style.pixmap("attach", C.muted, 14))
+        h.addWidget(icon)
+        name = _plain()
+        name.setObjectName("attachmentName")
+        h.addWidget(name, 1)
+        remove = QToolButton()
+        remove.setIcon(style.icon("close", C.muted))
+        remove.setAutoRaise(True)
+        remove.setToolTip("Remove this file")
+        remove.clicked.connect(lambda _=False: self.remove(i))
+        h.addWidget(remove)
+        return row
+
     def _refresh(self) -> None:
-        while self.rows.count():
-            item = self.rows.takeAt(0)
-            w = item.widget() if item is not None else None
-            if w is not None:
-                w.deleteLater()
+        # Rows are kept and refilled (ui.pool: each widget made costs references to None).
         self._labels = []
-        for i, f in enumerate(self.files):
-            row = QWidget()
-            h = QHBoxLayout(row)
-            h.setContentsMargins(0, 0, 0, 0)
-            icon = QLabel()
-            icon.setPixmap(style.pixmap("attach", C.muted, 14))
-            h.addWidget(icon)
-            name = _plain(f"{f.filename}  ({fmt.size(len(f.data))})")
+        for row, f in zip(self._rows.take(len(self.files)), self.files, strict=True):
+            name = row.findChild(QLabel, "attachmentName")
+            name.setText(f"{f.filename}  ({fmt.size(len(f.data))})")
             name.setToolTip(f.content_type)
             self._labels.append(name)
-            h.addWidget(name, 1)
-            remove = QToolButton()
-            remove.setIcon(style.icon("close", C.muted))
-            remove.setAutoRaise(True)
-            remove.setToolTip("Remove this file")
-            remove.clicked.connect(lambda _=False, i=i: self.remove(i))
-            h.addWidget(remove)
-            self.rows.addWidget(row)
         n = len(self.files)
         self.summary.setText(f"{n} file{'s' if n != 1 else ''}, {fmt.size(self.total)}"
                              if n else "")

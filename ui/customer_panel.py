@@ -169,7 +169,7 @@ class CustomerPanel(QScrollArea):
 
         top = QHBoxLayout()
         self.avatar = Avatar(size=44)
-        top.addWidget(self.avatar, 0, Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.avatar)
         who = QVBoxLayout()
         who.setSpacing(1)
         self.name = plain_label()
