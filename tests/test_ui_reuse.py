@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QEvent, QObject
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolButton
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
 from test_ui_support import App, fill, synced_desk, ticket_with_subject
 
@@ -280,6 +280,39 @@ def test_the_close_dialog_asks_afresh_each_time(threads_app: App, qtbot: QtBot) 
     qtbot.waitUntil(lambda: not d.isVisible())
     app.settle()
     assert app.window.pane.row.get("status") == "open"
+
+
+def test_asking_the_close_question_again_and_again_keeps_nones_count(qtbot: QtBot) -> None:
+    """One dialog, asked 60 times, answered or cancelled: no widget made, and no
+    reference to None kept per question (a fresh callable assigned to a shown-and-
+    hidden dialog's attribute cost 14 each in PySide 6.11)."""
+    host = QWidget()
+    qtbot.addWidget(host)
+    host.show()
+    dialog = CaredDialog(parent=host)
+    answers: list[Any] = []
+
+    def one(i: int) -> None:
+        dialog.ask(f"Subject {i}", lambda cared, i=i: answers.append((i, cared)),
+                   offer_survey=bool(i % 2), survey=lambda send: answers.append(send))
+        QApplication.processEvents()
+        assert dialog.isVisible() and dialog.subject.text() == f"Subject {i}"
+        (dialog.yes_button if i % 3 else dialog.cancel_button).click()
+        QApplication.processEvents()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+    for i in range(10):
+        one(i)
+    gc.collect()
+    before = sys.getrefcount(None)
+    for i in range(10, 70):
+        one(i)
+    answers.clear()
+    gc.collect()
+    rise = sys.getrefcount(None) - before
+    assert rise < 60, f"None's refcount rose by {rise} over 60 questions"
+    one(70)
+    assert answers == [False, (70, True)]  # (70 % 2 == 0: no survey offered, not sent)
 
 
 def test_composer_file_rows_show_exactly_the_files_and_remove_the_right_one(
