@@ -39,6 +39,8 @@ import argparse
 import gc
 import os
 import random
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -437,6 +439,10 @@ class Soak:
         watchdog.timeout.connect(lambda: self.app.quit() if time.monotonic() > end + 60
                                  else None)
         watchdog.start(5000)
+        # Ctrl+C or kill: stop the run and still print and clean up (servers, stores);
+        # Python runs the handler at the next timer tick.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.app.quit())
         self.app.exec()
         stepper.stop()
         reporter.stop()
@@ -460,6 +466,7 @@ class Soak:
             d.close()
         self.server.stop()
         self.sink.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # the two desks' stores
 
 
 def quiet_qt() -> None:
