@@ -289,6 +289,26 @@ class Recipients(QWidget):
 
 # --- attachments --------------------------------------------------------------------------
 
+class _FileRow(QWidget):
+    """One file to send: its name and size, and × to remove it (refilled, ui.pool)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        h = QHBoxLayout(self)
+        h.setContentsMargins(0, 0, 0, 0)
+        icon = QLabel()
+        icon.setPixmap(style.pixmap("attach", C.muted, 14))
+        h.addWidget(icon)
+        self.name = _plain()
+        self.name.setObjectName("attachmentName")
+        h.addWidget(self.name, 1)
+        self.remove = QToolButton()
+        self.remove.setIcon(style.icon("close", C.muted))
+        self.remove.setAutoRaise(True)
+        self.remove.setToolTip("Remove this file")
+        h.addWidget(self.remove)
+
+
 class Attachments(QWidget):
     """The files to send: name and size each, the total, a warning above the limit."""
 
@@ -307,7 +327,7 @@ class Attachments(QWidget):
         self.rows = QVBoxLayout()
         self.rows.setSpacing(2)
         lay.addLayout(self.rows)
-        self._rows: WidgetPool[QWidget] = WidgetPool(self.rows, self._make_row, keep=10)
+        self._rows: WidgetPool[_FileRow] = WidgetPool(self.rows, self._make_row, keep=10)
         self.summary = _plain()
         self.summary.setObjectName("muted")
         self.warning = _plain()
@@ -365,33 +385,19 @@ class Attachments(QWidget):
             del self.files[index]
             self._refresh()
 
-    def _make_row(self) -> QWidget:
+    def _make_row(self) -> _FileRow:
         i = len(self._rows)  # the row always shows the i-th file
-        row = QWidget()
-        h = QHBoxLayout(row)
-        h.setContentsMargins(0, 0, 0, 0)
-        icon = QLabel()
-        icon.setPixmap(style.pixmap("attach", C.muted, 14))
-        h.addWidget(icon)
-        name = _plain()
-        name.setObjectName("attachmentName")
-        h.addWidget(name, 1)
-        remove = QToolButton()
-        remove.setIcon(style.icon("close", C.muted))
-        remove.setAutoRaise(True)
-        remove.setToolTip("Remove this file")
-        remove.clicked.connect(lambda _=False: self.remove(i))
-        h.addWidget(remove)
+        row = _FileRow()
+        row.remove.clicked.connect(lambda _=False: self.remove(i))
         return row
 
     def _refresh(self) -> None:
         # Rows are kept and refilled (ui.pool: each widget made costs references to None).
         self._labels = []
         for row, f in zip(self._rows.take(len(self.files)), self.files, strict=True):
-            name = row.findChild(QLabel, "attachmentName")
-            name.setText(f"{f.filename}  ({fmt.size(len(f.data))})")
-            name.setToolTip(f.content_type)
-            self._labels.append(name)
+            row.name.setText(f"{f.filename}  ({fmt.size(len(f.data))})")
+            row.name.setToolTip(f.content_type)
+            self._labels.append(row.name)
         n = len(self.files)
         self.summary.setText(f"{n} file{'s' if n != 1 else ''}, {fmt.size(self.total)}"
                              if n else "")

@@ -319,7 +319,7 @@ class MessageCard(QFrame):
     def selected_text(self) -> str:
         if self.view is None or not self._rendered:
             return ""
-        return self.view.textCursor().selectedText().replace("\u2029", "\n")
+        return str(self.view.textCursor().selectedText()).replace("\u2029", "\n")
 
 
 class RemoteImages(QObject):
