@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +193,12 @@ class MessageBar(QFrame):
         self.setObjectName("messageBar")
         self._notes: dict[str, Note] = {}
         self._serial = 0
-        self._timers: dict[str, QTimer] = {}
+        # When each fading note goes: (monotonic deadline, serial). One timer serves them
+        # all (a QObject made per note would keep references to None, see ui.pool).
+        self._deadlines: dict[str, tuple[float, int]] = {}
+        self._expiry = QTimer(self)
+        self._expiry.setSingleShot(True)
+        self._expiry.timeout.connect(self._expire_due)
         # (kind, text), for tests and the log; bounded: the app runs all day.
         self.history: deque[tuple[str, str]] = deque(maxlen=500)
         self.current: Note | None = None
@@ -214,6 +221,8 @@ class MessageBar(QFrame):
         self.more.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.more.setToolTip("Other notes")
         self._more_menu = QMenu(self.more)
+        # Filled as it opens: a render (many an hour) makes no actions.
+        self._more_menu.aboutToShow.connect(self._fill_more_menu)
         self.more.setMenu(self._more_menu)
         self.close_button = QToolButton()
         self.close_button.setIcon(style.icon("close", C.muted))
@@ -240,19 +249,12 @@ class MessageBar(QFrame):
             self._drop(other)
         self._serial += 1
         self._notes[key] = Note(key, text, kind, action, self._serial)
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.stop()
-            old.deleteLater()
+        self._deadlines.pop(key, None)
         if timeout_ms is None:
             timeout_ms = 0 if kind in ("error", "warn") or action is not None else 8000
         if timeout_ms:
-            timer = QTimer(self)
-            timer.setSingleShot(True)
-            serial = self._serial
-            timer.timeout.connect(lambda k=key, s=serial: self._expire(k, s))
-            timer.start(timeout_ms)
-            self._timers[key] = timer
+            self._deadlines[key] = (time.monotonic() + timeout_ms / 1000, self._serial)
+        self._arm()
         self._render()
 
     def clear(self, key: str) -> None:
@@ -284,18 +286,31 @@ class MessageBar(QFrame):
                                                            -n.serial))
 
     def _drop(self, key: str) -> bool:
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.stop()
-            timer.deleteLater()
+        self._deadlines.pop(key, None)
         if key == self._pinned:
             self._pinned = None
         return self._notes.pop(key, None) is not None
 
-    def _expire(self, key: str, serial: int) -> None:
-        note = self._notes.get(key)
-        if note is not None and note.serial == serial:
-            self.clear(key)
+    def _arm(self) -> None:
+        """The timer fires when the soonest fading note is due (or stops: none fades)."""
+        if not self._deadlines:
+            self._expiry.stop()
+            return
+        due = min(d for d, _s in self._deadlines.values())
+        self._expiry.start(max(0, math.ceil((due - time.monotonic()) * 1000)))
+
+    def _expire_due(self) -> None:
+        now = time.monotonic()
+        gone = False
+        for key, (due, serial) in list(self._deadlines.items()):
+            note = self._notes.get(key)
+            if due <= now and note is not None and note.serial == serial:
+                gone = self._drop(key) or gone
+            elif due <= now:
+                self._deadlines.pop(key, None)
+        self._arm()
+        if gone:
+            self._render()
 
     def _render(self) -> None:
         notes = self._ordered()
@@ -323,8 +338,10 @@ class MessageBar(QFrame):
         others = notes[1:]
         self.more.setText(f"+{len(others)}")
         self.more.setVisible(bool(others))
+
+    def _fill_more_menu(self) -> None:
         self._more_menu.clear()
-        for other in others:
+        for other in self._ordered()[1:]:
             a = self._more_menu.addAction(_short(other.text))
             a.setToolTip(other.text)
             a.triggered.connect(lambda _=False, k=other.key: self._bring_forward(k))

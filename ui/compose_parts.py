@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from helpdesk.desk import FileAttachment
 from ui import format as fmt
 from ui import style
+from ui.pool import WidgetPool
 from ui.style import C
 
 
@@ -288,6 +289,26 @@ class Recipients(QWidget):
 
 # --- attachments --------------------------------------------------------------------------
 
+class _FileRow(QWidget):
+    """One file to send: its name and size, and × to remove it (refilled, ui.pool)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        h = QHBoxLayout(self)
+        h.setContentsMargins(0, 0, 0, 0)
+        icon = QLabel()
+        icon.setPixmap(style.pixmap("attach", C.muted, 14))
+        h.addWidget(icon)
+        self.name = _plain()
+        self.name.setObjectName("attachmentName")
+        h.addWidget(self.name, 1)
+        self.remove = QToolButton()
+        self.remove.setIcon(style.icon("close", C.muted))
+        self.remove.setAutoRaise(True)
+        self.remove.setToolTip("Remove this file")
+        h.addWidget(self.remove)
+
+
 class Attachments(QWidget):
     """The files to send: name and size each, the total, a warning above the limit."""
 
@@ -306,6 +327,7 @@ class Attachments(QWidget):
         self.rows = QVBoxLayout()
         self.rows.setSpacing(2)
         lay.addLayout(self.rows)
+        self._rows: WidgetPool[_FileRow] = WidgetPool(self.rows, self._make_row, keep=10)
         self.summary = _plain()
         self.summary.setObjectName("muted")
         self.warning = _plain()
@@ -363,31 +385,19 @@ class Attachments(QWidget):
             del self.files[index]
             self._refresh()
 
+    def _make_row(self) -> _FileRow:
+        i = len(self._rows)  # the row always shows the i-th file
+        row = _FileRow()
+        row.remove.clicked.connect(lambda _=False: self.remove(i))
+        return row
+
     def _refresh(self) -> None:
-        while self.rows.count():
-            item = self.rows.takeAt(0)
-            w = item.widget() if item is not None else None
-            if w is not None:
-                w.deleteLater()
+        # Rows are kept and refilled (ui.pool: each widget made costs references to None).
         self._labels = []
-        for i, f in enumerate(self.files):
-            row = QWidget()
-            h = QHBoxLayout(row)
-            h.setContentsMargins(0, 0, 0, 0)
-            icon = QLabel()
-            icon.setPixmap(style.pixmap("attach", C.muted, 14))
-            h.addWidget(icon)
-            name = _plain(f"{f.filename}  ({fmt.size(len(f.data))})")
-            name.setToolTip(f.content_type)
-            self._labels.append(name)
-            h.addWidget(name, 1)
-            remove = QToolButton()
-            remove.setIcon(style.icon("close", C.muted))
-            remove.setAutoRaise(True)
-            remove.setToolTip("Remove this file")
-            remove.clicked.connect(lambda _=False, i=i: self.remove(i))
-            h.addWidget(remove)
-            self.rows.addWidget(row)
+        for row, f in zip(self._rows.take(len(self.files)), self.files, strict=True):
+            row.name.setText(f"{f.filename}  ({fmt.size(len(f.data))})")
+            row.name.setToolTip(f.content_type)
+            self._labels.append(row.name)
         n = len(self.files)
         self.summary.setText(f"{n} file{'s' if n != 1 else ''}, {fmt.size(self.total)}"
                              if n else "")

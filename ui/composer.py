@@ -380,6 +380,8 @@ class Composer(QFrame):
     # --- saved replies -----------------------------------------------------------------
 
     def _set_templates(self, templates: list[dict[str, str]]) -> None:
+        if templates == self.templates and self.templates_menu.actions():
+            return  # the same saved replies: no new actions (each QObject keeps refs to None)
         self.templates = templates
         menu = self.templates_menu
         menu.clear()

@@ -33,6 +33,7 @@ from ui import format as fmt
 from ui import style
 from ui.mailview import MailView
 from ui.notes_thread import NoteCard
+from ui.pool import WidgetPool
 from ui.style import C
 from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
@@ -73,13 +74,21 @@ class FlowMailView(MailView):
 
 
 class Avatar(QWidget):
-    def __init__(self, name: str | None, email: str | None, outgoing: bool,
-                 size: int = 34, parent: QWidget | None = None) -> None:
+    """A round badge with a person's initials, in a colour of their address."""
+
+    def __init__(self, name: str | None = None, email: str | None = None,
+                 outgoing: bool = False, size: int = 34,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFixedSize(size, size)
-        self._text = fmt.initials(name, email)
+        self.set_person(name, email, outgoing)
+
+    def set_person(self, name: str | None, email: str | None, outgoing: bool) -> None:
+        """Show this person (the badge is reused from one message or customer to the next)."""
         palette = ("#5b8def", "#e07a5f", "#3d9970", "#9b5de5", "#f2a541", "#00a6a6", "#d1495b")
+        self._text = fmt.initials(name, email)
         self._colour = C.accent if outgoing else palette[sum(map(ord, email or "?")) % 7]
+        self.update()
 
     def paintEvent(self, _event: Any) -> None:
         p = QPainter(self)
@@ -95,63 +104,68 @@ class Avatar(QWidget):
         p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._text)
 
 
+def _attachment_button() -> QPushButton:
+    b = QPushButton()
+    b.setObjectName("attachment")
+    b.setIcon(style.icon("attach", C.muted))
+    b.setCursor(Qt.CursorShape.PointingHandCursor)
+    return b
+
+
 class MessageCard(QFrame):
-    """One message: header, remote-content bar, body, attachments."""
+    """One message: header, remote-content bar, body, attachments.
+
+    A card is reused for one message after another (:meth:`set_message`): the
+    conversation keeps its cards (see :mod:`ui.pool`), and each refill sets
+    everything the card shows.
+    """
 
     link_activated = Signal(QUrl)
     save_attachment = Signal(int, dict)   # message pk, attachment
     remote_requested = Signal(object)     # this card
 
-    def __init__(self, msg: dict[str, Any], expanded: bool = True,
+    def __init__(self, msg: dict[str, Any] | None = None, expanded: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.msg = msg
-        self.pk = int(msg["id"])
+        self.msg: dict[str, Any] = {}
+        self.pk = 0
         self.inline_images: dict[str, bytes] = {}
         self.allow_remote = False
         self.view: FlowMailView | None = None
-        outgoing = msg.get("direction") == "out"
+        self._rendered = False   # the view shows self.msg (not a message shown before)
+        self._files: list[dict[str, Any]] = []
         self.setObjectName("messageCard")
-        self.setProperty("direction", "out" if outgoing else "in")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(6)
 
         head = QHBoxLayout()
         head.setSpacing(10)
-        head.addWidget(Avatar(msg.get("from_name"), msg.get("from"), outgoing),
-                       0, Qt.AlignmentFlag.AlignTop)
+        self.avatar = Avatar()
+        head.addWidget(self.avatar, 0, Qt.AlignmentFlag.AlignTop)
         who = QVBoxLayout()
         who.setSpacing(1)
         # Elided lines: a long name or address list never widens the card (and with it
         # the conversation column, pushing the customer panel off the window).
-        name = ElidedLabel()
-        name.setText(fmt.display_name(msg.get("from_name"), msg.get("from")))
-        name.setObjectName("senderName")
-        addr = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
-        addr.setText(self._address_line(msg, outgoing))
-        addr.setObjectName("muted")
-        addr.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        who.addWidget(name)
-        who.addWidget(addr)
+        self.name = ElidedLabel()
+        self.name.setObjectName("senderName")
+        self.address = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
+        self.address.setObjectName("muted")
+        self.address.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        who.addWidget(self.name)
+        who.addWidget(self.address)
         head.addLayout(who, 1)
-        auto = AUTO_LABELS.get(str(msg.get("auto") or "none"))
-        if auto:
-            chip = QLabel(auto)
-            chip.setObjectName("chip")
-            head.addWidget(chip, 0, Qt.AlignmentFlag.AlignTop)
-        sent_at = msg.get("date") or msg.get("received_at")
-        when = QLabel(fmt.ago(sent_at))
-        when.setObjectName("muted")
-        when.setToolTip(f"Sent {fmt.exact(sent_at)}" if sent_at else "")
-        head.addWidget(when, 0, Qt.AlignmentFlag.AlignTop)
+        self.chip = plain_label()
+        self.chip.setObjectName("chip")
+        head.addWidget(self.chip, 0, Qt.AlignmentFlag.AlignTop)
+        self.when = QLabel()
+        self.when.setObjectName("muted")
+        head.addWidget(self.when, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(head)
 
         self.summary = ElidedLabel()
-        self.summary.setText(" ".join(str(msg.get("text") or "").split())[:300])
         self.summary.setObjectName("muted")
         self.summary.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.summary.setToolTip("Show this message")
         self.summary.mousePressEvent = lambda _e: self.set_expanded(True)  # type: ignore[method-assign]
         layout.addWidget(self.summary)
 
@@ -180,23 +194,12 @@ class MessageCard(QFrame):
         self.body.setContentsMargins(2, 2, 0, 0)
         layout.addLayout(self.body)
 
-        files = [a for a in msg.get("attachments") or [] if not a.get("inline")]
         self.attachments = QWidget()
         al = QHBoxLayout(self.attachments)
         al.setContentsMargins(0, 2, 0, 0)
         al.setSpacing(6)
-        for att in files:
-            name_text = str(att.get("filename") or "attachment")
-            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
-            b = QPushButton(f"{shown}  ·  {fmt.size(att.get('size'))}")
-            b.setObjectName("attachment")
-            b.setIcon(style.icon("attach", C.muted))
-            b.setToolTip(plain_tooltip(
-                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
-            b.setCursor(Qt.CursorShape.PointingHandCursor)
-            b.clicked.connect(lambda _=False, a=att: self.save_attachment.emit(self.pk, a))
-            al.addWidget(b)
         al.addStretch(1)
+        self._buttons: WidgetPool[QPushButton] = WidgetPool(al, self._make_button)
         # Many attachments scroll sideways inside the card rather than widen it.
         self.attachments_area = QScrollArea()
         self.attachments_area.setObjectName("attachmentsArea")
@@ -206,12 +209,67 @@ class MessageCard(QFrame):
         self.attachments_area.setHorizontalScrollBarPolicy(
             Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.attachments_area.setWidget(self.attachments)
+        layout.addWidget(self.attachments_area)
+        self.expanded = False
+        if msg is not None:
+            self.set_message(msg, expanded)
+
+    def _make_button(self) -> QPushButton:
+        b = _attachment_button()
+        i = len(self._buttons)  # this button always shows the card's i-th file
+        b.clicked.connect(lambda _=False: self.save_attachment.emit(self.pk, self._files[i])
+                          if i < len(self._files) else None)
+        return b
+
+    def set_message(self, msg: dict[str, Any], expanded: bool) -> None:
+        """Show ``msg`` (folded or not), forgetting the message shown before."""
+        self.msg = msg
+        self.pk = int(msg["id"])
+        self.inline_images = {}
+        self.allow_remote = False
+        self._rendered = False
+        outgoing = msg.get("direction") == "out"
+        direction = "out" if outgoing else "in"
+        if self.property("direction") != direction:
+            self.setProperty("direction", direction)
+            self.style().unpolish(self)
+            self.style().polish(self)
+        self.avatar.set_person(msg.get("from_name"), msg.get("from"), outgoing)
+        self.name.setText(fmt.display_name(msg.get("from_name"), msg.get("from")))
+        self.address.setText(self._address_line(msg, outgoing))
+        auto = AUTO_LABELS.get(str(msg.get("auto") or "none"))
+        self.chip.setText(auto or "")
+        self.chip.setVisible(bool(auto))
+        sent_at = msg.get("date") or msg.get("received_at")
+        self.when.setText(fmt.ago(sent_at))
+        self.when.setToolTip(f"Sent {fmt.exact(sent_at)}" if sent_at else "")
+        self.summary.setText(" ".join(str(msg.get("text") or "").split())[:300])
+        self.summary.setToolTip("Show this message")
+        self._files = [a for a in msg.get("attachments") or [] if not a.get("inline")]
+        for b, att in zip(self._buttons.take(len(self._files)), self._files, strict=True):
+            name_text = str(att.get("filename") or "attachment")
+            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
+            b.setText(f"{shown}  ·  {fmt.size(att.get('size'))}")
+            b.setToolTip(plain_tooltip(
+                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
+        self.attachments_area.horizontalScrollBar().setValue(0)
         self.attachments_area.setFixedHeight(
             self.attachments.sizeHint().height()
             + self.attachments_area.horizontalScrollBar().sizeHint().height() + 2)
-        layout.addWidget(self.attachments_area)
-        self.expanded = False
+        if self.view is not None:
+            self.view.remote_images.clear()
+            if not expanded:
+                self.forget_view()  # (an expanded card renders the new message now)
         self.set_expanded(expanded)
+
+    def forget_view(self) -> None:
+        """Empty the body view (kept for the next message): no text, selection or
+        images of the last message stay in it, hidden or not."""
+        if self.view is not None:
+            self.view.remote_images.clear()
+            self.view.show_message(None, "", {})
+            self.view.horizontalScrollBar().setValue(0)
+            self._rendered = False
 
     @staticmethod
     def _address_line(msg: dict[str, Any], outgoing: bool) -> str:
@@ -226,10 +284,11 @@ class MessageCard(QFrame):
             self.view = FlowMailView(self)
             self.view.linkActivated.connect(self.link_activated)
             self.body.addWidget(self.view)
+        if expanded and not self._rendered:
             self.render()
         if self.view is not None:
             self.view.setVisible(expanded)
-        self.attachments_area.setVisible(expanded and self.attachments.layout().count() > 1)
+        self.attachments_area.setVisible(expanded and bool(self._files))
         self._update_remote_bar()
 
     def render(self) -> None:
@@ -238,10 +297,11 @@ class MessageCard(QFrame):
         html = self.msg.get("html")
         self.view.show_message(html, str(self.msg.get("text") or ""), self.inline_images,
                                allow_remote=self.allow_remote)
+        self._rendered = True
         self._update_remote_bar()
 
     def _update_remote_bar(self) -> None:
-        n = self.view.remote_blocked if self.view is not None else 0
+        n = self.view.remote_blocked if self.view is not None and self._rendered else 0
         show = self.expanded and n > 0 and not self.allow_remote
         if show:
             self.remote_label.setText(
@@ -254,12 +314,13 @@ class MessageCard(QFrame):
 
     def set_inline_images(self, images: dict[str, bytes]) -> None:
         self.inline_images = images
-        self.render()
+        if self.expanded or self._rendered:
+            self.render()
 
     def selected_text(self) -> str:
-        if self.view is None:
+        if self.view is None or not self._rendered:
             return ""
-        return self.view.textCursor().selectedText().replace("\u2029", "\n")
+        return str(self.view.textCursor().selectedText()).replace("\u2029", "\n")
 
 
 class RemoteImages(QObject):
@@ -297,8 +358,58 @@ class RemoteImages(QObject):
             reply.finished.connect(lambda u=url, r=reply: finished(u, r))
 
 
+class OutboxRow(QFrame):
+    """A reply of this ticket not sent yet: what happened, and Send again / Discard.
+
+    Reused from one entry to the next (:meth:`set_entry` sets all it shows)."""
+
+    action = Signal(str, int)  # "retry" | "discard", outbox item id
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("outboxCard")
+        self.item_id = 0
+        row = QHBoxLayout(self)
+        row.setContentsMargins(14, 8, 14, 8)
+        self.icon = QLabel()
+        row.addWidget(self.icon)
+        self.label = plain_label()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.label, 1)
+        self.retry = QPushButton("Send again")
+        self.retry.setToolTip("Put this reply back in the outbox and try to send it now")
+        self.retry.clicked.connect(lambda: self.action.emit("retry", self.item_id))
+        self.discard = QPushButton("Discard")
+        self.discard.setToolTip("Remove this reply from the outbox without sending it")
+        self.discard.clicked.connect(lambda: self.action.emit("discard", self.item_id))
+        row.addWidget(self.retry)
+        row.addWidget(self.discard)
+
+    def set_entry(self, entry: dict[str, Any]) -> None:
+        state = entry.get("state")
+        self.item_id = int(entry.get("id") or 0)
+        if self.property("state") != state:
+            self.setProperty("state", state)
+            self.style().unpolish(self)
+            self.style().polish(self)
+        failed = state == "failed"
+        self.icon.setPixmap(style.pixmap("warning" if failed else "send",
+                                         C.error if failed else C.warn, 16))
+        self.label.setText(outbox_text(entry))
+        actions = state in ("failed", "held", "uncertain")
+        self.retry.setVisible(actions)
+        self.retry.setEnabled(True)
+        self.discard.setVisible(actions)
+        self.discard.setEnabled(True)
+
+
 class ConversationView(QScrollArea):
-    """All messages of one ticket, oldest first, plus replies still in the outbox."""
+    """All messages of one ticket, oldest first, plus replies still in the outbox.
+
+    The message cards and outbox rows are kept and refilled from one ticket to the
+    next (:mod:`ui.pool`); :attr:`cards` are the ones showing the current ticket.
+    """
 
     link_activated = Signal(QUrl)
     outbox_changed = Signal()
@@ -317,22 +428,47 @@ class ConversationView(QScrollArea):
         self._layout.setSpacing(10)
         self._layout.addStretch(1)
         self.setWidget(self._inner)
+        self._cards: WidgetPool[MessageCard] = WidgetPool(
+            self._layout, self._make_card, forget=MessageCard.forget_view)
+        # Outbox rows come after the cards, before the stretch.
+        self._outbox: WidgetPool[OutboxRow] = WidgetPool(
+            self._layout, self._make_outbox_row,
+            start=lambda: self._layout.count() - 1 - len(self._outbox), keep=10)
         self.cards: list[MessageCard] = []
-        self._outbox: list[QWidget] = []
-        # Internal notes by id, reused while the same ticket is shown (add-only).
+        # Internal notes by id, reused while the same ticket is shown (add-only); the
+        # cards of another ticket's notes are kept hidden and refilled (see ui/pool.py).
         self.notes: dict[str, NoteCard] = {}
+        self._note_spares: list[NoteCard] = []
         self._notes_of: str | None = None
         self.ticket_id: str | None = None
         self._remote = RemoteImages(self)
         self._generation = 0
+        # One timer brings the newest message into view once the cards are laid out.
+        self._scroll_timer = QTimer(self)
+        self._scroll_timer.setSingleShot(True)
+        self._scroll_timer.setInterval(30)
+        self._scroll_timer.timeout.connect(self._show_target)
+        self._scroll_target: MessageCard | None = None
+
+    def _make_card(self) -> MessageCard:
+        card = MessageCard()
+        card.link_activated.connect(self.link_activated)
+        card.save_attachment.connect(self._save_attachment)
+        card.remote_requested.connect(self._load_remote)
+        return card
+
+    def _make_outbox_row(self) -> OutboxRow:
+        row = OutboxRow()
+        row.action.connect(self._outbox_action)
+        return row
 
     def clear(self) -> None:
         self._generation += 1
-        for w in [*self.cards, *self._outbox]:
-            w.hide()
-            w.deleteLater()
+        self._scroll_timer.stop()
+        self._scroll_target = None
+        self._cards.take(0)
+        self._outbox.take(0)
         self.cards = []
-        self._outbox = []
 
     def show_ticket(self, data: dict[str, Any], keep_scroll: bool = False) -> None:
         """Show ``desk.ticket(id)``'s messages; re-showing the same ticket keeps the place."""
@@ -341,31 +477,32 @@ class ConversationView(QScrollArea):
         expanded = {c.pk: c.expanded for c in self.cards} if same else {}
         remote = {c.pk for c in self.cards if c.allow_remote} if same else set()
         images = {c.pk: c.inline_images for c in self.cards} if same else {}
-        self.clear()
+        fetched = {c.pk: dict(c.view.remote_images) for c in self.cards
+                   if same and c.allow_remote and c.view is not None}
+        self._generation += 1
+        self._scroll_timer.stop()
         self.ticket_id = data.get("id")
         messages = data.get("messages") or []
-        for i, msg in enumerate(messages):
+        self.cards = self._cards.take(len(messages))
+        for i, (card, msg) in enumerate(zip(self.cards, messages, strict=True)):
             fold = len(messages) > COLLAPSE_AFTER and i < len(messages) - 2
-            card = MessageCard(msg, expanded=expanded.get(int(msg["id"]), not fold))
-            card.allow_remote = card.pk in remote
-            if card.pk in images:
-                card.inline_images = images[card.pk]
+            pk = int(msg["id"])
+            card.set_message(msg, expanded.get(pk, not fold))
+            card.allow_remote = pk in remote
+            if card.allow_remote and card.view is not None:
+                card.view.remote_images.update(fetched.get(pk, {}))
+            if pk in images:
+                card.set_inline_images(images[pk])
+            elif card.allow_remote and card.expanded:
                 card.render()
-            card.link_activated.connect(self.link_activated)
-            card.save_attachment.connect(self._save_attachment)
-            card.remote_requested.connect(self._load_remote)
-            self._layout.insertWidget(self._layout.count() - 1, card)
-            self.cards.append(card)
-            if card.needs_inline_images and card.pk not in images:
+            if card.needs_inline_images and pk not in images:
                 self._fetch_inline(card)
         if same and keep_scroll:
             self.verticalScrollBar().setValue(scroll)
         elif self.cards:
             # The newest message matters most; its place is known once the cards have
             # been laid out at their final heights.
-            gen = self._generation
-            last = self.cards[-1]
-            QTimer.singleShot(30, self, lambda: self._show_last(gen, last))
+            self._scroll_to(self.cards[-1])
 
     def show_notes(self, data: dict[str, Any]) -> None:
         """Place the ticket's internal notes among its messages, in time order
@@ -374,7 +511,7 @@ class ConversationView(QScrollArea):
         if tid != self._notes_of:
             for card in self.notes.values():
                 card.hide()
-                card.deleteLater()
+                self._note_spares.append(card)
             self.notes = {}
             self._notes_of = tid
         by_pk = {c.pk: c for c in self.cards}
@@ -387,7 +524,11 @@ class ConversationView(QScrollArea):
                     continue
                 card = self.notes.get(note["id"])
                 if card is None:
-                    card = NoteCard(note)
+                    if self._note_spares:
+                        card = self._note_spares.pop()
+                        card.update_note(note)
+                    else:
+                        card = NoteCard(note)
                     self.notes[note["id"]] = card
                 else:
                     card.update_note(note)
@@ -398,7 +539,7 @@ class ConversationView(QScrollArea):
                     order.append(message)
         placed = set(map(id, order))
         order += [c for c in self.cards if id(c) not in placed]  # none expected
-        order += self._outbox
+        order += self._outbox.shown
         for w in order:
             self._layout.removeWidget(w)
         for i, w in enumerate(order):
@@ -410,9 +551,15 @@ class ConversationView(QScrollArea):
         cards = sorted(self.notes.values(), key=lambda c: self._layout.indexOf(c))
         return [c.text.text() for c in cards]
 
-    def _show_last(self, gen: int, last: MessageCard) -> None:
-        if gen == self._generation and shiboken6.isValid(last):
-            self.verticalScrollBar().setValue(max(0, last.y() - 12))
+    def _scroll_to(self, card: MessageCard) -> None:
+        self._scroll_target = card
+        self._scroll_timer.start()
+
+    def _show_target(self) -> None:
+        card = self._scroll_target
+        self._scroll_target = None
+        if card is not None and card in self.cards:
+            self.verticalScrollBar().setValue(max(0, card.y() - 12))
 
     def show_latest_incoming(self) -> None:
         """Scroll so that the customer's latest message starts at the top."""
@@ -422,45 +569,13 @@ class ConversationView(QScrollArea):
             return
         if not card.expanded:
             card.set_expanded(True)
-        gen = self._generation
-        QTimer.singleShot(30, self, lambda: self._show_last(gen, card))
+        self._scroll_to(card)
 
     def show_outbox(self, entries: list[dict[str, Any]]) -> None:
         """Replies for this ticket that are not sent yet (queued, failed, held)."""
-        for w in self._outbox:
-            w.hide()
-            w.deleteLater()
-        self._outbox = []
-        for e in entries:
-            if e.get("state") == "sent":
-                continue
-            frame = QFrame()
-            frame.setObjectName("outboxCard")
-            frame.setProperty("state", e.get("state"))
-            row = QHBoxLayout(frame)
-            row.setContentsMargins(14, 8, 14, 8)
-            icon = QLabel()
-            failed = e.get("state") == "failed"
-            icon.setPixmap(style.pixmap("warning" if failed else "send",
-                                        C.error if failed else C.warn, 16))
-            row.addWidget(icon)
-            text = outbox_text(e)
-            label = plain_label(text)
-            label.setWordWrap(True)
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            row.addWidget(label, 1)
-            if e.get("state") in ("failed", "held", "uncertain"):
-                item = int(e["id"])
-                retry = QPushButton("Send again")
-                retry.setToolTip("Put this reply back in the outbox and try to send it now")
-                retry.clicked.connect(lambda _=False, i=item: self._outbox_action("retry", i))
-                discard = QPushButton("Discard")
-                discard.setToolTip("Remove this reply from the outbox without sending it")
-                discard.clicked.connect(lambda _=False, i=item: self._outbox_action("discard", i))
-                row.addWidget(retry)
-                row.addWidget(discard)
-            self._layout.insertWidget(self._layout.count() - 1, frame)
-            self._outbox.append(frame)
+        waiting = [e for e in entries if e.get("state") != "sent"]
+        for row, entry in zip(self._outbox.take(len(waiting)), waiting, strict=True):
+            row.set_entry(entry)
 
     def _outbox_action(self, action: str, item: int) -> None:
         def work(desk: Any) -> None:
@@ -474,8 +589,11 @@ class ConversationView(QScrollArea):
                          on_error=lambda m: (self.service.error.emit(m),
                                              self.outbox_changed.emit()))
 
+    def outbox_rows(self) -> list[OutboxRow]:
+        return self._outbox.shown
+
     def outbox_texts(self) -> list[str]:
-        return [_label_text(w) for w in self._outbox]
+        return [row.label.text() for row in self._outbox.shown]
 
     # --- helpers ------------------------------------------------------------------
 
@@ -495,7 +613,9 @@ class ConversationView(QScrollArea):
         pk = card.pk
 
         def done(images: dict[str, bytes]) -> None:
-            if gen == self._generation and shiboken6.isValid(card) and images:
+            # (the card may show another message by now: it is reused)
+            if gen == self._generation and shiboken6.isValid(card) and card.pk == pk \
+                    and images:
                 card.set_inline_images(images)
 
         self.service.run(lambda d: d.inline_images(pk), on_done=done, on_error=lambda _m: None)
@@ -507,9 +627,12 @@ class ConversationView(QScrollArea):
         if view is None or view.sanitized is None:
             return
         urls = list(view.sanitized.remote_image_urls)
+        gen = self._generation
+        pk = card.pk
 
         def done(images: dict[str, bytes]) -> None:
-            if shiboken6.isValid(card) and card.view is not None and images:
+            if gen == self._generation and shiboken6.isValid(card) and card.pk == pk \
+                    and card.view is not None and images:
                 card.view.remote_images.update(images)
                 card.render()
 
@@ -554,8 +677,3 @@ def outbox_text(entry: dict[str, Any]) -> str:
     if state == "uncertain":
         return f"Reply may not have been sent: {entry.get('last_error') or ''}".strip()
     return f"Reply {state}."
-
-
-def _label_text(w: QWidget) -> str:
-    labels = [lbl.text() for lbl in w.findChildren(QLabel) if lbl.text()]
-    return labels[0] if labels else ""

@@ -32,6 +32,7 @@ from helpdesk.desk import Changes
 from ui import format as fmt
 from ui import style
 from ui.conversation import Avatar
+from ui.pool import WidgetPool
 from ui.style import C
 from ui.widgets import ElidedLabel, plain_label, plain_tooltip
 from ui.worker import DeskService
@@ -47,34 +48,52 @@ def _section(title: str) -> QLabel:
 
 
 class NoteCard(QFrame):
-    """A note with its author; × asks once more before removing it for the whole team."""
+    """A note with its author; × asks once more before removing it for the whole team.
+
+    Reused from one note to the next: :meth:`set_note` sets all it shows and disarms
+    the × of the note shown before."""
 
     remove = Signal(str)
 
-    def __init__(self, note: dict[str, Any], parent: QWidget | None = None) -> None:
+    def __init__(self, note: dict[str, Any] | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.note_id = str(note["id"])
+        self.note_id = ""
         self.setObjectName("noteCard")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 6, 8)
         layout.setSpacing(3)
-        text = plain_label(str(note.get("text") or ""))
-        text.setWordWrap(True)
-        text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(text)
+        self.text = plain_label()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.text)
         foot = QHBoxLayout()
-        who = plain_label(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
-        who.setToolTip(fmt.exact(note.get("at")))
-        who.setObjectName("muted")
-        foot.addWidget(who, 1)
+        self.who = plain_label()
+        self.who.setObjectName("muted")
+        foot.addWidget(self.who, 1)
         self.button = QToolButton()
-        self.button.setIcon(style.icon("close", C.faint))
         self.button.setAutoRaise(True)
-        self.button.setToolTip("Remove this note (for the whole team)")
         self.button.clicked.connect(self._clicked)
         foot.addWidget(self.button)
         layout.addLayout(foot)
         self._armed = False
+        if note is not None:
+            self.set_note(note)
+
+    def set_note(self, note: dict[str, Any]) -> None:
+        self.note_id = str(note["id"])
+        self.text.setText(str(note.get("text") or ""))
+        self.who.setText(f"{note.get('agent') or '?'} · {fmt.ago(note.get('at'))}")
+        self.who.setToolTip(fmt.exact(note.get("at")))
+        self._disarm()  # as a freshly shown note: a refresh asks again before removing
+
+    def _disarm(self) -> None:
+        self._armed = False
+        self.button.setEnabled(True)
+        self.button.setIcon(style.icon("close", C.faint))
+        self.button.setText("")
+        self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        self.button.setToolTip("Remove this note (for the whole team)")
 
     def _clicked(self) -> None:
         if not self._armed:
@@ -86,6 +105,40 @@ class NoteCard(QFrame):
             return
         self.button.setEnabled(False)
         self.remove.emit(self.note_id)
+
+
+def _muted(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("muted")
+    return label
+
+
+class TicketLink(QLabel):
+    """One of the customer's tickets: a link to open it (the open one in bold)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ticketLink")
+        self.setTextFormat(Qt.TextFormat.RichText)  # built here, every datum escaped
+
+    def set_ticket(self, tid: str, row: dict[str, Any], current: bool) -> None:
+        subject = str(row.get("subject") or tid)
+        status = str(row.get("status") or "")
+        elided = self.fontMetrics().elidedText(subject, Qt.TextElideMode.ElideRight, 190)
+        when = fmt.ago(row.get("created_at"))
+        text = (f"<b>{_esc(elided)}</b>" if current else
+                f"<a href='ticket:{_esc(tid)}' style='color:{C.accent}; "
+                f"text-decoration:none'>{_esc(elided)}</a>")
+        self.setText(f"{text}<br><span style='color:{C.muted}'>{_esc(when)}"
+                     f"{' · ' + _esc(status) if status else ''}</span>")
+        opened = fmt.exact(row.get("created_at"))
+        self.setToolTip(plain_tooltip(f"#{tid}: {subject}\nOpened {opened}"))
+
+
+def _card_link() -> ElidedLabel:
+    label = ElidedLabel()
+    label.setObjectName("cardLink")
+    return label
 
 
 class CustomerPanel(QScrollArea):
@@ -115,8 +168,8 @@ class CustomerPanel(QScrollArea):
         lay.setSpacing(10)
 
         top = QHBoxLayout()
-        self.avatar_slot = QHBoxLayout()
-        top.addLayout(self.avatar_slot)
+        self.avatar = Avatar(size=44)
+        top.addWidget(self.avatar)
         who = QVBoxLayout()
         who.setSpacing(1)
         self.name = plain_label()
@@ -185,9 +238,14 @@ class CustomerPanel(QScrollArea):
             edit.editingFinished.connect(lambda e=edit, k=key: self._field_changed(k, e))
 
         lay.addWidget(_section("Notes"))
+        # The panel's lists keep their widgets from one customer to the next (ui.pool).
         self.notes_box = QVBoxLayout()
         self.notes_box.setSpacing(6)
         lay.addLayout(self.notes_box)
+        self.no_notes = _muted("No notes yet.")
+        self.notes_box.addWidget(self.no_notes)
+        self._notes: WidgetPool[NoteCard] = WidgetPool(self.notes_box, self._make_note,
+                                                       start=lambda: 1, keep=20)
         self.new_note = QPlainTextEdit()
         self.new_note.setObjectName("newNote")
         self.new_note.setPlaceholderText("Add a note for the team…")
@@ -202,15 +260,34 @@ class CustomerPanel(QScrollArea):
         self.cards_box = QVBoxLayout()
         self.cards_box.setSpacing(2)
         lay.addLayout(self.cards_box)
+        self.no_cards = _muted("Not on any card yet (F adds them).")
+        self.cards_box.addWidget(self.no_cards)
+        self._card_links: WidgetPool[ElidedLabel] = WidgetPool(self.cards_box, _card_link,
+                                                              start=lambda: 1)
         self.cards: list[dict[str, Any]] = []
 
         lay.addWidget(_section("Tickets"))
         self.tickets_box = QVBoxLayout()
         self.tickets_box.setSpacing(2)
         lay.addLayout(self.tickets_box)
+        self._ticket_links: WidgetPool[TicketLink] = WidgetPool(self.tickets_box,
+                                                               self._make_ticket_link)
+        self.more_tickets = _muted("")
+        self.more_tickets.hide()
+        self.tickets_box.addWidget(self.more_tickets)
         lay.addStretch(1)
         self._editors = (self.vip, self.tier, self.glove, self.preferred, self.birthday,
                          self.heard, self.new_note, self.add_note)
+
+    def _make_note(self) -> NoteCard:
+        card = NoteCard()
+        card.remove.connect(self._remove_note)
+        return card
+
+    def _make_ticket_link(self) -> TicketLink:
+        link = TicketLink()
+        link.linkActivated.connect(lambda href: self.open_ticket.emit(href.split(":", 1)[1]))
+        return link
 
     # --- loading ------------------------------------------------------------------
 
@@ -288,13 +365,9 @@ class CustomerPanel(QScrollArea):
         self._filling = True
         try:
             self.data = data
-            while self.avatar_slot.count():
-                item = self.avatar_slot.takeAt(0)
-                if item.widget():
-                    item.widget().deleteLater()
             data = data or {}
             email = data.get("email") or ""
-            self.avatar_slot.addWidget(Avatar(data.get("name"), email, False, 44))
+            self.avatar.set_person(data.get("name"), email, False)
             self.name.setText(fmt.display_name(data.get("name"), email))
             self.address.setText(email)
             org = data.get("organisation") or ""
@@ -322,58 +395,28 @@ class CustomerPanel(QScrollArea):
             self._filling = False
 
     def _fill_notes(self, notes: list[dict[str, Any]]) -> None:
-        _clear(self.notes_box)
-        if not notes:
-            empty = QLabel("No notes yet.")
-            empty.setObjectName("muted")
-            self.notes_box.addWidget(empty)
-        for note in notes:
-            card = NoteCard(note)
-            card.remove.connect(self._remove_note)
-            self.notes_box.addWidget(card)
+        self.no_notes.setVisible(not notes)
+        for card, note in zip(self._notes.take(len(notes)), notes, strict=True):
+            card.set_note(note)
 
     def _fill_cards(self, cards: list[dict[str, Any]]) -> None:
         """The feedback cards this customer is on (asked for), with their column."""
         self.cards = cards
-        _clear(self.cards_box)
-        if not cards:
-            empty = QLabel("Not on any card yet (F adds them).")
-            empty.setObjectName("muted")
-            self.cards_box.addWidget(empty)
-        for card in cards[:20]:
-            label = ElidedLabel()
-            label.setObjectName("cardLink")
+        self.no_cards.setVisible(not cards)
+        shown = cards[:20]
+        for label, card in zip(self._card_links.take(len(shown)), shown, strict=True):
             label.setText(f"{card.get('title') or ''}  ·  {card.get('column_name') or ''}")
             quote = str(card.get("quote") or "")
             label.setToolTip(plain_tooltip(f"{card.get('title')}\n“{quote}”" if quote
                                            else str(card.get("title") or "")))
-            self.cards_box.addWidget(label)
 
     def _fill_tickets(self, ids: list[str], rows: dict[str, Any]) -> None:
-        _clear(self.tickets_box)
-        for tid in ids[:30]:
-            row = rows.get(tid, {})
-            subject = str(row.get("subject") or tid)
-            status = str(row.get("status") or "")
-            current = tid == self.current_ticket
-            link = QLabel()
-            link.setObjectName("ticketLink")
-            elided = link.fontMetrics().elidedText(subject, Qt.TextElideMode.ElideRight, 190)
-            when = fmt.ago(row.get("created_at"))
-            text = (f"<b>{_esc(elided)}</b>" if current else
-                    f"<a href='ticket:{tid}' style='color:{C.accent}; text-decoration:none'>"
-                    f"{_esc(elided)}</a>")
-            link.setText(f"{text}<br><span style='color:{C.muted}'>{_esc(when)}"
-                         f"{' · ' + status if status else ''}</span>")
-            link.setTextFormat(Qt.TextFormat.RichText)  # built here, every datum escaped
-            opened = fmt.exact(row.get("created_at"))
-            link.setToolTip(plain_tooltip(f"#{tid}: {subject}\nOpened {opened}"))
-            link.linkActivated.connect(lambda href: self.open_ticket.emit(href.split(":", 1)[1]))
-            self.tickets_box.addWidget(link)
-        if len(ids) > 30:
-            more = QLabel(f"and {len(ids) - 30} older tickets")
-            more.setObjectName("muted")
-            self.tickets_box.addWidget(more)
+        shown = ids[:30]
+        for link, tid in zip(self._ticket_links.take(len(shown)), shown, strict=True):
+            link.set_ticket(tid, rows.get(tid, {}), tid == self.current_ticket)
+        self.more_tickets.setText(f"and {len(ids) - 30} older tickets" if len(ids) > 30
+                                  else "")
+        self.more_tickets.setVisible(len(ids) > 30)
 
     # --- edits ----------------------------------------------------------------------
 
@@ -429,15 +472,6 @@ class CustomerPanel(QScrollArea):
         if email:
             self.service.run(lambda d: d.delete_note(email, note_id),
                              on_error=lambda m: self.field_error.setText(m))
-
-
-def _clear(layout: QVBoxLayout) -> None:
-    while layout.count():
-        item = layout.takeAt(0)
-        w = item.widget()
-        if w is not None:
-            w.hide()
-            w.deleteLater()
 
 
 def _esc(text: str) -> str:

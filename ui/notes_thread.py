@@ -56,6 +56,8 @@ class NoteCard(QFrame):
         self.update_note(note)
 
     def update_note(self, note: dict[str, Any]) -> None:
+        """Show ``note`` (every part: the card may have shown another note before)."""
+        self.note_id = str(note.get("id") or "")
         mentions = [str(m) for m in note.get("mentions") or []]
         told = f" · for {', '.join('@' + m for m in mentions)}" if mentions else ""
         self.badge.setText(f"Internal note by {note.get('agent')}{told}")

@@ -47,32 +47,39 @@ ROW_REFRESH_MS = 60_000
 
 
 class CaredDialog(QDialog):
-    """'Did this customer feel we genuinely cared?' Yes / No / Skip (or cancel)."""
+    """'Did this customer feel we genuinely cared?' Yes / No / Skip (or cancel).
 
-    def __init__(self, subject: str, parent: QWidget | None = None, *,
+    The pane makes one and asks with it each time (:meth:`ask`), as a fresh dialog
+    would: the new subject, the survey ticked, no answer, the focus where a new
+    dialog puts it (a dialog per close kept references to None, see ui.pool)."""
+
+    def __init__(self, subject: str = "", parent: QWidget | None = None, *,
                  offer_survey: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("caredDialog")
         self.setWindowTitle("Close ticket")
         self.answer: bool | None = None
+        # (then, survey) of the question being asked. A list changed in place, never a
+        # new attribute value: assigning fresh callables to a dialog's attributes costs
+        # PySide 6.11 about 14 references to None per show (measured), for good.
+        self._asked: list[tuple[Callable[[bool | None], None],
+                                Callable[[bool], None] | None]] = []
         lay = QVBoxLayout(self)
         lay.setContentsMargins(24, 20, 24, 18)
         lay.setSpacing(8)
         title = QLabel("Close this ticket?")
         title.setObjectName("sheetTitle")
         lay.addWidget(title)
-        sub = QLabel(subject)
-        sub.setTextFormat(Qt.TextFormat.PlainText)
-        sub.setObjectName("muted")
-        sub.setWordWrap(True)
-        lay.addWidget(sub)
+        self.subject = QLabel()
+        self.subject.setTextFormat(Qt.TextFormat.PlainText)
+        self.subject.setObjectName("muted")
+        self.subject.setWordWrap(True)
+        lay.addWidget(self.subject)
         lay.addSpacing(8)
         lay.addWidget(QLabel("Did this customer feel we genuinely cared?"))
         # survey = "ask": closing offers the one-question NPS survey (ticked: NPS needs
         # answers, and the person sees and can untick it).
         self.survey = QCheckBox("Send the customer the one-question satisfaction survey")
-        self.survey.setChecked(True)
-        self.survey.setVisible(offer_survey)
         lay.addWidget(self.survey)
         lay.addSpacing(6)
         row = QHBoxLayout()
@@ -83,7 +90,6 @@ class CaredDialog(QDialog):
         self.no_button = QPushButton("No")
         self.yes_button = QPushButton("Yes")
         self.yes_button.setObjectName("primary")
-        self.yes_button.setDefault(True)
         for b in (self.cancel_button, self.skip_button, self.no_button, self.yes_button):
             row.addWidget(b)
         lay.addLayout(row)
@@ -91,6 +97,42 @@ class CaredDialog(QDialog):
         self.skip_button.clicked.connect(lambda: self._done(None))
         self.no_button.clicked.connect(lambda: self._done(False))
         self.yes_button.clicked.connect(lambda: self._done(True))
+        self.finished.connect(self._finished)
+        self._fill(subject, offer_survey)
+
+    def _fill(self, subject: str, offer_survey: bool) -> None:
+        self.answer = None
+        self.subject.setText(subject)
+        self.survey.setChecked(True)
+        self.survey.setVisible(offer_survey)
+        for b in (self.cancel_button, self.skip_button, self.no_button):
+            b.setDefault(False)
+        self.yes_button.setDefault(True)
+
+    def ask(self, subject: str, then: Callable[[bool | None], None], *,
+            offer_survey: bool = False,
+            survey: Callable[[bool], None] | None = None) -> None:
+        """Ask about ``subject``; once answered, ``survey(send)`` then ``then(cared)``
+        (neither if cancelled)."""
+        if self.isVisible():
+            self.reject()  # (a second ask replaces the first, as a new dialog did)
+        self._fill(subject, offer_survey)
+        self._asked.append((then, survey))
+        focused = self.focusWidget()
+        if focused is not None:
+            focused.clearFocus()  # the last answer's button is not where the focus starts
+        self.adjustSize()
+        self.open()
+
+    def _finished(self, code: int) -> None:
+        if not self._asked:
+            return
+        then, survey = self._asked.pop()
+        self._asked.clear()
+        if code == QDialog.DialogCode.Accepted:
+            if survey is not None:
+                survey(self.send_survey)
+            then(self.answer)
 
     def _done(self, answer: bool | None) -> None:
         self.answer = answer
@@ -104,24 +146,6 @@ class CaredDialog(QDialog):
 def _short(text: str | None, limit: int = 80) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def ask_cared(parent: QWidget, subject: str, then: Callable[[bool | None], None], *,
-              offer_survey: bool = False,
-              survey: Callable[[bool], None] | None = None) -> CaredDialog:
-    """Ask the cared question (and offer the survey); ``then(cared)`` once answered."""
-    dialog = CaredDialog(subject, parent, offer_survey=offer_survey)
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-    def finished(code: int) -> None:
-        if code == QDialog.DialogCode.Accepted:
-            if survey is not None:
-                survey(dialog.send_survey)
-            then(dialog.answer)
-
-    dialog.finished.connect(finished)
-    dialog.open()
-    return dialog
 
 
 class TicketHeader(QFrame):
@@ -288,6 +312,7 @@ class TicketPane(QStackedWidget, TicketTeamwork):
         self.composer.quote_source = self.conversation.quote_text
         self.composer.discarded.connect(self._draft_discarded)
         self.composer.opened.connect(lambda _t: self._keep_answer_in_view())
+        self._cared: CaredDialog | None = None
         self._row_timer = QTimer(self)
         self._row_timer.setInterval(ROW_REFRESH_MS)
         self._row_timer.timeout.connect(self.reload_row)
@@ -301,9 +326,17 @@ class TicketPane(QStackedWidget, TicketTeamwork):
         def want(send: bool) -> None:
             self._survey_after_send[tid] = send  # read once the reply (and close) went
 
-        self._with_survey_offer(tid, lambda offer: ask_cared(
-            self, str(self.row.get("subject") or ""), then, offer_survey=offer,
-            survey=want))
+        self._with_survey_offer(tid, lambda offer: self._cared_question(
+            str(self.row.get("subject") or ""), then, offer_survey=offer, survey=want))
+
+    def _cared_question(self, subject: str, then: Callable[[bool | None], None], *,
+                  offer_survey: bool = False,
+                  survey: Callable[[bool], None] | None = None) -> CaredDialog:
+        """Ask the cared question (and offer the survey) with the pane's one dialog."""
+        if self._cared is None:
+            self._cared = CaredDialog(parent=self)
+        self._cared.ask(subject, then, offer_survey=offer_survey, survey=survey)
+        return self._cared
 
     def _button(self, text: str, icon_name: str, tooltip: str,
                 slot: Callable[[], None]) -> QPushButton:
@@ -504,8 +537,8 @@ class TicketPane(QStackedWidget, TicketTeamwork):
             if self.composer.is_open and self.composer.ticket_id == tid:
                 self.composer.close_composer()
 
-        self._with_survey_offer(tid, lambda offer: ask_cared(
-            self, subject, then, offer_survey=offer, survey=want))
+        self._with_survey_offer(tid, lambda offer: self._cared_question(
+            subject, then, offer_survey=offer, survey=want))
 
     # --- the NPS survey (profile: survey = never | ask | always) -----------------------
 
