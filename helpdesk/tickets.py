@@ -144,6 +144,7 @@ class TicketBook:
                 "last_error_at": self.store.get_meta("sync.last_error_at", conn),
                 "counts": counts, "messages": messages,
                 "folders": [{**f, "synced_at": iso(f["synced_at"])} for f in folders],
+                "older_mail": self.session.backfill.progress().as_dict(),
             }
 
     def customer(self, email: str) -> dict[str, Any]:
