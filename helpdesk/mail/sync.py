@@ -456,7 +456,10 @@ def refresh_tickets(conn: Connection, ticket_ids: Iterable[str]) -> None:
                 "to_addrs, substr(text, 1, 2000) AS body, EXISTS (SELECT 1 FROM scores sc "
                 "WHERE sc.id = 'mail:' || coalesce(m.message_id, m.dedup_key)) AS scored "
                 "FROM messages m WHERE ticket_id IN (SELECT value FROM json_each(?)) "
-                "ORDER BY ticket_id, received_at, id", (json.dumps(ids[i:i + 500]),)).fetchall()
+                # Same second: the Date header, then the identity, never the order stored
+                # in (newest-first sync stores replies before what they answer).
+                "ORDER BY ticket_id, received_at, date_header, dedup_key",
+                (json.dumps(ids[i:i + 500]),)).fetchall()
             by_ticket: dict[str, list[Any]] = {}
             for r in rows:
                 by_ticket.setdefault(r["ticket_id"], []).append(r)
