@@ -244,3 +244,43 @@ def test_newest_first_sync_killed_at_random_points_stores_each_once(
     assert run_cli(cfg, "sync", "--once").returncode == 0
     assert_exactly_once(db, n)
     assert stored_uids(db) == server_uids(dovecot)
+
+
+def test_window_shows_the_newest_tickets_then_older_ones_fill_in_with_a_bar(
+        dovecot: Any, tmp_path: Path, qtbot: Any) -> None:
+    from test_ui_support import App
+
+    fill(dovecot, 60)
+    desk = Desk(make_profile(dovecot, tmp_path, batch_size=2))  # 6 first, then 20 a pass
+    values: list[tuple[int, int]] = []
+    app = App(qtbot, desk)  # nothing synced yet: the list is empty
+    w = app.window
+    bar = w.sync_progress
+    bar.valueChanged.connect(lambda v: values.append((v, bar.maximum())))
+    listed: list[tuple[int, bool]] = []  # (rows, bar showing) each time the list is applied
+    w.list_applied.connect(lambda _s: listed.append((w.model.rowCount(), bar.isVisible())))
+
+    def hold(batch: SyncResult) -> Changes:
+        # The first batch of older mail waits (on the worker) until the window has listed
+        # the newest tickets: a real back-fill takes seconds a slice, this one would not.
+        if desk.status()["messages"] > 6:
+            wait_until(lambda: any(rows for rows, _shown in listed), timeout=20,
+                       what="the newest tickets listed")
+        return Changes(set(), set())
+
+    desk.session.batch_hooks.append(hold)
+    try:
+        assert not bar.isVisible()
+        app.service.start_sync()
+        qtbot.waitUntil(lambda: bar.isVisible() and bar.value() > 0, timeout=20_000)
+        assert bar.value() < bar.maximum() == 60
+        qtbot.waitUntil(lambda: not bar.isVisible(), timeout=60_000)
+        # The newest tickets were listed while older mail was still coming in.
+        assert any(rows > 0 and showing for rows, showing in listed), listed
+        qtbot.waitUntil(lambda: w.model.rowCount() == len(desk.ticket_ids("unclaimed"))
+                        and desk.status()["messages"] == 60, timeout=20_000)
+        assert values[0] == (6, 60) and len(values) >= 3  # filled in over several passes
+        assert [v for v, _m in values] == sorted(v for v, _m in values)
+        assert_exactly_once(desk.profile.database, 60)
+    finally:
+        app.stop()
