@@ -93,6 +93,9 @@ def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
         say(f"last error: {data['last_error']} ({data['last_error_at']})")
     say("tickets: " + ", ".join(f"{k} {v}" for k, v in data["counts"].items()))
     say(f"messages: {data['messages']}")
+    older = data["older_mail"]
+    if older["pending"]:
+        say(f"older mail: {older['stored']} of {older['total']} messages in, still coming")
     for line in sign_in_lines(data["sign_in"]):
         say(line)
     return 0
