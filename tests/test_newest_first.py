@@ -284,3 +284,27 @@ def test_window_shows_the_newest_tickets_then_older_ones_fill_in_with_a_bar(
         assert_exactly_once(desk.profile.database, 60)
     finally:
         app.stop()
+
+
+def test_a_folder_no_longer_synced_is_not_waited_for(dovecot: Any, tmp_path: Path) -> None:
+    import dataclasses
+
+    with dovecot.session() as c:
+        c.create_folder("Support")
+    fill(dovecot, 30, folder="Support")
+    profile = make_profile(dovecot, tmp_path, batch_size=2)
+    both = dataclasses.replace(profile, imap=dataclasses.replace(
+        profile.imap, folders=("INBOX", "Support")))
+    desk = Desk(both)
+    desk.session.sync_pass()  # Support's newest mail; its older mail still to come
+    assert desk.sync_progress().pending
+    desk.close()
+    desk = Desk(profile)  # the profile dropped Support
+    desk.sync_once()  # returns: nothing it syncs is missing
+    assert not desk.sync_progress().pending
+    assert desk.status()["older_mail"]["pending"] is False
+    desk.close()
+    desk = Desk(both)  # and when it is synced again, its older mail comes in
+    desk.sync_once()
+    assert desk.status()["messages"] == 30
+    desk.close()

@@ -61,19 +61,26 @@ class Backfill:
     def slice_size(self) -> int:
         return SLICE_BATCHES * self.mail.profile.imap.batch_size
 
+    def _synced(self, name: str) -> bool:
+        # A folder the profile no longer syncs is not waited for (its mark stays, for
+        # when it is synced again); before the first pass every known folder counts.
+        synced = self.mail.synced_folders
+        return not synced or any(name == n for n, _role in synced)
+
     def pending(self) -> bool:
         with self.store.read() as conn:
-            return conn.execute(text(
-                "SELECT 1 FROM folders WHERE backfill_below IS NOT NULL LIMIT 1")).first() \
-                is not None
+            names = conn.execute(text(
+                "SELECT name FROM folders WHERE backfill_below IS NOT NULL")).scalars().all()
+        return any(self._synced(n) for n in names)
 
     def progress(self) -> SyncProgress:
         """Counted from the store (an index range per folder: milliseconds at 100,000)."""
         with self.store.read() as conn:
-            rows = conn.execute(text(
-                "SELECT f.exists_count, f.backfill_below, (SELECT count(*) FROM locations l "
-                "WHERE l.folder_id = f.id AND l.uidvalidity = f.uidvalidity) AS stored "
-                "FROM folders f WHERE f.uidvalidity IS NOT NULL")).mappings().all()
+            rows = [r for r in conn.execute(text(
+                "SELECT f.name, f.exists_count, f.backfill_below, (SELECT count(*) FROM "
+                "locations l WHERE l.folder_id = f.id AND l.uidvalidity = f.uidvalidity) "
+                "AS stored FROM folders f WHERE f.uidvalidity IS NOT NULL")).mappings().all()
+                    if self._synced(r["name"])]
         stored = sum(int(r["stored"]) for r in rows)
         total = sum(max(int(r["exists_count"] or 0), int(r["stored"])) for r in rows)
         return SyncProgress(stored, total, any(r["backfill_below"] is not None for r in rows))
