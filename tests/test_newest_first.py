@@ -308,3 +308,21 @@ def test_a_folder_no_longer_synced_is_not_waited_for(dovecot: Any, tmp_path: Pat
     desk.sync_once()
     assert desk.status()["messages"] == 30
     desk.close()
+
+
+def test_two_processes_back_filling_one_store_store_each_once(dovecot: Any,
+                                                              tmp_path: Path) -> None:
+    # The GUI and a CLI `sync` on one database: both fill in the same older mail at once.
+    n = 120
+    fill(dovecot, n)
+    cfg = write_profile(dovecot, tmp_path, batch_size=2)
+    db = tmp_path / "agent-a.sqlite3"
+    assert run_cli(cfg, "status").returncode == 0  # the store exists, migrated
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(cfg),
+                               "sync", "--once"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert_exactly_once(db, n)
+    assert stored_uids(db) == server_uids(dovecot)
