@@ -29,9 +29,16 @@ from helpdesk.mail.sync import BACKFILL_DOWN, MailSync, OnBatch, SyncResult
 
 log = logging.getLogger(__name__)
 
-#: Batches of older mail per sync pass: between two slices the pass ends, reports, and
-#: a new pass looks for new mail and teammates' events first.
+#: Older mail per sync pass, in profile batches (``batch_size``): between two slices the
+#: pass ends, reports, and a new pass looks for new mail and teammates' events first.
 SLICE_BATCHES = 10
+#: Older mail is stored in transactions of this many profile batches (1,000 messages by
+#: default). What a transaction costs grows with the pages it dirties, and a random key
+#: (``dedup_key``, ``message_id``, ticket ids) dirties a page per message once an index
+#: outgrows the batch: the WAL writes of 200-message transactions went from 23 to 83 us
+#: per message between 5,000 and 30,000 messages, those of 1,000-message ones from 16 to
+#: 27 (bench/store_bench.py --store-cost). Intents wait for at most one such batch.
+STORE_BATCHES = 5
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,8 @@ class Backfill:
             low = 1  # numbers shifted under us (expunges): take the whole rest
         sizes = {u: n for u, n in self.mail._sizes(client, f"{low}:{below - 1}", 0).items()
                  if low <= u < below}
-        batches = self.mail._batches(sorted(sizes, reverse=True), sizes)
+        batches = self.mail._batches(sorted(sizes, reverse=True), sizes,
+                                     STORE_BATCHES * self.mail.profile.imap.batch_size)
         for batch, fetched in self.mail._prefetched(client, batches, sizes):
             parsed = [parse_message(m.raw) for m in fetched]
             stored = self.mail._store_batch(folder_id, uidvalidity, role, fetched, parsed,

@@ -302,10 +302,13 @@ class MailSync:
         ``n:*`` past the end returns the last message)."""
         return {u: n for u, n in fetch_sizes(client, uids).items() if u > above}
 
-    def _batches(self, uids: Sequence[int], sizes: dict[int, int]) -> Iterable[list[int]]:
+    def _batches(self, uids: Sequence[int], sizes: dict[int, int],
+                 limit: int | None = None) -> Iterable[list[int]]:
+        """``uids`` in order, cut into batches of at most ``limit`` messages (default
+        the profile's ``batch_size``) and ``BATCH_BYTES``."""
         batch: list[int] = []
         total = 0
-        limit = self.profile.imap.batch_size
+        limit = limit or self.profile.imap.batch_size
         for uid in uids:
             size = min(sizes.get(uid, 0), PARTIAL_BYTES * 2)
             if batch and (len(batch) >= limit or total + size > BATCH_BYTES):
