@@ -205,7 +205,9 @@ class Session:
             connect_imap or (lambda: connect(profile.imap))
         self.mail = MailSync(self.store, profile)
         self.backfill = Backfill(self.mail)
-        #: How much of the mailbox is in, as of the last pass (None: no pass yet).
+        #: How much of the mailbox is in (None: no pass yet); counted by the passes that
+        #: fill in older mail and the first one after them (the counts then stay as they
+        #: were; ``backfill.progress()`` counts afresh).
         self.progress: SyncProgress | None = None
         self.team = TeamLog(self.store, profile.imap.team_folder, profile.imap)
         self.outbox = Outbox(self.store)
@@ -427,11 +429,14 @@ class Session:
                 changes.merge(step(self.syncer))
             # Older mail, one slice per pass; not in the pass that just stored a folder's
             # newest mail, which ends (and shows the latest tickets) as soon as it can.
-            if not self.mail.started_newest_first and self.backfill.pending():
+            pending = self.backfill.pending()
+            if pending and not self.mail.started_newest_first:
                 self.run_waiting_intents()
                 older = self.syncer.use(lambda c: self.backfill.run(c, on_batch=stored))
                 changes.merge(Changes.of_mail(older))
-            self.progress = self.backfill.progress()
+            if pending or self.progress is None or self.progress.pending:
+                # Counting is an index scan (ms at 100,000): not in every no-change pass.
+                self.progress = self.backfill.progress()
         except BaseException as exc:
             self._record_error(exc)
             if not expected(exc):
