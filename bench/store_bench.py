@@ -19,6 +19,13 @@ Usage (from the repo root)::
     python bench/store_bench.py               # N = 20,000 (about 1.5 min)
     python bench/store_bench.py --n 100000    # the scale run (filling takes minutes)
     python bench/store_bench.py --db FILE     # an existing store (open_store may upgrade it)
+    python bench/store_bench.py --store-cost 40000   # per-message store cost as it grows
+
+``--store-cost N`` measures something else, without a server: N generated messages (2,000
+from tests/mailgen.py, copied with renamed ids) stored through ``MailSync._store_batch``
+into a fresh store, 200 a transaction (the reference: how new mail is stored) and 1,000
+(how older mail is back-filled), printing the CPU time per message (and its COMMIT
+share, and wall time) at 10%, 50% and 100% of the run.
 
 The decision it informs (helpdesk/store/engine.py): a whole check costs ~0.9 ms per MB
 warm and ~10 ms per MB from a cold cache (0.29 s and 3.6 s for 100,000 messages, 340 MB),
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -147,14 +155,123 @@ def measure(db: Path, cfg: Path | None) -> list[tuple[str, str, str]]:
     return rows
 
 
+# --------------------------------------------------------------- store cost ---
+
+_ID_HEADERS = re.compile(rb"^(Message-ID|References|In-Reply-To):[^\n]*(\n[ \t][^\n]*)*",
+                         re.M | re.I)
+TEMPLATES = 2000
+
+
+def _variant(raw: bytes, k: int) -> bytes:
+    """Copy ``k`` of a generated message: its ids (and those it refers to) renamed, so every
+    copy is a new message of a new thread with realistic text, and a random dedup key."""
+    if k == 0:
+        return raw
+    tag = b"<c%d." % k
+    return _ID_HEADERS.sub(lambda m: m.group(0).replace(b"<", tag), raw)
+
+
+def store_cost(n: int, per_txn: int, seed: int) -> tuple[list[tuple[int, float, float, float]],
+                                                         float]:
+    """Store ``n`` messages into a fresh store through ``MailSync._store_batch``, ``per_txn``
+    a transaction; per transaction (messages, CPU s, wall s, CPU s of the COMMIT).
+    Parsing is outside the timing. Returns those and the store's size in MB."""
+    import contextlib
+    import tempfile
+    from datetime import datetime
+
+    from helpers import make_profile
+    from mailgen import generate
+
+    from helpdesk.mail.parse import parse_message
+    from helpdesk.mail.sync import LAST_UID_UP, IncomingMessage, MailSync
+
+    class NoServer:
+        host, port, users = "localhost", 1, {"bench": "bench"}
+
+    templates = list(generate(TEMPLATES, seed=seed))
+    with tempfile.TemporaryDirectory(prefix="helpdesk-store-cost-") as tmp:
+        work = Path(tmp)
+        store = engine.open_store(work / "cost.sqlite3")
+        mail = MailSync(store, make_profile(NoServer, work))
+        commits: list[float] = []
+        real_begin = store.begin
+
+        @contextlib.contextmanager
+        def begin() -> Any:
+            with contextlib.ExitStack() as stack:
+                conn = stack.enter_context(real_begin())
+                yield conn
+                c0 = time.thread_time()
+                stack.close()  # the COMMIT
+                commits.append(time.thread_time() - c0)
+
+        store.begin = begin  # type: ignore[method-assign]
+        with store.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO folders (name, role, uidvalidity, last_uid) "
+                                 "VALUES ('INBOX', 'inbox', 1, 0)")
+        out: list[tuple[int, float, float, float]] = []
+        for start in range(0, n, per_txn):
+            msgs = [IncomingMessage(i + 1, _variant(templates[i % TEMPLATES], i // TEMPLATES),
+                                    datetime(2026, 1, 1)) for i in range(start,
+                                                                         min(n, start + per_txn))]
+            parsed = [parse_message(m.raw) for m in msgs]
+            c0, w0 = time.thread_time(), time.perf_counter()
+            mail._store_batch(1, 1, "inbox", msgs, parsed, LAST_UID_UP, msgs[-1].uid)
+            out.append((len(msgs), time.thread_time() - c0, time.perf_counter() - w0,
+                        commits[-1]))
+            if len(out) % max(1, 5000 // per_txn) == 0:
+                progress(f"  {start + len(msgs)}/{n} stored ({per_txn} a transaction)")
+        size = (work / "cost.sqlite3").stat().st_size / 2**20
+        store.close()
+    return out, size
+
+
+def cost_rows(n: int, seed: int) -> list[tuple[str, str, str]]:
+    from helpdesk.mail.backfill import STORE_BATCHES
+
+    rows = []
+    for label, per_txn in ((f"store cost, {200}-message transactions", 200),
+                           (f"store cost, {STORE_BATCHES * 200}-message transactions",
+                            STORE_BATCHES * 200)):
+        progress(f"{label} ...")
+        costs, size = store_cost(n, per_txn, seed)
+
+        def at(fraction: float, col: int, costs: list[tuple[int, float, float, float]] = costs
+               ) -> float:
+            # The transactions holding the 5% of messages that end at ``fraction``.
+            total = sum(c[0] for c in costs)
+            done, picked = 0, []
+            for c in costs:
+                done += c[0]
+                if total * (fraction - 0.05) < done <= total * fraction + c[0] - 1:
+                    picked.append(c)
+            return sum(c[col] for c in picked) / max(1, sum(c[0] for c in picked)) * 1e6
+
+        marks = (0.1, 0.5, 1.0)
+        note = ("reference: as new mail is stored (batch_size)" if per_txn == 200
+                else "as older mail is back-filled now (helpdesk/mail/backfill.py)")
+        rows.append((label, "/".join(f"{at(f, 1):.0f}" for f in marks) + " us",
+                     f"CPU per message at 10/50/100% of {n} (5% windows); of which COMMIT "
+                     + "/".join(f"{at(f, 3):.0f}" for f in marks) + "; wall "
+                     + "/".join(f"{at(f, 2):.0f}" for f in marks) + f" us; {note}; "
+                     f"{size:.0f} MB"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--db", type=Path, help="measure this store instead of building one")
     parser.add_argument("--keep", action="store_true", help="keep the built store")
+    parser.add_argument("--store-cost", type=int, metavar="N",
+                        help="instead: the per-message cost of storing N messages as the "
+                             "store grows, 200 and 1,000 a transaction (no server)")
     args = parser.parse_args(argv)
-    if args.db is not None:
+    if args.store_cost:
+        rows = cost_rows(args.store_cost, args.seed)
+    elif args.db is not None:
         rows = measure(args.db, None)
     else:
         with benchlib.workspace(args.keep, "helpdesk-store-bench-") as work:

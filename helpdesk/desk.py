@@ -21,6 +21,7 @@ from helpdesk.claims import Claims
 from helpdesk.config import Profile
 from helpdesk.digest.service import Digest
 from helpdesk.errors import HelpdeskError
+from helpdesk.mail.backfill import SyncProgress
 from helpdesk.mail.compose import FileAttachment
 from helpdesk.mail.push import LoopStatus, Push
 from helpdesk.mail.sync import MailSync, SyncResult, refresh_tickets
@@ -101,9 +102,21 @@ class Desk:
 
     # --- sync -----------------------------------------------------------------------------
 
-    def sync_once(self) -> Changes:
-        """One full pass: mail folders, then team log, then outbox (on the worker)."""
-        return self.session.sync_pass()
+    def sync_once(self, on_progress: Callable[[SyncProgress], None] | None = None
+                  ) -> Changes:
+        """Sync everything: passes (mail folders, team log, outbox, a slice of older
+        mail) until no older mail is left to fetch; ``on_progress`` hears after each pass
+        that left some. Intents queued meanwhile run between batches and passes."""
+        changes = self.session.sync_pass()
+        while (progress := self.session.progress) is not None and progress.pending:
+            if on_progress is not None:
+                on_progress(progress)
+            changes.merge(self.session.sync_pass())
+        return changes
+
+    def sync_progress(self) -> SyncProgress:
+        """How much of the synced folders is in the store (a read)."""
+        return self.session.backfill.progress()
 
     def _score_answers(self, batch: SyncResult) -> Changes:
         """Survey answers among new mail become NPS scores (every desktop alike), batch by
@@ -142,7 +155,7 @@ class Desk:
                                     retry_in=self.session.retry_in)
                 log.warning("sync failed: %s", status.message)
             else:
-                status = LoopStatus(ok=True)
+                status = LoopStatus(ok=True, progress=self.session.progress)
                 push.watch = self.session.watched_folders()
                 push.start_watchers()
                 if on_changes is not None and changes:

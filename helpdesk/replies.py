@@ -96,8 +96,8 @@ class Replies(OutboxSender):
         with self.session.store.read() as conn:
             row = conn.execute(text(
                 f"SELECT {self._MESSAGE_COLUMNS} FROM messages WHERE ticket_id = :t ORDER BY "
-                "(direction = 'in' AND auto_kind = 'none') DESC, received_at DESC, id DESC "
-                "LIMIT 1"), {"t": tid}).mappings().first()
+                "(direction = 'in' AND auto_kind = 'none') DESC, received_at DESC, "
+                "date_header DESC, dedup_key DESC LIMIT 1"), {"t": tid}).mappings().first()
         if row is None:
             raise NotFoundError(f"Ticket {tid} has no messages to answer.")
         return dict(row)
@@ -107,7 +107,7 @@ class Replies(OutboxSender):
         with self.session.store.read() as conn:
             rows = conn.execute(text(
                 f"SELECT {self._MESSAGE_COLUMNS} FROM messages WHERE ticket_id = :t "
-                "ORDER BY received_at, id"), {"t": tid}).mappings().all()
+                "ORDER BY received_at, date_header, dedup_key"), {"t": tid}).mappings().all()
         if not 1 <= n <= len(rows):
             raise NotFoundError(f"Ticket {tid} has {len(rows)} message(s); there is no "
                                 f"message {n}.")

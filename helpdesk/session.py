@@ -43,6 +43,7 @@ from helpdesk.changes import Changes
 from helpdesk.clock import iso, utcnow
 from helpdesk.config import Profile
 from helpdesk.errors import HelpdeskError, MailError, StoreError
+from helpdesk.mail.backfill import Backfill, SyncProgress
 from helpdesk.mail.folders import FolderMap, probe
 from helpdesk.mail.imap import connect, explain_network_error, logout_quietly
 from helpdesk.mail.outbox import Outbox
@@ -203,6 +204,11 @@ class Session:
         self.connect_imap: Callable[[], imapclient.IMAPClient] = \
             connect_imap or (lambda: connect(profile.imap))
         self.mail = MailSync(self.store, profile)
+        self.backfill = Backfill(self.mail)
+        #: How much of the mailbox is in (None: no pass yet); counted by the passes that
+        #: fill in older mail and the first one after them (the counts then stay as they
+        #: were; ``backfill.progress()`` counts afresh).
+        self.progress: SyncProgress | None = None
         self.team = TeamLog(self.store, profile.imap.team_folder, profile.imap)
         self.outbox = Outbox(self.store)
         #: The server's folder names, known after the first connection.
@@ -372,6 +378,9 @@ class Session:
         try:
             changes = self.sync_pass()
             self._backoff = 0.0
+            if self.progress is not None and self.progress.pending:
+                with self._cond:
+                    self._sync_wanted = True  # the next slice of older mail, after intents
         except BaseException as exc:
             error = as_helpdesk_error(exc, self.profile)
             self._backoff = min(max(1.0, self._backoff * 2), 300.0)
@@ -390,8 +399,10 @@ class Session:
         return self._backoff
 
     def sync_pass(self) -> Changes:
-        """One pass: the mail folders (intents may run between batches), then every
-        registered step. Runs on the worker; callers elsewhere go through :meth:`call`."""
+        """One pass: the mail folders' new mail (intents may run between batches), then
+        every registered step, then a slice of older mail when a folder is still being
+        back-filled (:attr:`progress` says; an automatic pass then asks for the next).
+        Runs on the worker; callers elsewhere go through :meth:`call`."""
         if not self.on_worker():
             return self.call(self.sync_pass, "sync", interleave=False)
         if self._in_pass:
@@ -416,6 +427,16 @@ class Session:
             for _name, step in self.sync_steps:
                 self.run_waiting_intents()
                 changes.merge(step(self.syncer))
+            # Older mail, one slice per pass; not in the pass that just stored a folder's
+            # newest mail, which ends (and shows the latest tickets) as soon as it can.
+            pending = self.backfill.pending()
+            if pending and not self.mail.started_newest_first:
+                self.run_waiting_intents()
+                older = self.syncer.use(lambda c: self.backfill.run(c, on_batch=stored))
+                changes.merge(Changes.of_mail(older))
+            if pending or self.progress is None or self.progress.pending:
+                # Counting is an index scan (ms at 100,000): not in every no-change pass.
+                self.progress = self.backfill.progress()
         except BaseException as exc:
             self._record_error(exc)
             if not expected(exc):

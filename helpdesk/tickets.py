@@ -189,6 +189,7 @@ class TicketBook:
                 "counts": counts, "messages": messages,
                 "folders": [{**f, "synced_at": iso(f["synced_at"])} for f in folders],
                 "team_log": self._log_status(conn),
+                "older_mail": self.session.backfill.progress().as_dict(),
             }
 
     def log_status(self) -> dict[str, Any]:

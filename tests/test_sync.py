@@ -339,9 +339,12 @@ def test_sync_result_stays_bounded(dovecot: Any, tmp_path: Path,
     fill(dovecot, 30)
     desk = Desk(make_profile(dovecot, tmp_path, batch_size=4))
     seen: list[SyncResult] = []
-    real = desk.mail.sync_all
-    monkeypatch.setattr(desk.mail, "sync_all", lambda client, on_batch=None: real(
-        client, lambda b: (seen.append(b), on_batch and on_batch(b))))
+
+    def hook(batch: SyncResult) -> changes_module.Changes:
+        seen.append(batch)  # every stored batch, new mail and back-filled older mail
+        return changes_module.Changes(set(), set())
+
+    desk.session.batch_hooks.append(hook)
     changes = desk.sync_once()
     assert changes.tickets == {"*"}
     assert changes.new_inbound is not None and len(changes.new_inbound) == 3

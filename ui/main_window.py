@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QProgressBar,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -184,6 +185,15 @@ class MainWindow(QMainWindow, WindowMenus):
         self.sync_label.setObjectName("statusText")
         lay.addWidget(self.sync_icon)
         lay.addWidget(self.sync_label)
+        # A first sync of a big mailbox: the newest mail is shown at once, older mail
+        # fills in behind (helpdesk/mail/backfill.py); the bar says how far it is.
+        self.sync_progress = QProgressBar()
+        self.sync_progress.setObjectName("olderMail")
+        self.sync_progress.setFormat("Older mail: %v of %m")
+        self.sync_progress.setMaximumWidth(240)
+        self.sync_progress.setMaximumHeight(16)
+        self.sync_progress.hide()
+        lay.addWidget(self.sync_progress)
         # Permanent widgets all: a menu's status tips never hide them. The notes sit in
         # the status bar, one fixed line: they never push the window's layout around.
         bar.addPermanentWidget(box)
@@ -431,6 +441,7 @@ class MainWindow(QMainWindow, WindowMenus):
     def on_sync_status(self, status: LoopStatus) -> None:
         was_ok = self.sync_state.ok
         self.sync_state = status
+        self._show_progress(status)
         if status.ok:
             self.last_sync = fmt.utcnow()
             self.notifier.armed = True
@@ -443,6 +454,20 @@ class MainWindow(QMainWindow, WindowMenus):
                           else ("Retry now", self.sync_now))
                 self.notify(status.message, "error", key="sync", action=action)
         self._update_status_text()
+
+    def _show_progress(self, status: LoopStatus) -> None:
+        progress = status.progress
+        if not status.ok:
+            return  # a failed pass says nothing new about what is in
+        if progress is None or not progress.pending:
+            self.sync_progress.hide()
+            return
+        self.sync_progress.setRange(0, max(1, progress.total))
+        self.sync_progress.setValue(min(progress.stored, progress.total))
+        self.sync_progress.setToolTip(plain_tooltip(
+            f"The newest mail is in; older mail is still coming in ({progress.stored} of "
+            f"{progress.total} messages). Search covers what is in so far."))
+        self.sync_progress.show()
 
     def _update_status_text(self) -> None:
         s = self.sync_state

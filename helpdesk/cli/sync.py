@@ -10,12 +10,17 @@ from helpdesk.changes import Changes
 from helpdesk.cli.output import say
 from helpdesk.cli.registry import command
 from helpdesk.desk import Desk
+from helpdesk.mail.backfill import SyncProgress
 from helpdesk.mail.push import LoopStatus
 
 
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("sync", help="sync mail and team state (keeps going unless --once)")
     s.add_argument("--once", action="store_true", help="sync once and exit")
+
+
+def _older(progress: SyncProgress) -> str:
+    return f"older mail: {progress.stored} of {progress.total} messages in"
 
 
 def _changed(changes: Changes) -> str:
@@ -34,7 +39,7 @@ def cmd_sync(desk: Desk, args: argparse.Namespace) -> int:
     """
     desk.store.check()
     if args.once:
-        changes = desk.sync_once()
+        changes = desk.sync_once(on_progress=lambda p: say(_older(p), err=True))
         if desk.store.damage is not None:
             raise desk.store.damage
         say(f"synced: {_changed(changes)}")
@@ -45,8 +50,11 @@ def cmd_sync(desk: Desk, args: argparse.Namespace) -> int:
             loop.stop()  # every later pass would fail the same way
         elif not s.ok:
             say(f"sync failed: {s.message} (retrying in {s.retry_in:.0f} s)", err=True)
-        elif args.verbose:
-            say("sync ok", err=True)
+        else:
+            if s.progress is not None and s.progress.pending:
+                say(_older(s.progress), err=True)
+            if args.verbose:
+                say("sync ok", err=True)
 
     def on_changes(c: Changes) -> None:
         if desk.store.damage is None:

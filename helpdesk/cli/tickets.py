@@ -132,6 +132,9 @@ def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
     say(f"messages: {data['messages']}")
     if data["team_log"]["note"]:
         say(data["team_log"]["note"])
+    older = data["older_mail"]
+    if older["pending"]:
+        say(f"older mail: {older['stored']} of {older['total']} messages in, still coming")
     for line in sign_in_lines(data["sign_in"]):
         say(line)
     return 0

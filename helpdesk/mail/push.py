@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import imapclient
 
+from helpdesk.mail.backfill import SyncProgress
 from helpdesk.mail.imap import logout_quietly
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class LoopStatus:
     ok: bool
     message: str = ""
     retry_in: float | None = None
+    #: After a good pass: how much of the mailbox is in (older mail may still be coming).
+    progress: SyncProgress | None = None
 
 
 def backoff(failures: int) -> float:

@@ -5,9 +5,12 @@ Contract:
   and de-duplication by message identity keeps every message stored once;
 - read-only: folders are EXAMINEd and bodies fetched with ``BODY.PEEK[]``, so
   the app never sets ``\\Seen``, never moves or deletes mail;
-- crash-safe: each batch (messages, tickets, search index and the folder's
-  ``last_uid``) is one transaction, so a sync killed at any instant and re-run
-  stores every message exactly once.
+- newest first: a folder's first sync stores its newest ``head_size()`` messages,
+  then the older mail is back-filled downwards, a slice per pass
+  (helpdesk/mail/backfill.py), while new mail keeps coming in above ``last_uid``;
+- crash-safe: each batch (messages, tickets, search index and the folder's mark,
+  ``last_uid`` going up or ``backfill_below`` going down) is one transaction, so a
+  sync killed at any instant and re-run stores every message exactly once.
 
 Fetch strategy: one ``UID FETCH`` of ``BODY.PEEK[]`` per batch (batches capped by
 count and bytes). Support mail is small; one round trip per batch beats
@@ -49,6 +52,16 @@ BATCH_BYTES = 16 * 1024 * 1024
 MAX_FTS_BODY = 100_000
 # Messages per window of a folder sync (sizes, then batches): what it holds at once.
 UID_WINDOW = 5000
+# Newest first: a folder's first sync stores this many batches of its newest mail before
+# the older mail is back-filled (helpdesk/mail/backfill.py).
+HEAD_BATCHES = 3
+# The marks a stored batch moves (see MailSync._store_batch): parameters (uid, folder id,
+# UIDVALIDITY); a folder whose UIDVALIDITY changed meanwhile keeps its reset marks.
+LAST_UID_UP = ("UPDATE folders SET last_uid = max(last_uid, ?) WHERE id = ? "
+               "AND uidvalidity = ?")
+# Two processes back-filling one store at once: the lower mark is the true one.
+BACKFILL_DOWN = ("UPDATE folders SET backfill_below = min(backfill_below, ?) "
+                 "WHERE id = ? AND uidvalidity = ? AND backfill_below IS NOT NULL")
 # Bounds of a merged SyncResult (see there).
 KEEP_TICKETS = 1000
 KEEP_INBOUND = 100
@@ -124,6 +137,10 @@ class MailSync:
         self.ours = profile.support_addresses
         # Tickets whose messages moved while storing the last message (threads linked).
         self._moved: set[str] = set()
+        #: (server name, role) of the folders the last ``sync_all`` synced.
+        self.synced_folders: list[tuple[str, str]] = []
+        #: Whether the last ``sync_all`` started a folder at its newest mail.
+        self.started_newest_first = False
 
     # --- folder bookkeeping ------------------------------------------------
 
@@ -150,11 +167,15 @@ class MailSync:
         result = SyncResult()
         # Once, after the upgrade to 0010: links among the messages stored before it.
         result.merge(SyncResult(tickets=threads.rethread_stored(self.store)))
+        self.started_newest_first = False
+        synced: list[tuple[str, str]] = []
         for name, role in self.folders(client):
             if role == "sent" and not client.folder_exists(name):
                 log.info("Sent folder %r does not exist; skipping", name)
                 continue
             result.merge(self.sync_folder(client, name, role, on_batch))
+            synced.append((name, role))
+        self.synced_folders = synced
         return result
 
     def sync_folder(self, client: imapclient.IMAPClient, name: str, role: str,
@@ -176,28 +197,56 @@ class MailSync:
                     log.warning("UIDVALIDITY of %s changed (%s -> %s): re-reading the folder",
                                 name, folder["uidvalidity"], uidvalidity)
                 conn.execute(text("UPDATE folders SET uidvalidity = :v, last_uid = 0, "
-                                  "uidnext = NULL, highestmodseq = NULL WHERE id = :id"),
+                                  "uidnext = NULL, highestmodseq = NULL, backfill_below = NULL "
+                                  "WHERE id = :id"),
                              {"v": uidvalidity, "id": folder["id"]})
                 folder["last_uid"] = 0
                 folder["uidnext"] = None
+                folder["backfill_below"] = None
         last_uid = int(folder["last_uid"])
         result = SyncResult()
-        if uidnext is not None and uidnext <= last_uid + 1:
-            self._mark_synced(folder["id"], uidnext, modseq)
-            return result
         exists = int(info[b"EXISTS"]) if b"EXISTS" in info else None
+        if uidnext is not None and uidnext <= last_uid + 1:
+            self._mark_synced(folder["id"], uidnext, modseq, exists)
+            return result
+        if last_uid == 0 and folder["backfill_below"] is None:
+            last_uid = self._newest_first(client, folder["id"], uidvalidity, exists)
         for sizes in self._windows(client, last_uid, uidnext, exists):
             batches = self._batches(sorted(sizes), sizes)
             for batch, fetched in self._prefetched(client, batches, sizes):
                 parsed = [parse_message(m.raw) for m in fetched]
                 stored = self._store_batch(folder["id"], uidvalidity, role, fetched, parsed,
-                                           max(batch))
+                                           LAST_UID_UP, max(batch))
                 del fetched, parsed  # at most this batch and the next in memory
                 if on_batch is not None:
                     on_batch(stored)
                 result.merge(stored)
-        self._mark_synced(folder["id"], uidnext, modseq)
+        self._mark_synced(folder["id"], uidnext, modseq, exists)
         return result
+
+    def head_size(self) -> int:
+        """Messages a folder's first sync takes from its newest end before any older
+        mail (the rest is back-filled, newest first: helpdesk/mail/backfill.py)."""
+        return HEAD_BATCHES * self.profile.imap.batch_size
+
+    def _newest_first(self, client: imapclient.IMAPClient, folder_id: int, uidvalidity: int,
+                      exists: int | None) -> int:
+        """(A folder with nothing stored.) Start it at its newest ``head_size()``
+        messages: ``last_uid`` goes just below them and ``backfill_below`` at them, so
+        this pass stores the newest mail and later passes fill in what lies below.
+        Returns the new ``last_uid`` (0: the folder is small, synced as before)."""
+        head = self.head_size()
+        if exists is None or exists <= head:
+            return 0
+        first = uid_at(client, exists - head + 1)
+        if first is None or first <= 1:
+            return 0
+        self.started_newest_first = True
+        with self.store.begin() as conn:
+            conn.execute(text("UPDATE folders SET last_uid = :last, backfill_below = :first "
+                              "WHERE id = :id AND uidvalidity = :v AND last_uid = 0"),
+                         {"last": first - 1, "first": first, "id": folder_id, "v": uidvalidity})
+        return first - 1
 
     def _windows(self, client: imapclient.IMAPClient, last_uid: int, uidnext: int | None,
                  exists: int | None) -> Iterator[dict[int, int]]:
@@ -246,21 +295,26 @@ class MailSync:
                 lo = mid + 1
         return lo
 
-    def _mark_synced(self, folder_id: int, uidnext: int | None, modseq: int | None) -> None:
+    def _mark_synced(self, folder_id: int, uidnext: int | None, modseq: int | None,
+                     exists: int | None) -> None:
         with self.store.begin() as conn:
             conn.execute(text("UPDATE folders SET uidnext = :u, highestmodseq = :m, "
-                              "synced_at = :t WHERE id = :id"),
-                         {"u": uidnext, "m": modseq, "t": utcnow(), "id": folder_id})
+                              "synced_at = :t, exists_count = :e WHERE id = :id"),
+                         {"u": uidnext, "m": modseq, "t": utcnow(), "e": exists,
+                          "id": folder_id})
 
     def _sizes(self, client: imapclient.IMAPClient, uids: str, above: int) -> dict[int, int]:
         """RFC822.SIZE of the UID set ``uids``, without UIDs up to ``above`` (a range
         ``n:*`` past the end returns the last message)."""
         return {u: n for u, n in fetch_sizes(client, uids).items() if u > above}
 
-    def _batches(self, uids: Sequence[int], sizes: dict[int, int]) -> Iterable[list[int]]:
+    def _batches(self, uids: Sequence[int], sizes: dict[int, int],
+                 limit: int | None = None) -> Iterable[list[int]]:
+        """``uids`` in order, cut into batches of at most ``limit`` messages (default
+        the profile's ``batch_size``) and ``BATCH_BYTES``."""
         batch: list[int] = []
         total = 0
-        limit = self.profile.imap.batch_size
+        limit = limit or self.profile.imap.batch_size
         for uid in uids:
             size = min(sizes.get(uid, 0), PARTIAL_BYTES * 2)
             if batch and (len(batch) >= limit or total + size > BATCH_BYTES):
@@ -330,7 +384,10 @@ class MailSync:
 
     def _store_batch(self, folder_id: int, uidvalidity: int, role: str,
                      messages: list[IncomingMessage], parsed_all: list[ParsedMessage],
-                     max_uid: int) -> SyncResult:
+                     mark: str, uid: int | None) -> SyncResult:
+        """Store one batch and move the folder's mark (``LAST_UID_UP`` or
+        ``BACKFILL_DOWN``, to ``uid``) in the same transaction: what the marks say is
+        stored is stored, whenever the process dies."""
         result = SyncResult()
         merged: set[str] = set()
         with self.store.begin() as conn:
@@ -354,8 +411,7 @@ class MailSync:
                 result.tickets = {canonical(cur, t) for t in result.tickets} | merged
                 result.new_inbound = [(canonical(cur, t), s) for t, s in result.new_inbound]
             refresh_tickets(conn, result.tickets)
-            cur.execute("UPDATE folders SET last_uid = max(last_uid, ?) WHERE id = ?",
-                        (max_uid, folder_id))
+            cur.execute(mark, (uid, folder_id, uidvalidity))
         return result
 
     def _insert_message(self, cur: sqlite3.Cursor, m: IncomingMessage, parsed: ParsedMessage,
@@ -436,7 +492,10 @@ def refresh_tickets_cursor(on: sqlite3.Cursor, ticket_ids: Iterable[str]) -> Non
                 "to_addrs, substr(text, 1, 2000) AS body, EXISTS (SELECT 1 FROM scores sc "
                 "WHERE sc.id = 'mail:' || coalesce(m.message_id, m.dedup_key)) AS scored "
                 "FROM messages m WHERE ticket_id IN (SELECT value FROM json_each(?)) "
-                "ORDER BY ticket_id, received_at, id", (json.dumps(ids[i:i + 500]),)).fetchall()
+                # Same second: the Date header, then the identity, never the order stored
+                # in (newest-first sync stores replies before what they answer).
+                "ORDER BY ticket_id, received_at, date_header, dedup_key",
+                (json.dumps(ids[i:i + 500]),)).fetchall()
             by_ticket: dict[str, list[Any]] = {}
             for r in rows:
                 by_ticket.setdefault(r["ticket_id"], []).append(r)

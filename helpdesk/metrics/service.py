@@ -112,7 +112,7 @@ class ServiceMetrics:
                 "EXISTS (SELECT 1 FROM scores x WHERE x.id = 'mail:' || "
                 "coalesce(m.message_id, m.dedup_key)) "
                 f"FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE {_COHORT} "
-                "ORDER BY m.received_at, m.id"), b).all():
+                "ORDER BY m.received_at, m.date_header, m.dedup_key"), b).all():
             if direction == "out":
                 kind = OTHER if survey or auto == "forward" else REPLY
             else:
@@ -187,7 +187,8 @@ class ServiceMetrics:
             row = conn.execute(text(
                 "SELECT m.message_id, m.\"references\", m.from_addr, m.reply_to FROM messages m "
                 "WHERE m.ticket_id = :t AND m.direction = 'in' AND m.auto_kind = 'none' "
-                "ORDER BY m.received_at DESC, m.id DESC LIMIT 1"), {"t": tid}).mappings().first()
+                "ORDER BY m.received_at DESC, m.date_header DESC, m.dedup_key DESC LIMIT 1"),
+                {"t": tid}).mappings().first()
             surveyed = conn.execute(text("SELECT count(*) FROM surveys WHERE ticket_id = :t"),
                                     {"t": tid}).scalar()
         if row is None or not (row["reply_to"] or row["from_addr"]):

@@ -390,7 +390,8 @@ def ticket_messages(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(text(
         "SELECT id, message_id, subject, from_addr, from_name, to_addrs, cc_addrs, reply_to, "
         'date_header, received_at, direction, auto_kind, text, html, attachments, defects, '
-        '"references", in_reply_to FROM messages WHERE ticket_id = :t ORDER BY received_at, id'),
+        '"references", in_reply_to FROM messages WHERE ticket_id = :t '
+        "ORDER BY received_at, date_header, dedup_key"),
         {"t": ticket_id}).mappings().all()
     out = []
     for r in rows:

@@ -1,7 +1,7 @@
 """Team-log snapshots and compaction (issue 16, part 1).
 
 Revision ID: 0013
-Revises: 0011 (written beside sibling migrations; the lead chained them when merging,
+Revises: 0012 (written beside sibling migrations; the lead chained them when merging,
 nothing here depends on any of them)
 
 - ``team_snapshot_marks``: accepted snapshot marks (team state, decided by log order),
@@ -17,7 +17,7 @@ nothing here depends on any of them)
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
