@@ -22,7 +22,7 @@ from test_sync import ROOT, run_cli, write_profile
 from helpdesk.desk import Desk
 from helpdesk.mail.conversations import ticket_id_for_key
 from helpdesk.mail.parse import parse_message
-from helpdesk.mail.sync import IncomingMessage, MailSync
+from helpdesk.mail.sync import LAST_UID_UP, IncomingMessage, MailSync
 from helpdesk.store import open_store
 
 US = "support@example.com"
@@ -100,7 +100,7 @@ def _store_in_order(tmp: Path, order: list[tuple[str, bytes]], name: str) -> Pat
     for uid, (folder, raw) in enumerate(order, 1):
         fid, role = (2, "sent") if folder == "Sent" else (1, "inbox")
         sync._store_batch(fid, 1, role, [IncomingMessage(uid, raw, datetime(2026, 11, 9))],
-                          [parse_message(raw)], uid)
+                          [parse_message(raw)], LAST_UID_UP, uid)
     store.close()
     return db
 
