@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,11 @@ def test_a_linking_message_merges_two_tickets_and_their_team_state_alike(
     two.sync_once()
     two.set_status(a, "pending")
     one.sync_once()
-    put(imap_server, [conv["L"]])
+    # L arrived (by the server's clock) before A was set pending: it stays pending whatever
+    # second the test's APPEND falls in (mail after a status change would reopen it).
+    with imap_server.session() as c:
+        c.append(conv["L"][0], conv["L"][1],
+                 msg_time=datetime.now(UTC) - timedelta(hours=1))
     one.sync_once()
     assert placement(one.profile.database) == {a: sorted(
         ["a@cust.example", "b@cust.example", "ob@example.com", "l@cust.example"])}
