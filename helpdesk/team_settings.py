@@ -110,7 +110,7 @@ def rank_of(order: Sequence[str], tier: str | None) -> int:
 
 # --- fold ----------------------------------------------------------------------------
 
-def _stamp(cur: sqlite3.Cursor, key: str) -> int:
+def meta_stamp(cur: sqlite3.Cursor, key: str) -> int:
     row = cur.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     if not row or not row[0]:
         return 0
@@ -120,9 +120,9 @@ def _stamp(cur: sqlite3.Cursor, key: str) -> int:
         return 0
 
 
-def _put(cur: sqlite3.Cursor, key: str, value: Mapping[str, Any], uid: int) -> bool:
+def put_meta(cur: sqlite3.Cursor, key: str, value: Mapping[str, Any], uid: int) -> bool:
     """Last writer wins: store ``value`` unless a later event already set ``key``."""
-    if uid < _stamp(cur, key):
+    if uid < meta_stamp(cur, key):
         return False
     cur.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -133,7 +133,7 @@ def _put(cur: sqlite3.Cursor, key: str, value: Mapping[str, Any], uid: int) -> b
 @HANDLERS.on("vip-tiers")
 def _vip_tiers(ctx: FoldContext) -> None:
     tiers = clean_tiers(ctx.event.data["tiers"])
-    if _put(ctx.cur, TIERS_KEY, {"tiers": tiers}, ctx.uid):
+    if put_meta(ctx.cur, TIERS_KEY, {"tiers": tiers}, ctx.uid):
         ctx.result.tickets.add("*")  # VIP-first lists re-sort everywhere
 
 
@@ -146,7 +146,7 @@ def _card_note(ctx: FoldContext) -> None:
     lang = clean_lang(data["lang"])
     subject = " ".join(str(data.get("mail_subject") or "").split())[:MAX_NOTE_SUBJECT]
     body = str(data.get("body") or "").strip()[:MAX_NOTE_BODY]
-    if _put(ctx.cur, f"{NOTE_PREFIX}{card}.{lang}",
+    if put_meta(ctx.cur, f"{NOTE_PREFIX}{card}.{lang}",
             {"lang": lang, "subject": subject, "body": body}, ctx.uid):
         ctx.result.cards = True
 

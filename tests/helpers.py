@@ -62,3 +62,13 @@ def make_profile(server: Any, tmp: Path, agent: str = "agent-a", *, smtp: Any = 
     extra.setdefault("send_delay_seconds", 0)
     return Profile(agent=agent, database=tmp / (db_name or f"{agent}.sqlite3"), imap=imap,
                    smtp=smtp_settings, **extra)
+
+
+# A start line for processes that must act at the same instant: each waits (with a
+# deadline) for the file named by argv[1], then runs the CLI with argv[2:].
+GO_SCRIPT = ("import sys, pathlib, time\n"
+             "go = pathlib.Path(sys.argv[1])\n"
+             "deadline = time.monotonic() + 60\n"
+             "while not go.exists() and time.monotonic() < deadline: time.sleep(0.001)\n"
+             "from helpdesk.cli import main\n"
+             "sys.exit(main(sys.argv[2:]))\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_profile, wait_until
+from helpers import GO_SCRIPT, make_profile, wait_until
 from mailgen import generate
 from test_sync import ROOT, fill, write_profile
 
@@ -248,12 +248,7 @@ def test_agents_in_separate_processes_race(kind: str, request: pytest.FixtureReq
         capture_output=True, text=True).stdout)
     targets = [t["id"] for t in tickets[:2]]
     go = tmp_path / "go"
-    script = ("import sys, os, pathlib, time\n"
-              "go = pathlib.Path(sys.argv[1])\n"
-              "deadline = time.monotonic() + 60\n"
-              "while not go.exists() and time.monotonic() < deadline: time.sleep(0.001)\n"
-              "from helpdesk.cli import main\n"
-              "sys.exit(main(sys.argv[2:]))\n")
+    script = GO_SCRIPT
     procs = []
     for cfg in cfgs:
         for tid in targets:

@@ -10,15 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import GO_SCRIPT
 from test_sync import ROOT, fill, write_profile
 from test_teamwork import teamwork_state
-
-GO_SCRIPT = ("import sys, pathlib, time\n"
-             "go = pathlib.Path(sys.argv[1])\n"
-             "deadline = time.monotonic() + 60\n"
-             "while not go.exists() and time.monotonic() < deadline: time.sleep(0.001)\n"
-             "from helpdesk.cli import main\n"
-             "sys.exit(main(sys.argv[2:]))\n")
 
 
 def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:

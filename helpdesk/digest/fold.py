@@ -16,8 +16,8 @@ import re
 import sqlite3
 
 from helpdesk.mail.compose import is_address
-from helpdesk.rota.fold import put
 from helpdesk.team.fold import BadData, FoldContext, Handlers, db_time, required_text
+from helpdesk.team_settings import put_meta as put
 
 HANDLERS = Handlers("digest")
 SETTINGS_KEY = "team.digest"

@@ -29,6 +29,7 @@ from typing import Any
 from helpdesk.rota import schedule
 from helpdesk.rota.handoff import apply_assignment
 from helpdesk.team.fold import BadData, FoldContext, Handlers, db_time, required_text, text_field
+from helpdesk.team_settings import put_meta as put
 
 HANDLERS = Handlers("rota")
 
@@ -36,26 +37,6 @@ ROTA_KEY = "team.rota"
 SWAP_PREFIX = "team.rota_swap."
 LEARNING_PREFIX = "team.learning."
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def stamp(cur: sqlite3.Cursor, key: str) -> int:
-    row = cur.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    if not row or not row[0]:
-        return 0
-    try:
-        return int(json.loads(row[0]).get("uid", 0))
-    except (ValueError, TypeError, AttributeError):
-        return 0
-
-
-def put(cur: sqlite3.Cursor, key: str, value: dict[str, Any], uid: int) -> bool:
-    """Last writer wins by log UID."""
-    if uid < stamp(cur, key):
-        return False
-    cur.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps({**value, "uid": uid}, ensure_ascii=False)))
-    return True
 
 
 def read_json(cur: sqlite3.Cursor, key: str) -> dict[str, Any] | None:
