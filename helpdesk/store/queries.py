@@ -65,17 +65,18 @@ def split_search(search: str) -> tuple[str, tuple[str, ...]]:
 STATUS = ("(CASE WHEN s.status IN ('closed', 'pending') "
           "AND julianday(t.last_in_at) > julianday(s.status_at) "
           "THEN 'open' ELSE coalesce(s.status, 'open') END)")
-FROM = ("FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id "
-        "LEFT JOIN customers c ON c.email = t.customer_email")
-# Rows also show the assignee and the snooze (lists and counts need no join for them:
-# the few tickets snoozed or assigned are looked up as a set, below).
-ROW_FROM = FROM + " LEFT JOIN ticket_work w ON w.ticket_id = t.id"
+# The counts' pass over every ticket reads only the ticket and its state (see
+# count_views; the VIP customers are a set, probed: a join per ticket doubles the pass).
+COUNT_FROM = "FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id"
+# Lists and rows also read the customer, the assignee and the snooze.
+FROM = (COUNT_FROM + " LEFT JOIN customers c ON c.email = t.customer_email "
+        "LEFT JOIN ticket_work w ON w.ticket_id = t.id")
+ROW_FROM = FROM
 # A snooze holds until its time (server clock) or until the customer writes after it.
-# Each teamwork flag is a set read once per query (SQLite keeps a non-correlated IN list)
+SNOOZED = ("(w.snoozed_until IS NOT NULL AND w.snoozed_until > :now AND "
+           "(t.last_in_at IS NULL OR julianday(t.last_in_at) <= julianday(w.snoozed_at)))")
+# Each teamwork set below is read once per query (SQLite keeps a non-correlated IN list)
 # and probed per ticket: never NULL, and cheap while the set is small.
-SNOOZED = ("t.id IN (SELECT w.ticket_id FROM ticket_work w JOIN tickets t2 ON "
-           "t2.id = w.ticket_id WHERE w.snoozed_until > :now AND (t2.last_in_at IS NULL "
-           "OR julianday(t2.last_in_at) <= julianday(w.snoozed_at)))")
 ASSIGNED = "t.id IN (SELECT ticket_id FROM ticket_work WHERE assignee = :agent)"
 # The customer, or the customer's domain, is blocked (each list read once per query).
 SPAM = ("(t.customer_email IS NOT NULL AND (t.customer_email IN (SELECT pattern FROM "
@@ -95,7 +96,8 @@ FLAGS: dict[str, str] = {
     "live": LIVE_CLAIM,
     "held": f"(s.claimed_by IS NOT NULL AND s.claimed_by = :agent AND {LIVE_CLAIM})",
     "assigned": ASSIGNED,
-    "vip": "(c.vip IS NOT NULL AND c.vip = 1)",
+    "vip": ("(t.customer_email IS NOT NULL AND "
+            "t.customer_email IN (SELECT email FROM customers WHERE vip = 1))"),
     "mentioned": MENTIONED,
     "snoozed": SNOOZED,
     "spam": SPAM,
@@ -125,10 +127,42 @@ def _rule(view: str, gated: bool) -> str:
     if not gate:
         return rest
     return f"(CASE WHEN {gate} THEN {rest} ELSE 0 END)" if gated else f"{gate} AND {rest}"
-# Mine is a few tickets among many: found from who holds and who is assigned what (two
-# indexes) rather than by walking every ticket.
-MINE_IDS = ("t.id IN (SELECT ticket_id FROM ticket_state WHERE claimed_by = :agent "
-            "UNION SELECT ticket_id FROM ticket_work WHERE assignee = :agent)")
+# The tickets of blocked senders, from the two lists read beforehand (:spam_addresses,
+# :spam_domains, JSON; see spam_lists): by address from ix_tickets_customer_email, by
+# domain from the expression index of migration 0015 (named: with a few domains in the
+# store SQLite's estimate prefers reading every ticket).
+SPAM_IDS = ("SELECT id FROM tickets INDEXED BY ix_tickets_customer_email WHERE customer_email "
+            "IN (SELECT value FROM json_each(:spam_addresses)) UNION "
+            "SELECT id FROM tickets INDEXED BY ix_tickets_customer_domain WHERE "
+            "substr(customer_email, instr(customer_email, '@') + 1) IN "
+            "(SELECT value FROM json_each(:spam_domains))")
+# The views that list few tickets, each with the set of ticket ids (distinct, as ``id``)
+# it starts from: always a superset of the view (its rule still decides), read first and
+# sorted, rather than walking the whole list order until a page is full (a walk steps
+# over every ticket when the view holds less than a page). Mine is found from who holds
+# and who is assigned what (two indexes).
+DRIVERS: dict[str, str] = {
+    "mine": ("SELECT ticket_id AS id FROM ticket_state WHERE claimed_by = :agent "
+             "UNION SELECT ticket_id FROM ticket_work WHERE assignee = :agent"),
+    "mentions": "SELECT ticket_id AS id FROM ticket_mentions WHERE agent = :agent",
+    "snoozed": "SELECT ticket_id AS id FROM ticket_work WHERE snoozed_until > :now",
+    "spam": SPAM_IDS,
+    "pending": "SELECT ticket_id AS id FROM ticket_state WHERE status = 'pending'",
+    "vip": ("SELECT id FROM tickets WHERE customer_email IN "
+            "(SELECT email FROM customers WHERE vip = 1)"),
+}
+
+
+def driven(driver: str) -> str:
+    """The clause that makes SQLite start from ``driver``'s ids (a list then orders them
+    by a "+" column, which no index gives: see _order). Not a CROSS JOIN from the set:
+    with a join SQLite may first build a Bloom filter over every ticket."""
+    return f"t.id IN ({driver})"
+
+
+# Counted from their sets (see count_views); pending is counted in the pass over every
+# ticket, which reads its status anyway.
+SPARSE_VIEWS = ("mine", "mentions", "snoozed", "spam")
 
 
 def _view_clause(q: TicketQuery, params: dict[str, Any],
@@ -139,8 +173,22 @@ def _view_clause(q: TicketQuery, params: dict[str, Any],
     params["now"] = (q.now or datetime.min).isoformat(sep=" ", timespec="microseconds")
     params["agent"] = q.agent
     flags = {k: "0" if k in absent else sql for k, sql in FLAGS.items()}
-    clause = _rule(q.view, gated).format(**flags)
-    return f"{MINE_IDS} AND {clause}" if q.view == "mine" else clause
+    return _rule(q.view, gated).format(**flags)
+
+
+def spam_lists(conn: Connection, params: dict[str, Any]) -> None:
+    """Put the blocked addresses and domains into ``params`` (for SPAM_IDS)."""
+    rows = conn.execute(text("SELECT kind, pattern FROM spam_blocks WHERE active")).all()
+    params["spam_addresses"] = json.dumps([p for k, p in rows if k == "address"])
+    params["spam_domains"] = json.dumps([p for k, p in rows if k == "domain"])
+
+
+def _driver(conn: Connection, view: str, params: dict[str, Any]) -> str | None:
+    """The set ``view`` starts from (DRIVERS), its parameters put into ``params``."""
+    driver = DRIVERS.get(view)
+    if driver is SPAM_IDS:
+        spam_lists(conn, params)
+    return driver
 
 
 def absent_flags(conn: Connection, q: TicketQuery) -> frozenset[str]:
@@ -202,9 +250,11 @@ def _tier_rank_sql(tiers: tuple[str, ...]) -> str:
     return f"(CASE lower(coalesce(c.vip_tier, '')) {whens} ELSE {len(tiers[:50])} END)"
 
 
-def _order(q: TicketQuery, by_tier: bool = False) -> str:
+def _order(q: TicketQuery, by_tier: bool = False, sorted_set: bool = False) -> str:
     column = {"updated": "t.updated_at", "created": "t.created_at",
               "waiting": "coalesce(t.waiting_since, '9999')"}.get(q.sort, "t.updated_at")
+    if sorted_set:  # "+": no index gives this order, so SQLite reads the set, then sorts
+        column = "+" + column
     # Waiting longest first is the *earliest* waiting_since first.
     newest_first = q.descending != (q.sort == "waiting")
     order = f"{column} {'DESC' if newest_first else 'ASC'}, t.id"
@@ -215,8 +265,10 @@ def _order(q: TicketQuery, by_tier: bool = False) -> str:
     return order
 
 
-def _ids_sql(q: TicketQuery, where: list[str], limit: int | None, by_tier: bool = False) -> str:
-    sql = f"SELECT t.id {FROM} WHERE {' AND '.join(where)} ORDER BY {_order(q, by_tier)}"
+def _ids_sql(q: TicketQuery, where: list[str], limit: int | None, by_tier: bool = False,
+             sorted_set: bool = False) -> str:
+    sql = (f"SELECT t.id {FROM} WHERE {' AND '.join(where)} "
+           f"ORDER BY {_order(q, by_tier, sorted_set)}")
     return f"{sql} LIMIT {int(limit)}" if limit else sql
 
 
@@ -300,10 +352,13 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
     words, tags = split_search(q.search)
     where = [_view_clause(q, params, absent_flags(conn, q)), *extra,
              *_tag_clauses(q.tags + tags, params)]
+    driver = _driver(conn, q.view, params)
+    if driver:
+        where.insert(0, driven(driver))
     match = fts_query(words)
     if match:
         params["match"] = match
-        if in_order:  # few tickets to check: probe each against the set of matches
+        if in_order or driver:  # few tickets to check: probe each against the matches
             where.append(MATCH_IN_ORDER)
         else:
             # Where an index gives the list order, a first page walks it; other orders
@@ -313,7 +368,7 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
                 if ids is not None:
                     return ids
             where.append(MATCH_FROM_INDEX)
-    sql = _ids_sql(q, where, limit, by_tier)
+    sql = _ids_sql(q, where, limit, by_tier, sorted_set=driver is not None)
     if stop is _never:
         return [r[0] for r in conn.execute(text(sql), params)]
     ids = _stoppable_ids(conn, sql, params, stop)
@@ -324,17 +379,19 @@ def _ids(conn: Connection, q: TicketQuery, extra: list[str], limit: int | None,
 
 # Flags true for few tickets but tested by most views: counts take them out of the
 # pass over every ticket and patch the few tickets that have them (see count_views).
-RARE_FLAGS = ("spam", "snoozed")
+RARE_FLAGS = frozenset(("spam", "snoozed"))
 
 
-def _sums(q: TicketQuery, params: dict[str, Any], absent: frozenset[str]) -> list[str]:
+def _sums(q: TicketQuery, views: tuple[str, ...], params: dict[str, Any],
+          absent: frozenset[str]) -> list[str]:
     clauses = [_view_clause(TicketQuery(view=view, agent=q.agent, now=q.now), params, absent,
-                            gated=False) for view in VIEWS]
+                            gated=False) for view in views]
     return [f"coalesce(sum(CASE WHEN {c} THEN 1 ELSE 0 END), 0)" for c in clauses]
 
 
 def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
-    """Every view's count in one pass over the tickets.
+    """Every view's count: the views of few tickets each from its set (DRIVERS), the
+    others in one pass over the tickets.
 
     Spam and snoozed tickets are few, but nearly every view asks about them: the pass
     counts as if no ticket were either, then a second pass over just those tickets
@@ -343,19 +400,33 @@ def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
     """
     params: dict[str, Any] = {}
     absent = absent_flags(conn, q)
-    rare = frozenset(RARE_FLAGS) - absent
-    row = conn.execute(text(f"SELECT {', '.join(_sums(q, params, absent | rare))} {FROM}"),
-                       params).one()
-    counts = {view: int(value) for view, value in zip(VIEWS, row, strict=True)}
-    if not rare:
-        return counts
-    few = " OR ".join(FLAGS[f] for f in sorted(rare))
-    patch = conn.execute(text(
-        f"SELECT {', '.join(_sums(q, params, absent) + _sums(q, params, absent | rare))} "
-        f"{FROM} WHERE {few}"), params).one()
-    for i, view in enumerate(VIEWS):
-        counts[view] += int(patch[i]) - int(patch[len(VIEWS) + i])
-    return counts
+    rare = RARE_FLAGS - absent
+    dense = tuple(v for v in VIEWS if v not in SPARSE_VIEWS)
+    counts: dict[str, int] = {}
+    if dense:
+        row = conn.execute(text(  # every rare flag taken as false: no snooze read
+            f"SELECT {', '.join(_sums(q, dense, params, absent | RARE_FLAGS))} {COUNT_FROM}"),
+            params).one()
+        counts = {view: int(value) for view, value in zip(dense, row, strict=True)}
+    if rare and dense:
+        # The tickets that may have a rare flag, found from the sets (a superset: for a
+        # ticket without the flag both sums agree), not by testing every ticket.
+        spam_lists(conn, params)
+        few = " UNION ".join(DRIVERS[f] for f in sorted(rare))
+        sums = _sums(q, dense, params, absent) + _sums(q, dense, params, absent | rare)
+        patch = conn.execute(text(f"SELECT {', '.join(sums)} {FROM} WHERE {driven(few)}"),
+                             params).one()
+        for i, view in enumerate(dense):
+            counts[view] += int(patch[i]) - int(patch[len(dense) + i])
+    for view in SPARSE_VIEWS:
+        if view not in VIEWS:
+            continue
+        clause = _view_clause(replace(q, view=view), params, absent, gated=False)
+        driver = _driver(conn, view, params)
+        counts[view] = int(conn.execute(text(
+            f"SELECT count(*) {FROM} WHERE {driven(str(driver))} AND {clause}"),
+            params).scalar() or 0)
+    return {view: counts[view] for view in VIEWS}
 
 
 TICKET_COLUMNS = (
@@ -411,9 +482,16 @@ def tag_counts(conn: Connection) -> dict[str, int]:
     if not blocked:  # from the tag index alone
         return {str(r[0]): int(r[1]) for r in conn.execute(text(
             "SELECT tag, count(*) FROM ticket_tags GROUP BY tag ORDER BY tag"))}
-    return {str(r[0]): int(r[1]) for r in conn.execute(text(
-        "SELECT g.tag, count(*) FROM ticket_tags g JOIN tickets t ON t.id = g.ticket_id "
-        f"WHERE NOT {SPAM} GROUP BY g.tag ORDER BY g.tag"))}
+    # Every tag's count from the index, less the few spam tickets' tags.
+    counts = {str(r[0]): int(r[1]) for r in conn.execute(text(
+        "SELECT tag, count(*) FROM ticket_tags GROUP BY tag ORDER BY tag"))}
+    params: dict[str, Any] = {}
+    spam_lists(conn, params)
+    for tag, n in conn.execute(text(
+            f"SELECT g.tag, count(*) FROM ({SPAM_IDS}) d CROSS JOIN ticket_tags g "
+            "ON g.ticket_id = d.id GROUP BY g.tag"), params):
+        counts[str(tag)] -= int(n)
+    return {tag: n for tag, n in counts.items() if n > 0}
 
 
 def ticket_notes(conn: Connection, ticket_id: str) -> list[dict[str, Any]]:
