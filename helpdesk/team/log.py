@@ -499,7 +499,8 @@ class TeamLog:
                                                 or m.cursor >= found.mark)):
                 return False  # another process on this database moved first
             try:
-                state = load_state(cur, found.canonical, self.registry)
+                with _big_cache(cur):  # a snapshot is the whole team state at once
+                    state = load_state(cur, found.canonical, self.registry, found.state)
             except BadSnapshot as exc:
                 log.warning("team log: snapshot %s at uid %d cannot be loaded: %s",
                             found.digest[:12], found.mark, exc)

@@ -25,7 +25,7 @@ from helpdesk.mail import imap
 from helpdesk.mail.imap import uid_set
 from helpdesk.team.events import MAX_MESSAGE_BYTES, Event, EventError, decode_body
 from helpdesk.team.snapshots import BadSnapshot, assemble
-from helpdesk.team.state import StateError, parse_state
+from helpdesk.team.state import LoadedState, StateError, parse_state
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Found:
     agent: str  # the mark's agent
     acked_by: tuple[str, ...]
     seen: int  # messages at or below the mark still in the folder
+    state: LoadedState | None = None  # its content, parsed once when judged
 
 
 def find_snapshot(client: imapclient.IMAPClient, end: int, exists: int, layout: str,
@@ -83,8 +84,8 @@ def find_snapshot(client: imapclient.IMAPClient, end: int, exists: int, layout: 
                            tables, min_mark)
             if found is not None:
                 above = sum(1 for u in visible if u > cand.mark)
-                return Found(cand.mark, digest, found[0], found[1], found[2],
-                             max(0, exists - above))
+                return Found(cand.mark, digest, found[0], found[1].agent, found[2],
+                             max(0, exists - above), found[1])
         if lo <= min_mark:
             break
         hi = lo - 1
@@ -145,7 +146,8 @@ def _note(event: Event, candidates: dict[str, _Candidate], acks: dict[str, set[s
 
 
 def _judge(digest: str, cand: _Candidate, acked: set[str], layout: str, uidvalidity: int,
-           tables: Any, min_mark: int) -> tuple[bytes, str, tuple[str, ...]] | None:
+           tables: Any, min_mark: int
+           ) -> tuple[bytes, LoadedState, tuple[str, ...]] | None:
     why = None
     if cand.mark < min_mark:
         why = "older than needed"
@@ -168,6 +170,6 @@ def _judge(digest: str, cand: _Candidate, acked: set[str], layout: str, uidvalid
             elif not others:
                 why = "not acknowledged by a second desktop yet"
             else:
-                return canonical, state.agent, others
+                return canonical, state, others
     log.info("team log: snapshot %s at uid %d not used: %s", digest[:12], cand.mark, why)
     return None

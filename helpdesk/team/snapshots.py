@@ -279,12 +279,15 @@ def assemble(parts: list[str], digest: str) -> bytes:
     return canonical
 
 
-def load_state(cur: sqlite3.Cursor, canonical: bytes, registry: Registry) -> LoadedState:
+def load_state(cur: sqlite3.Cursor, canonical: bytes, registry: Registry,
+               parsed: LoadedState | None = None) -> LoadedState:
     """Replace team state with a verified snapshot's (inside the caller's transaction):
     what a desktop that folded the log up to the mark has, the mark itself included.
-    The caller sets the cursor and clock; BadSnapshot for content of another layout."""
+    The caller sets the cursor and clock; BadSnapshot for content of another layout.
+    ``parsed``: ``canonical`` already parsed (by the reader that verified it; parsing a
+    big snapshot again would cost as much as storing it)."""
     try:
-        state = parse_state(canonical, _tables())
+        state = parsed if parsed is not None else parse_state(canonical, _tables())
     except StateError as exc:
         raise BadSnapshot(str(exc)) from None
     if state.layout != this_layout():

@@ -143,6 +143,9 @@ def parse_state(canonical: bytes, tables: Sequence[TeamTable]) -> LoadedState:
     return LoadedState(mark, clock, layout, agent, rows)
 
 
+_PLAIN = frozenset((str, int, float, type(None), bool))
+
+
 def _stored(v: Any) -> Any:
     if isinstance(v, dict):
         b64 = v.get("b64")
@@ -160,7 +163,11 @@ def restore_state(cur: sqlite3.Cursor, state: LoadedState, tables: Iterable[Team
     transaction; an error leaves the caller to roll back)."""
     for table in tables:
         extra = tuple(v for _c, v in table.fill)
-        rows = [[*(_stored(v) for v in row), *extra] for row in state.tables[table.entry]]
+        # Most values are plain (text, numbers, NULL) and stored as they are; a row with
+        # a blob or something that should not be there goes value by value.
+        rows = [[*row, *extra] if all(type(v) in _PLAIN for v in row)
+                else [*(_stored(v) for v in row), *extra]
+                for row in state.tables[table.entry]]
         names = (*table.columns, *(c for c, _v in table.fill))
         cols = ", ".join(f'"{c}"' for c in names)
         marks = ", ".join("?" * len(names))
