@@ -429,22 +429,10 @@ def bench_views(app: Any, window: Any) -> list[tuple[str, float, float, int]]:
 def vm_steps(desk: Any, fn: Callable[[Any], Any]) -> int:
     """SQLite virtual-machine steps ``fn(conn)`` costs (counted in hundreds): a figure a
     busy machine does not change, beside the times it does."""
-    from helpdesk.store.engine import raw_cursor
-
-    seen = [0]
-
-    def tick() -> int:
-        seen[0] += 1
-        return 0
+    from helpers import vm_steps as steps_on
 
     with desk.store.read() as conn:
-        raw = raw_cursor(conn).connection
-        raw.set_progress_handler(tick, 100)
-        try:
-            fn(conn)
-        finally:
-            raw.set_progress_handler(None, 0)
-    return seen[0] * 100
+        return steps_on(conn, fn)
 
 
 def bench_steps(desk: Any) -> list[tuple[str, int, int]]:

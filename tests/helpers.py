@@ -72,3 +72,23 @@ GO_SCRIPT = ("import sys, pathlib, time\n"
              "while not go.exists() and time.monotonic() < deadline: time.sleep(0.001)\n"
              "from helpdesk.cli import main\n"
              "sys.exit(main(sys.argv[2:]))\n")
+
+
+def vm_steps(conn: Any, fn: Callable[[Any], Any]) -> int:
+    """SQLite virtual-machine steps ``fn(conn)`` costs on a SQLAlchemy connection (counted
+    in hundreds): the same figure on a busy machine and an idle one."""
+    from helpdesk.store.engine import raw_cursor
+
+    seen = [0]
+
+    def tick() -> int:
+        seen[0] += 1
+        return 0
+
+    raw = raw_cursor(conn).connection
+    raw.set_progress_handler(tick, 100)
+    try:
+        fn(conn)
+    finally:
+        raw.set_progress_handler(None, 0)
+    return seen[0] * 100

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import vm_steps as steps
 from sqlalchemy import Connection, text
 
 from helpdesk.store import open_store, queries
-from helpdesk.store.engine import raw_cursor
 from helpdesk.store.queries import TicketQuery
 
 NOW = datetime(2030, 6, 1, 12, 0, 0)
@@ -197,23 +197,6 @@ def test_nothing_blocked_snoozed_or_mentioned_counts_alike(tmp_path: Path) -> No
 
 
 # --- cost: a view of few tickets does not pay for the tickets outside it ----------------
-
-def steps(conn: Connection, fn: Callable[[Connection], Any]) -> int:
-    """SQLite VM steps ``fn`` costs (in hundreds; the same figure on any machine)."""
-    seen = [0]
-
-    def tick() -> int:
-        seen[0] += 1
-        return 0
-
-    raw = raw_cursor(conn).connection
-    raw.set_progress_handler(tick, 100)
-    try:
-        fn(conn)
-    finally:
-        raw.set_progress_handler(None, 0)
-    return seen[0] * 100
-
 
 SPARSE = ("mine", "mentions", "snoozed", "spam", "pending")
 
