@@ -323,6 +323,21 @@ def test_a_corrupt_or_lying_snapshot_is_refused(stores: Any) -> None:
     doc["tables"]["ticket_state"] = [["t9"]]  # a row of the wrong width
     with db.begin() as conn, pytest.raises(BadSnapshot):
         load_state(raw_cursor(conn), json.dumps(doc).encode(), default_registry())
+    # Values no table holds (a list, an object that is not a blob): refused whole, and
+    # the store keeps the state it had (the load's transaction rolls back).
+    def team_rows() -> list[Any]:
+        with db.read() as conn:
+            cur = raw_cursor(conn)
+            return [cur.execute(f'SELECT * FROM "{t.name}" ORDER BY 1').fetchall()
+                    for t in STATE]
+    before = team_rows()
+    for bad in (["x"], {"b64": 1}, {"b64": "AA==", "more": 1}):
+        doc = json.loads(canonical)
+        name = next(n for n, rows in sorted(doc["tables"].items()) if rows)
+        doc["tables"][name][0][-1] = bad
+        with pytest.raises(BadSnapshot, match="cannot be stored"), db.begin() as conn:
+            load_state(raw_cursor(conn), json.dumps(doc).encode(), default_registry())
+        assert team_rows() == before
     doc = json.loads(canonical)
     doc["layout"] = "f" * 32
     with db.begin() as conn, pytest.raises(BadSnapshot, match="another"):
