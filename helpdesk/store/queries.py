@@ -71,7 +71,8 @@ COUNT_FROM = "FROM tickets t LEFT JOIN ticket_state s ON s.ticket_id = t.id"
 # Lists and rows also read the customer, the assignee and the snooze.
 FROM = (COUNT_FROM + " LEFT JOIN customers c ON c.email = t.customer_email "
         "LEFT JOIN ticket_work w ON w.ticket_id = t.id")
-ROW_FROM = FROM
+# The VIP customers, a set read once per query.
+VIP_EMAILS = "SELECT email FROM customers WHERE vip = 1"
 # A snooze holds until its time (server clock) or until the customer writes after it.
 SNOOZED = ("(w.snoozed_until IS NOT NULL AND w.snoozed_until > :now AND "
            "(t.last_in_at IS NULL OR julianday(t.last_in_at) <= julianday(w.snoozed_at)))")
@@ -96,8 +97,7 @@ FLAGS: dict[str, str] = {
     "live": LIVE_CLAIM,
     "held": f"(s.claimed_by IS NOT NULL AND s.claimed_by = :agent AND {LIVE_CLAIM})",
     "assigned": ASSIGNED,
-    "vip": ("(t.customer_email IS NOT NULL AND "
-            "t.customer_email IN (SELECT email FROM customers WHERE vip = 1))"),
+    "vip": f"(t.customer_email IS NOT NULL AND t.customer_email IN ({VIP_EMAILS}))",
     "mentioned": MENTIONED,
     "snoozed": SNOOZED,
     "spam": SPAM,
@@ -148,8 +148,7 @@ DRIVERS: dict[str, str] = {
     "snoozed": "SELECT ticket_id AS id FROM ticket_work WHERE snoozed_until > :now",
     "spam": SPAM_IDS,
     "pending": "SELECT ticket_id AS id FROM ticket_state WHERE status = 'pending'",
-    "vip": ("SELECT id FROM tickets WHERE customer_email IN "
-            "(SELECT email FROM customers WHERE vip = 1)"),
+    "vip": f"SELECT id FROM tickets WHERE customer_email IN ({VIP_EMAILS})",
 }
 
 
@@ -177,7 +176,9 @@ def _view_clause(q: TicketQuery, params: dict[str, Any],
 
 
 def spam_lists(conn: Connection, params: dict[str, Any]) -> None:
-    """Put the blocked addresses and domains into ``params`` (for SPAM_IDS)."""
+    """Put the blocked addresses and domains into ``params`` (for SPAM_IDS), once."""
+    if "spam_addresses" in params:
+        return
     rows = conn.execute(text("SELECT kind, pattern FROM spam_blocks WHERE active")).all()
     params["spam_addresses"] = json.dumps([p for k, p in rows if k == "address"])
     params["spam_domains"] = json.dumps([p for k, p in rows if k == "domain"])
@@ -185,10 +186,9 @@ def spam_lists(conn: Connection, params: dict[str, Any]) -> None:
 
 def _driver(conn: Connection, view: str, params: dict[str, Any]) -> str | None:
     """The set ``view`` starts from (DRIVERS), its parameters put into ``params``."""
-    driver = DRIVERS.get(view)
-    if driver is SPAM_IDS:
+    if view == "spam":
         spam_lists(conn, params)
-    return driver
+    return DRIVERS.get(view)
 
 
 def absent_flags(conn: Connection, q: TicketQuery) -> frozenset[str]:
@@ -325,7 +325,7 @@ def _first_page_walking(conn: Connection, q: TicketQuery, where: list[str],
 # VIP first, as two lists: the VIP customers' tickets (few; found from the customers,
 # each probed for a search match), then everyone else's (the usual plans, list order
 # walks included). Same ids in the same order as sorting every ticket by VIP first.
-VIP_TICKETS = "t.customer_email IN (SELECT email FROM customers WHERE vip = 1)"
+VIP_TICKETS = f"t.customer_email IN ({VIP_EMAILS})"
 NOT_VIP = "coalesce(c.vip, 0) = 0"
 
 
@@ -399,6 +399,7 @@ def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
     any view, at about the cost of counting without teamwork.
     """
     params: dict[str, Any] = {}
+    spam_lists(conn, params)  # for the sets of the patch pass and of the Spam view
     absent = absent_flags(conn, q)
     rare = RARE_FLAGS - absent
     dense = tuple(v for v in VIEWS if v not in SPARSE_VIEWS)
@@ -411,20 +412,16 @@ def count_views(conn: Connection, q: TicketQuery) -> dict[str, int]:
     if rare and dense:
         # The tickets that may have a rare flag, found from the sets (a superset: for a
         # ticket without the flag both sums agree), not by testing every ticket.
-        spam_lists(conn, params)
         few = " UNION ".join(DRIVERS[f] for f in sorted(rare))
         sums = _sums(q, dense, params, absent) + _sums(q, dense, params, absent | rare)
         patch = conn.execute(text(f"SELECT {', '.join(sums)} {FROM} WHERE {driven(few)}"),
                              params).one()
         for i, view in enumerate(dense):
             counts[view] += int(patch[i]) - int(patch[len(dense) + i])
-    for view in SPARSE_VIEWS:
-        if view not in VIEWS:
-            continue
+    for view in (v for v in VIEWS if v in SPARSE_VIEWS):
         clause = _view_clause(replace(q, view=view), params, absent, gated=False)
-        driver = _driver(conn, view, params)
         counts[view] = int(conn.execute(text(
-            f"SELECT count(*) {FROM} WHERE {driven(str(driver))} AND {clause}"),
+            f"SELECT count(*) {FROM} WHERE {driven(DRIVERS[view])} AND {clause}"),
             params).scalar() or 0)
     return {view: counts[view] for view in VIEWS}
 
@@ -451,7 +448,7 @@ def ticket_rows(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         # One statement text for any chunk length (no compiled-cache entry per length).
         chunk = ids[i:i + 500]
         for r in conn.execute(text(
-                f"SELECT {TICKET_COLUMNS} {ROW_FROM} WHERE t.id IN "
+                f"SELECT {TICKET_COLUMNS} {FROM} WHERE t.id IN "
                 f"(SELECT value FROM json_each(:ids))"), {"ids": json.dumps(chunk)}).mappings():
             out[r["id"]] = dict(r)
     return out
