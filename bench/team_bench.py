@@ -777,18 +777,59 @@ def copy_store(desk: Desk, path: Path) -> None:
         dst.close()
 
 
-def timed_join(server: Any, work: Path, name: str) -> tuple[float, Desk]:
+def timed_join(server: Any, work: Path, name: str, phases: dict[str, float] | None = None,
+               profiler: cProfile.Profile | None = None) -> tuple[float, Desk]:
+    """A new desk's first ``sync_once``; ``phases`` (when given) gets the seconds spent
+    finding and verifying the snapshot (reading the log backwards, assembling, parsing)
+    and storing it. ``profiler`` runs on the desk's worker thread (where the work is)."""
     from helpers import make_profile
+
+    import helpdesk.team.log as team_log
 
     desk = Desk(make_profile(server, work, f"agent-{name}", db_name=f"{name}.sqlite3",
                              snapshot_every=0))
-    t0 = time.perf_counter()
-    desk.sync_once()
-    return time.perf_counter() - t0, desk
+    spent = phases if phases is not None else {}
+    original_find, original_load = team_log.find_snapshot, desk.team._load
+
+    def find(*a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original_find(*a, **kw)
+        finally:
+            spent["find"] = spent.get("find", 0.0) + time.perf_counter() - t0
+
+    def load(*a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original_load(*a, **kw)
+        finally:
+            spent["load"] = spent.get("load", 0.0) + time.perf_counter() - t0
+
+    team_log.find_snapshot = find  # type: ignore[assignment]
+    desk.team._load = load  # type: ignore[method-assign]
+    if profiler is not None:
+        original_pass = desk.session.sync_pass
+
+        def sync_pass() -> Any:
+            def run() -> Any:
+                profiler.enable()
+                try:
+                    return original_pass()
+                finally:
+                    profiler.disable()
+            return desk.session.call(run)
+
+        desk.session.sync_pass = sync_pass  # type: ignore[method-assign]
+    try:
+        t0 = time.perf_counter()
+        desk.sync_once()
+        return time.perf_counter() - t0, desk
+    finally:
+        team_log.find_snapshot = original_find
 
 
 def measure_snapshots(server: Any, work: Path, a: Desk, full: Joiner, floor_s: float,
-                      report: Report, desks: list[Desk]) -> None:
+                      report: Report, desks: list[Desk], profile: bool | None = None) -> None:
     """Section 5: desk A (the full-replay joiner of section 4) writes a snapshot, desk B
     (a copy of A's store before the snapshot, another agent) acknowledges it, a new desk
     joins from it; then A compacts the log and another new desk joins."""
@@ -827,7 +868,8 @@ def measure_snapshots(server: Any, work: Path, a: Desk, full: Joiner, floor_s: f
     if agreed != mark:
         report.problem(f"snapshot at {mark} not agreed ({agreed})")
         return
-    join_s, c = timed_join(server, work, "snap-joiner")
+    phases: dict[str, float] = {}
+    join_s, c = timed_join(server, work, "snap-joiner", phases)
     desks.append(c)
     base = int(c.store.get_meta("team.base") or 0)
     if base != mark:
@@ -838,6 +880,23 @@ def measure_snapshots(server: Any, work: Path, a: Desk, full: Joiner, floor_s: f
                f"< {ms(TARGET_SNAPSHOT_JOIN_S)}", join_s < TARGET_SNAPSHOT_JOIN_S,
                f"reference, same run: full replay {ms(full.total)} (section 4), plain "
                f"FETCH of the log {ms(floor_s)}; {full.total / join_s:.0f}x faster")
+    find_s, load_s = phases.get("find", 0.0), phases.get("load", 0.0)
+    report.add("  finding + verifying it", ms(find_s),
+               note="read backwards: headers, part bodies, assemble, digest, parse")
+    report.add("  storing it", ms(load_s), note="reset + restore_state, one transaction")
+    report.add("  the rest", ms(join_s - find_s - load_s),
+               note="mail sync, replay after the mark, settle")
+    if profile or (profile is None and join_s >= TARGET_SNAPSHOT_JOIN_S):
+        progress("profiling a second snapshot join (cProfile) ...")
+        profiler = cProfile.Profile()
+        pj_s, pdesk = timed_join(server, work, "snap-profiled", profiler=profiler)
+        desks.append(pdesk)
+        stats = pstats.Stats(profiler)
+        report.add("  same under cProfile", ms(pj_s), note="second fresh desk")
+        report.extra.append("cProfile of the snapshot join (top by tottime):\n"
+                            + profile_text(stats, "tottime", 22))
+        report.extra.append("cProfile of the snapshot join, helpdesk by cumulative time:\n"
+                            + profile_text(stats, "cumulative", 16, "helpdesk"))
     n_before, bytes_before = log_size(server)
     t0 = time.perf_counter()
     moved = a.session.call(lambda: a.upkeep.compact(link))
@@ -927,6 +986,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs")
     parser.add_argument("--no-profile", action="store_true",
                         help="no cProfile pass even when the replay misses its target")
+    parser.add_argument("--profile-join", action="store_true",
+                        help="profile the snapshot join even if it meets its target")
     parser.add_argument("--no-snapshots", action="store_true",
                         help="skip section 5 (snapshot join, compaction)")
     args = parser.parse_args(argv)
@@ -1144,7 +1205,9 @@ def main(argv: list[str] | None = None) -> int:
                                     + profile_text(stats, "cumulative", 14, "helpdesk"))
             # 5. snapshots and compaction ----------------------------------------------
             if not args.no_snapshots:
-                measure_snapshots(server, work, jdesk, joiner, floor_s, report, desks)
+                measure_snapshots(server, work, jdesk, joiner, floor_s, report, desks,
+                                  True if args.profile or args.profile_join
+                                  else False if args.no_profile else None)
         finally:
             for d in desks:
                 with contextlib.suppress(Exception):

@@ -342,3 +342,84 @@ def test_a_corrupt_or_lying_snapshot_is_refused(stores: Any) -> None:
     doc["layout"] = "f" * 32
     with db.begin() as conn, pytest.raises(BadSnapshot, match="another"):
         load_state(raw_cursor(conn), json.dumps(doc).encode(), default_registry())
+
+
+def _long_log(n: int) -> Log:
+    """``n`` events: statuses (one refused, some with a cared answer), notes, claims and
+    two snapshot marks more than DUPLICATE_WINDOW apart, so that the second snapshot
+    carries old status events as metrics read them."""
+    log = Log()
+    for i in range(n):
+        agent, ticket = AGENTS[i % 3], TICKETS[i % 4]
+        if i in (n // 2, n - 5):
+            event = Event("snapshot-mark", agent, "", {"gap": snapshots.MIN_GAP})
+        elif i % 5 == 0:
+            event = Event("status", agent, ticket, {
+                "status": ("open", "pending", "closed")[i % 3],
+                "cared": (True, None, False)[i % 3]})
+        elif i == 7:
+            event = Event("status", agent, ticket, {"status": "solved?"})  # refused
+        elif i % 5 == 1:
+            event = Event("note", agent, CUSTOMERS[i % 3], {"text": f"note {i}"})
+        else:
+            event = Event("claim", agent, ticket, {"lease": 600})
+        log.add(event, 1)
+    return log
+
+
+def _statuses(db: Any) -> list[Any]:
+    """What the metrics read of status events (helpdesk/metrics/service.py)."""
+    with db.read() as conn:
+        return raw_cursor(conn).execute(
+            "SELECT subject, at, json_extract(body, '$.data.status') FROM team_events "
+            "WHERE type = 'status' ORDER BY uid").fetchall()
+
+
+def test_old_status_events_travel_as_what_metrics_read(stores: Any, monkeypatch: Any
+                                                       ) -> None:
+    """Status events older than the duplicate window travel without their id and body
+    (most of a year-old log's snapshot): a desktop that joins from the snapshot reads
+    the same statuses as one that folded everything, computes the same state at the
+    next mark, and its indexes are all there after the bulk load."""
+    from helpdesk.team import state as state_module
+
+    monkeypatch.setattr(state_module, "_BULK_ROWS", 10)  # the index-free load path too
+    n = 2 * snapshots.DUPLICATE_WINDOW + 400
+    log = _long_log(n)
+    full = stores("full")
+    fold(full, log.entries)
+    with full.read() as conn:
+        marks = raw_cursor(conn).execute("SELECT uid, state FROM team_snapshot_marks "
+                                         "WHERE state IS NOT NULL ORDER BY uid").fetchall()
+    assert len(marks) == 2
+    mark, packed = marks[0]
+    canonical = zlib.decompress(packed)
+    doc = json.loads(canonical)
+    old = doc["tables"]["team_events_status"]
+    assert old and all(row[1] == "status" and len(row) == 6 for row in old)
+    assert {row[5] for row in old} == {"open", "pending", "closed", "solved?"}
+    # neither their ids nor their bodies travel (a cared answer keeps its own row, named
+    # by the event's id)
+    ids = {e.id for u, _t, e in log.entries if e.type == "status"
+           and u <= mark - snapshots.DUPLICATE_WINDOW and e.data.get("cared") is None}
+    assert ids and not any(i.encode() in canonical for i in ids)
+    joiner = stores("joiner")
+    with joiner.read() as conn:
+        indexes = raw_cursor(conn).execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY 1").fetchall()
+    with joiner.begin() as conn:
+        load_state(raw_cursor(conn), canonical, default_registry())
+    with joiner.read() as conn:
+        assert raw_cursor(conn).execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY 1"
+        ).fetchall() == indexes
+    fold(joiner, [e for e in log.entries if e[0] > mark])
+    assert _statuses(joiner) == _statuses(full)
+    assert state_of(joiner) == state_of(full)
+    # the second mark's rows come partly from the first snapshot on the joiner
+    with joiner.read() as a, full.read() as b:
+        ours = raw_cursor(a).execute("SELECT uid, digest FROM team_snapshot_marks "
+                                     "WHERE uid > ?", (mark,)).fetchall()
+        theirs = raw_cursor(b).execute("SELECT uid, digest FROM team_snapshot_marks "
+                                       "WHERE uid > ?", (mark,)).fetchall()
+    assert ours == theirs and ours[0][1] is not None

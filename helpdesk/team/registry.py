@@ -37,11 +37,19 @@ _STAMPS = ("vip_stamp", "white_glove_stamp", "preferred_name_stamp", "birthday_s
            "heard_from_stamp")
 _OWN = "(" + ", ".join(f"'{t}'" for t in snapshots.TYPES) + ")"
 _WINDOW = f":mark - {snapshots.DUPLICATE_WINDOW}"
-# Of the log's history, what readers need: the status events (metrics read their bodies),
-# and the last 1,000 events whole (a retried APPEND seen again after the mark is still a
-# duplicate); the ids and order of the events notes, cards, scores and cared checks came
-# from (without their bodies).
-_KEPT_EVENTS = f"uid < :mark AND type NOT IN {_OWN} AND (type = 'status' OR uid > {_WINDOW})"
+# Of the log's history, what readers need: the last 1,000 events whole (a retried APPEND
+# seen again after the mark is still a duplicate); of older status events what metrics
+# read (when, by whom, which ticket, the status: not the id or the rest of the body); the
+# ids and order of the events notes, cards, scores and cared checks came from (without
+# their bodies).
+_KEPT_EVENTS = f"uid < :mark AND type NOT IN {_OWN} AND uid > {_WINDOW}"
+_OLD_STATUS = f"uid <= {_WINDOW} AND type = 'status'"
+# A status event's body as metrics read it (json_valid: a refused event's body is kept
+# as it came); restored as an event id no real one can be (ids are hex) and a body
+# holding only the status.
+_STATUS = ("status", "CASE WHEN json_valid(body) THEN json_extract(body, '$.data.status') END")
+_STATUS_BACK = (("event_id", "'~' || ?1"),
+                ("body", "'{\"data\":{\"status\":' || json_quote(?6) || '}}'"))
 _KEPT_IDS = (f"uid <= {_WINDOW} AND type IN ('note', 'card-create', 'card-add', 'score', "
              "'cared')")
 
@@ -100,6 +108,9 @@ STATE: tuple[TeamTable, ...] = (
     TeamTable("approvals", ("message_id",), ("message_id", "agent", "at", "uid")),
     TeamTable("team_events", ("uid",), (
         "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
+    TeamTable("team_events", ("uid",), ("uid", "type", "agent", "at", "subject"),
+              where=_OLD_STATUS, label="team_events_status", derived=(_STATUS,),
+              rebuilt=_STATUS_BACK),
     TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
               where=_KEPT_IDS, label="team_events_ids", fill=(("body", "{}"),)),
     # The log's own snapshot and compaction events just before the mark, and the mark
