@@ -10,11 +10,15 @@ take the whole test run down with it.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLS = 3000
@@ -94,3 +98,49 @@ def test_slots_updating_widgets_keep_none_true_false_refcounts() -> None:
     # loses thousands here.
     assert all(abs(d) < 100 for d in drift.values()), (
         f"refcounts drifted over {CALLS} rounds of signal-slot calls: {drift}")
+
+
+def _row(tid: str) -> dict[str, object]:
+    """A ticket row as ``desk.ticket_rows`` gives it: most teamwork fields empty (None)."""
+    return {"id": tid, "subject": f"Subject of {tid}", "customer_email": f"{tid}@example.com",
+            "customer_name": None, "status": "open", "claimed_by": None, "claimed_at": None,
+            "assignee": None, "waiting_since": None, "closed_at": None, "snoozed_until": None,
+            "vip": 0, "vip_tier": None, "tags": None, "updated_at": None, "spam": None}
+
+
+def test_a_day_of_new_lists_keeps_the_row_cache_and_nones_count_flat(qtbot: Any) -> None:
+    """New mail, view switches and searches give the list new tickets all day; the rows
+    of tickets no longer listed must not pile up in the model (each row holds ~11
+    references to None: bench/soak.py's steady rise)."""
+    from PySide6.QtWidgets import QApplication
+
+    from ui.models import Col, TicketModel
+
+    def fetch(ids: list[str], done: Callable[[Any], None], _failed: Any) -> None:
+        done({t: _row(t) for t in ids})
+
+    model = TicketModel(fetch, "agent-a")
+    shown = 30
+
+    def a_list(n: int) -> None:
+        """List ``shown`` tickets, some new (new mail), the rest from earlier lists; paint
+        every row and wait (deadline, no timers of its own) until their rows are in."""
+        model.set_ids([f"t{n * 7 + k}" for k in range(shown)])
+        for r in range(shown):
+            model.data(model.index(r, Col.SUBJECT))
+        deadline = time.monotonic() + 10
+        while model._pending or model._queue:
+            QApplication.processEvents()
+            assert time.monotonic() < deadline, "the rows did not arrive"
+        assert all(model.cached(t) is not None for t in model.ids)
+
+    for n in range(20):  # warm-up
+        a_list(n)
+    gc.collect()
+    before = sys.getrefcount(None)
+    for n in range(20, 420):
+        a_list(n)
+    gc.collect()
+    rise = sys.getrefcount(None) - before
+    assert rise < 300, f"None's refcount rose by {rise} over 400 lists of {shown} tickets"
+    assert len(model._cache) <= shown, f"{len(model._cache)} rows cached for {shown} listed"

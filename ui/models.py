@@ -3,8 +3,9 @@
 :class:`TicketModel` holds ticket ids only (already sorted and filtered in SQL by
 the core). Rows are fetched on demand, a chunk around the row being painted, by a
 ``fetch`` function that runs on the worker and calls back on the main thread.
-Fetched rows live in a bounded cache; a change marks rows stale: the stale row
-keeps being shown (no flicker) while a fresh copy is fetched.
+Fetched rows live in a bounded cache of the rows of the tickets listed now (a new list
+drops the rows of tickets it no longer holds); a change marks rows stale: the stale
+row keeps being shown (no flicker) while a fresh copy is fetched.
 """
 
 from __future__ import annotations
@@ -121,8 +122,22 @@ class TicketModel(QAbstractTableModel):
             self.beginResetModel()
             self._ids, self._index = ids, index
             self._missing.clear()
+            self._forget_unlisted()
             self.endResetModel()
         return True
+
+    def _forget_unlisted(self) -> None:
+        """Drop the rows of tickets the list no longer holds.
+
+        Kept, every ticket seen in a view all day (new mail, view switches, searches)
+        would stay cached up to CACHE_LIMIT rows a list: memory and ~11 references to
+        None per row (the soak's steady rise, bench/soak.py). A row the list shows
+        again is fetched again, one chunk at a time as for any list.
+        """
+        gone = [t for t in self._cache if t not in self._index]
+        for tid in gone:
+            del self._cache[tid]
+            self._stale.discard(tid)
 
     def row_of(self, ticket_id: str | None) -> int:
         return -1 if ticket_id is None else self._index.get(ticket_id, -1)
@@ -181,7 +196,10 @@ class TicketModel(QAbstractTableModel):
         self._pending.difference_update(batch)
         for tid in batch:
             row = rows.get(tid)
-            if row is None:
+            if tid not in self._index:  # the list moved on while the rows were read
+                self._cache.pop(tid, None)
+                self._stale.discard(tid)
+            elif row is None:
                 self._missing.add(tid)
                 self._cache.pop(tid, None)
             else:
