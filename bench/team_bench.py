@@ -777,6 +777,17 @@ def copy_store(desk: Desk, path: Path) -> None:
         dst.close()
 
 
+def clocked(fn: Callable[..., Any], spent: dict[str, float], key: str) -> Callable[..., Any]:
+    """``fn``, adding the seconds each call takes to ``spent[key]``."""
+    def run(*a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
+    return run
+
+
 def timed_join(server: Any, work: Path, name: str, phases: dict[str, float] | None = None,
                profiler: cProfile.Profile | None = None) -> tuple[float, Desk]:
     """A new desk's first ``sync_once``; ``phases`` (when given) gets the seconds spent
@@ -789,24 +800,9 @@ def timed_join(server: Any, work: Path, name: str, phases: dict[str, float] | No
     desk = Desk(make_profile(server, work, f"agent-{name}", db_name=f"{name}.sqlite3",
                              snapshot_every=0))
     spent = phases if phases is not None else {}
-    original_find, original_load = team_log.find_snapshot, desk.team._load
-
-    def find(*a: Any, **kw: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return original_find(*a, **kw)
-        finally:
-            spent["find"] = spent.get("find", 0.0) + time.perf_counter() - t0
-
-    def load(*a: Any, **kw: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return original_load(*a, **kw)
-        finally:
-            spent["load"] = spent.get("load", 0.0) + time.perf_counter() - t0
-
-    team_log.find_snapshot = find  # type: ignore[assignment]
-    desk.team._load = load  # type: ignore[method-assign]
+    original_find = team_log.find_snapshot
+    team_log.find_snapshot = clocked(original_find, spent, "find")  # type: ignore[assignment]
+    desk.team._load = clocked(desk.team._load, spent, "load")  # type: ignore[method-assign]
     if profiler is not None:
         original_pass = desk.session.sync_pass
 
