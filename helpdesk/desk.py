@@ -105,10 +105,11 @@ class Desk:
     def sync_once(self, on_progress: Callable[[SyncProgress], None] | None = None
                   ) -> Changes:
         """Sync everything: passes (mail folders, team log, outbox, a slice of older
-        mail) until no older mail is left to fetch; ``on_progress`` hears after each pass
-        that left some. Intents queued meanwhile run between batches and passes."""
+        mail) until no older mail (or team history a snapshot began) is left to bring
+        in; ``on_progress`` hears after each pass that left some. Intents queued
+        meanwhile run between batches and passes."""
         changes = self.session.sync_pass()
-        while (progress := self.session.progress) is not None and progress.pending:
+        while (progress := self.session.progress) is not None and progress.more:
             if on_progress is not None:
                 on_progress(progress)
             changes.merge(self.session.sync_pass())
@@ -130,7 +131,7 @@ class Desk:
         return Changes(scored, set())
 
     def _replay_team(self, link: ImapLink) -> Changes:
-        changes = self.session.replay(link)
+        changes = self.session.replay(link, live_first=True)
         # Tickets surveyed since the last check are re-checked (an answer may have come
         # before its survey-sent event was folded).
         changes.merge(self._scored(self.metrics.after_sync(changes.tickets)))

@@ -33,6 +33,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -378,9 +379,10 @@ class Session:
         try:
             changes = self.sync_pass()
             self._backoff = 0.0
-            if self.progress is not None and self.progress.pending:
+            if self.progress is not None and self.progress.more:
                 with self._cond:
-                    self._sync_wanted = True  # the next slice of older mail, after intents
+                    self._sync_wanted = True  # the next slice of older mail (or team
+                    # history), after intents
         except BaseException as exc:
             error = as_helpdesk_error(exc, self.profile)
             self._backoff = min(max(1.0, self._backoff * 2), 300.0)
@@ -434,9 +436,10 @@ class Session:
                 self.run_waiting_intents()
                 older = self.syncer.use(lambda c: self.backfill.run(c, on_batch=stored))
                 changes.merge(Changes.of_mail(older))
-            if pending or self.progress is None or self.progress.pending:
+            history = self.team.history_due()
+            if pending or history or self.progress is None or self.progress.more:
                 # Counting is an index scan (ms at 100,000): not in every no-change pass.
-                self.progress = self.backfill.progress()
+                self.progress = replace(self.backfill.progress(), team_history=history)
         except BaseException as exc:
             self._record_error(exc)
             if not expected(exc):
@@ -488,12 +491,15 @@ class Session:
             self.store.set_meta("team.offset", f"{(at - mid).total_seconds():.3f}")
         return self.changes_of(fold), fold
 
-    def replay(self, link: ImapLink | None = None) -> Changes:
-        """Fold teammates' new events now."""
+    def replay(self, link: ImapLink | None = None, live_first: bool = False) -> Changes:
+        """Fold teammates' new events now. ``live_first`` (the sync pass): a new desktop
+        joining from a snapshot stops once the live state is in, and the next pass
+        stores the team history (:meth:`TeamLog.replay`)."""
         if not self.on_worker():
-            return self.call(lambda: self.replay(link))
+            return self.call(lambda: self.replay(link, live_first))
         own = link or self.intents
-        return self.changes_of(own.use(self.team.replay))
+        return self.changes_of(own.use(
+            lambda client: self.team.replay(client, live_first=live_first)))
 
     def changes_of(self, fold: FoldResult) -> Changes:
         for ticket, previous, by in fold.taken_over:

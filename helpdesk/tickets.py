@@ -189,7 +189,8 @@ class TicketBook:
                 "counts": counts, "messages": messages,
                 "folders": [{**f, "synced_at": iso(f["synced_at"])} for f in folders],
                 "team_log": self._log_status(conn),
-                "older_mail": self.session.backfill.progress().as_dict(),
+                "older_mail": {**self.session.backfill.progress().as_dict(),
+                               "team_history": self.session.team.history_due()},
             }
 
     def log_status(self) -> dict[str, Any]:
@@ -237,6 +238,8 @@ class TicketBook:
             "birthday": row["birthday"], "heard_from": row["heard_from"],
             "notes": [{"id": n["id"], "agent": n["agent"], "text": n["text"],
                        "at": iso(n["at"])} for n in notes],
+            # a new desktop's notes arrive with the team history, right after the rest
+            "notes_loading": self.session.team.history_due(),
             "tickets": tickets,
         }
 

@@ -68,7 +68,8 @@ def test_first_pass_stores_the_newest_mail_and_the_rest_fills_in(dovecot: Any,
     assert stored_uids(db) == uids[-12:]
     progress = desk.sync_progress()
     assert (progress.stored, progress.total, progress.pending) == (12, 60, True)
-    assert desk.status()["older_mail"] == {"stored": 12, "total": 60, "pending": True}
+    assert desk.status()["older_mail"] == {"stored": 12, "total": 60, "pending": True,
+                                            "team_history": False}
     heard: list[tuple[int, int]] = []
     desk.sync_once(on_progress=lambda p: heard.append((p.stored, p.total)))
     assert_exactly_once(db, 60)
@@ -210,7 +211,8 @@ def test_cli_sync_says_how_much_older_mail_is_in(dovecot: Any, tmp_path: Path) -
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("older mail")]
     assert lines[0] == "older mail: 9 of 30 messages in"
     status = json.loads(run_cli(cfg, "status", "--json").stdout)
-    assert status["older_mail"] == {"stored": 30, "total": 30, "pending": False}
+    assert status["older_mail"] == {"stored": 30, "total": 30, "pending": False,
+                                    "team_history": False}
 
 
 def test_newest_first_sync_killed_at_random_points_stores_each_once(

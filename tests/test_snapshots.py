@@ -6,7 +6,6 @@ given the log. The tests against servers are in test_snapshots_log.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -27,7 +26,7 @@ from helpdesk.team.events import TYPES, Event
 from helpdesk.team.fold import FoldResult, apply_event, default_registry
 from helpdesk.team.registry import STATE
 from helpdesk.team.snapshots import BadSnapshot, assemble, load_state, split
-from helpdesk.team.state import canonical_state, digest_of
+from helpdesk.team.state import canonical_state, digest_of, document, encode_document
 
 T0 = datetime(2026, 11, 1, 9, 0, 0)
 AGENTS = ("agent-a", "agent-b", "agent-c")
@@ -280,7 +279,7 @@ def test_a_snapshot_plus_what_follows_equals_the_whole_fold(stores: Any, log: Lo
     with joiner.begin() as conn:
         load_state(raw_cursor(conn), canonical, default_registry())
     later = fold(joiner, [e for e in log.entries if e[0] > mark])
-    ours, theirs = json.loads(state_of(joiner)), json.loads(state_of(full))
+    ours, theirs = document(state_of(joiner)), document(state_of(full))
     for name in theirs["tables"]:
         assert ours["tables"][name] == theirs["tables"][name], name
     assert state_of(joiner) == state_of(full)
@@ -319,10 +318,10 @@ def test_a_corrupt_or_lying_snapshot_is_refused(stores: Any) -> None:
     import base64
     with pytest.raises(BadSnapshot):
         assemble([base64.b64encode(bomb).decode()], digest)
-    doc = json.loads(canonical)
+    doc = document(canonical)
     doc["tables"]["ticket_state"] = [["t9"]]  # a row of the wrong width
     with db.begin() as conn, pytest.raises(BadSnapshot):
-        load_state(raw_cursor(conn), json.dumps(doc).encode(), default_registry())
+        load_state(raw_cursor(conn), encode_document(doc, STATE), default_registry())
     # Values no table holds (a list, an object that is not a blob): refused whole, and
     # the store keeps the state it had (the load's transaction rolls back).
     def team_rows() -> list[Any]:
@@ -332,16 +331,16 @@ def test_a_corrupt_or_lying_snapshot_is_refused(stores: Any) -> None:
                     for t in STATE]
     before = team_rows()
     for bad in (["x"], {"b64": 1}, {"b64": "AA==", "more": 1}):
-        doc = json.loads(canonical)
+        doc = document(canonical)
         name = next(n for n, rows in sorted(doc["tables"].items()) if rows)
         doc["tables"][name][0][-1] = bad
         with pytest.raises(BadSnapshot, match="cannot be stored"), db.begin() as conn:
-            load_state(raw_cursor(conn), json.dumps(doc).encode(), default_registry())
+            load_state(raw_cursor(conn), encode_document(doc, STATE), default_registry())
         assert team_rows() == before
-    doc = json.loads(canonical)
+    doc = document(canonical)
     doc["layout"] = "f" * 32
     with db.begin() as conn, pytest.raises(BadSnapshot, match="another"):
-        load_state(raw_cursor(conn), json.dumps(doc).encode(), default_registry())
+        load_state(raw_cursor(conn), encode_document(doc, STATE), default_registry())
 
 
 def _long_log(n: int) -> Log:
@@ -394,7 +393,7 @@ def test_old_status_events_travel_as_what_metrics_read(stores: Any, monkeypatch:
     assert len(marks) == 2
     mark, packed = marks[0]
     canonical = zlib.decompress(packed)
-    doc = json.loads(canonical)
+    doc = document(canonical)
     old = doc["tables"]["team_events_status"]
     assert old and all(row[1] == "status" and len(row) == 6 for row in old)
     assert {row[5] for row in old} == {"open", "pending", "closed", "solved?"}

@@ -26,6 +26,8 @@ from helpdesk.team import snapshots
 from helpdesk.team.compaction import LOG_UID_HEADER
 from helpdesk.team.events import Event, encode
 from helpdesk.team.log import TeamLog
+from helpdesk.team.registry import STATE
+from helpdesk.team.state import document, encode_document
 
 LOG = "HelpDesk/Log"
 ARCHIVE = "HelpDesk/Log/Archive"
@@ -127,10 +129,10 @@ def _lying_parts(a: Desk, mark: int, agent: str) -> list[Event]:
     with a.store.read() as conn:
         packed = raw_cursor(conn).execute("SELECT state FROM team_snapshot_marks WHERE uid = ?",
                                           (mark,)).fetchone()[0]
-    doc = json.loads(zlib.decompress(packed))
+    doc = document(zlib.decompress(packed))
     for row in doc["tables"]["customers"]:
         row[2] = 1  # vip
-    lie = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    lie = encode_document(doc, STATE)
     uidvalidity = a.team.cursor()[0] or 0
     return snapshots.part_events(agent, mark, lie, uidvalidity)
 
@@ -274,7 +276,7 @@ def test_an_old_desktop_that_knows_no_snapshots_keeps_working(dovecot: Any,
         kept = raw_cursor(conn).execute("SELECT DISTINCT type FROM team_pending").fetchall()
     assert {t for (t,) in kept} >= {"snapshot-mark", "snapshot", "snapshot-ack"}
     assert not meta(old, "team.base")  # it replayed the whole log
-    ours, theirs = json.loads(state_of(old.store)), json.loads(state_of(a.store))
+    ours, theirs = document(state_of(old.store)), document(state_of(a.store))
     for table in ("ticket_state", "customers", "notes"):
         assert ours["tables"][table] == theirs["tables"][table]
     # and what it publishes, the others fold
@@ -343,3 +345,136 @@ def test_a_compaction_killed_mid_copy_is_resumed_and_loses_nothing(dovecot: Any,
     assert state_of(late.store) == state_of(a.store) == state_of(b.store)
     for d in (a, b, late):
         d.close()
+
+
+def _notes(d: Desk) -> int:
+    with d.store.read() as conn:
+        return int(raw_cursor(conn).execute("SELECT count(*) FROM notes").fetchone()[0])
+
+
+def test_a_joiner_is_useful_once_the_live_state_is_in_and_stores_the_history_next(
+        dovecot: Any, tmp_path: Path) -> None:
+    """A new desktop's first pass stores the snapshot's live state (tickets, claims,
+    customers) and ends: the window shows it while the history (notes, cared answers,
+    old status changes) goes in with the next pass, before anything after the mark is
+    folded (a note deleted after the mark reads the notes of the history)."""
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    with a.store.read() as conn:
+        old_note = raw_cursor(conn).execute(
+            "SELECT id, customer_email FROM notes WHERE deleted = 0 ORDER BY at LIMIT 1"
+        ).fetchone()
+    a.delete_note(old_note[1], old_note[0])  # after the mark
+    write_events(dovecot, 7, start=500)
+    a.sync_once()
+    b.sync_once()
+    c = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    c.session.sync_pass()  # the first pass: what the window shows first
+    progress = c.session.progress
+    assert progress is not None and progress.team_history and progress.more
+    assert c.team.history_due() and meta(c, "team.base")
+    with c.store.read() as conn:
+        claimed = raw_cursor(conn).execute("SELECT count(*) FROM ticket_state").fetchone()[0]
+    assert claimed and _notes(c) == 0  # the live state is in, the history not yet
+    shown = c.customer(old_note[1])
+    assert shown["notes_loading"] and not shown["notes"]
+    c.sync_once()  # the next pass stores the history, then folds what follows the mark
+    assert not c.team.history_due() and not c.session.progress.team_history
+    assert _notes(c) == _notes(a) > 0
+    assert state_of(c.store) == state_of(a.store) == state_of(b.store)
+    assert not c.customer(old_note[1])["notes_loading"]
+    for d in (a, b, c):
+        d.close()
+
+
+def test_a_joiner_restarted_before_the_history_reads_the_snapshot_again(
+        dovecot: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The process ends (or dies) after storing the live state: the next start reads
+    the snapshot again and stores its history, and ends exactly where the others are."""
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    write_events(dovecot, 7, start=500)
+    a.sync_once()
+    profile = make_profile(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    first = Desk(profile)
+    first.session.sync_pass()
+    assert first.team.history_due()
+    first.close()  # the parsed snapshot it held is gone with it
+    caplog.set_level(logging.INFO, logger="helpdesk.team.log")
+    again = Desk(profile)
+    assert again.team.history_due()
+    again.sync_once()
+    assert "stored the history of the snapshot" in caplog.text
+    assert not again.team.history_due()
+    b.sync_once()
+    assert state_of(again.store) == state_of(a.store) == state_of(b.store)
+    for d in (a, b, again):
+        d.close()
+
+
+def test_a_snapshot_whose_history_cannot_be_stored_is_forgotten_and_refused(
+        dovecot: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone with the mailbox password can write a snapshot (and acknowledge it under
+    a second name) whose live state is sound and whose history is not: the joiner that
+    stored its live state forgets it, never tries it again, and folds the whole log."""
+    write_events(dovecot, 3 * EVERY)
+    a = desk(dovecot, tmp_path, "agent-a")
+    a.upkeep.write_parts = lambda link: False  # type: ignore[method-assign]
+    a.sync_once()
+    with a.store.read() as conn:
+        mark, packed = raw_cursor(conn).execute(
+            "SELECT uid, state FROM team_snapshot_marks WHERE state IS NOT NULL "
+            "ORDER BY uid DESC").fetchone()
+    head = zlib.decompress(packed).partition(b"\n")[0]
+    hostile = head + b"\n" + b'{"cared":[["\x1b[2J",' + b"\xff" * 10
+    parts = snapshots.part_events("agent-a", mark, hostile, a.team.cursor()[0] or 0)
+    digest = parts[0].data["digest"]
+    with dovecot.session() as c:
+        for ev in [*parts, Event("snapshot-ack", "agent-z", str(mark), {
+                "mark": mark, "digest": digest, "layout": snapshots.this_layout()})]:
+            c.append(LOG, encode(ev, "n" * 8), flags=[b"\\Seen"])
+    caplog.set_level(logging.INFO, logger="helpdesk.team.log")
+    c = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    c.session.sync_pass()
+    assert c.team.history_due()  # its live state was sound
+    c.sync_once()
+    assert "cannot be stored" in caplog.text
+    assert digest in (meta(c, "team.refused") or "").split()
+    assert not c.team.history_due() and not meta(c, "team.base")  # the whole log, folded
+    a.sync_once()
+    assert state_of(c.store) == state_of(a.store)
+    # and it is not tried again by this desktop
+    caplog.clear()
+    c.sync_once()
+    assert "cannot be stored" not in caplog.text
+    for d in (a, c):
+        d.close()
+
+
+def test_the_window_says_the_team_history_is_coming_in(dovecot: Any, tmp_path: Path,
+                                                      qtbot: Any) -> None:
+    """Between the live state and the history the window's bar says "Team history"
+    (not "Older mail"), and it goes once the history is in."""
+    from test_ui_support import App
+
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    c = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    app = App(qtbot, c)
+    w = app.window
+    seen: list[tuple[bool, bool, str]] = []
+    shown = w._show_progress
+
+    def recording(status: Any) -> None:
+        shown(status)
+        history = bool(status.progress is not None and status.progress.team_history)
+        seen.append((history, w.sync_progress.isVisible(), w.sync_progress.format()))
+
+    w._show_progress = recording  # type: ignore[method-assign]
+    try:
+        app.service.start_sync()
+        qtbot.waitUntil(lambda: any(h for h, _v, _f in seen) and not c.team.history_due()
+                        and seen[-1][:2] == (False, False), timeout=30_000)
+        assert (True, True, "Team history") in seen
+        assert state_of(c.store) == state_of(a.store)
+    finally:
+        app.stop()
+        a.close()
+        b.close()

@@ -388,14 +388,18 @@ class CustomerPanel(QScrollArea):
                 if not edit.hasFocus():
                     edit.setText(str(data.get(key) or ""))
                     edit.setCursorPosition(0)
-            self._fill_notes(data.get("notes") or [])
+            self._fill_notes(data.get("notes") or [], bool(data.get("notes_loading")))
             self._fill_cards(data.get("cards") or [])
             self._fill_tickets(data.get("tickets") or [], rows)
         finally:
             self._filling = False
 
-    def _fill_notes(self, notes: list[dict[str, Any]]) -> None:
-        self.no_notes.setVisible(not notes)
+    def _fill_notes(self, notes: list[dict[str, Any]], loading: bool = False) -> None:
+        # A new desktop stores the team's history (notes among it) right after the rest:
+        # until then "no notes" would not be true.
+        self.no_notes.setText("Notes are still coming in (team history)…" if loading
+                              else "No notes yet.")
+        self.no_notes.setVisible(not notes or loading)
         for card, note in zip(self._notes.take(len(notes)), notes, strict=True):
             card.set_note(note)
 

@@ -459,9 +459,19 @@ class MainWindow(QMainWindow, WindowMenus):
         progress = status.progress
         if not status.ok:
             return  # a failed pass says nothing new about what is in
-        if progress is None or not progress.pending:
+        if progress is None or not progress.more:
             self.sync_progress.hide()
             return
+        if not progress.pending:  # the mail is in; the team's history is going in
+            self.sync_progress.setRange(0, 0)  # busy: stored in one step, not counted
+            self.sync_progress.setFormat("Team history")
+            self.sync_progress.setToolTip(plain_tooltip(
+                "Tickets, claims and customers are in. The team's history (customer "
+                "notes, cared answers, past status changes) is being stored; notes and "
+                "reports are complete once this is gone."))
+            self.sync_progress.show()
+            return
+        self.sync_progress.setFormat("Older mail: %v of %m")
         self.sync_progress.setRange(0, max(1, progress.total))
         self.sync_progress.setValue(min(progress.stored, progress.total))
         self.sync_progress.setToolTip(plain_tooltip(

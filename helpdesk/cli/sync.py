@@ -20,7 +20,12 @@ def add_parsers(sub: Any) -> None:
 
 
 def _older(progress: SyncProgress) -> str:
-    return f"older mail: {progress.stored} of {progress.total} messages in"
+    said = [f"older mail: {progress.stored} of {progress.total} messages in"] \
+        if progress.pending else []
+    if progress.team_history:
+        said.append("team history (notes, cared answers, past status changes): "
+                    "storing it next")
+    return "; ".join(said)
 
 
 def _changed(changes: Changes) -> str:
@@ -51,7 +56,7 @@ def cmd_sync(desk: Desk, args: argparse.Namespace) -> int:
         elif not s.ok:
             say(f"sync failed: {s.message} (retrying in {s.retry_in:.0f} s)", err=True)
         else:
-            if s.progress is not None and s.progress.pending:
+            if s.progress is not None and s.progress.more:
                 say(_older(s.progress), err=True)
             if args.verbose:
                 say("sync ok", err=True)

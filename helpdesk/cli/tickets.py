@@ -135,6 +135,9 @@ def cmd_status(desk: Desk, args: argparse.Namespace) -> int:
     older = data["older_mail"]
     if older["pending"]:
         say(f"older mail: {older['stored']} of {older['total']} messages in, still coming")
+    if older.get("team_history"):
+        say("team history (notes, cared answers, past status changes): stored by the next "
+            "sync")
     for line in sign_in_lines(data["sign_in"]):
         say(line)
     return 0

@@ -47,15 +47,24 @@ class SyncProgress:
 
     ``stored`` and ``total`` count messages per folder (one in INBOX and in Sent
     counts twice, as on the server); ``total`` is the folders' size at their last
-    sync. ``pending``: older mail is still being fetched.
+    sync. ``pending``: older mail is still being fetched. ``team_history``: the team
+    history of the snapshot a new desktop began at is still being stored. Either way
+    (:attr:`more`) another pass follows at once.
     """
 
     stored: int
     total: int
     pending: bool
+    team_history: bool = False
+
+    @property
+    def more(self) -> bool:
+        """Is there more to bring in (older mail, or team history)?"""
+        return self.pending or self.team_history
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stored": self.stored, "total": self.total, "pending": self.pending}
+        return {"stored": self.stored, "total": self.total, "pending": self.pending,
+                "team_history": self.team_history}
 
 
 class Backfill:

@@ -73,7 +73,14 @@ from helpdesk.team.fold import (
 from helpdesk.team.reader import FETCH_BATCH, VANISHED, LogMessage, Window, read_log
 from helpdesk.team.registry import STATE
 from helpdesk.team.snapshot_reader import Found, find_snapshot
-from helpdesk.team.snapshots import BadSnapshot, checking_from, load_state, this_layout
+from helpdesk.team.snapshots import (
+    BadSnapshot,
+    checking_from,
+    load_history,
+    load_state,
+    this_layout,
+)
+from helpdesk.team.state import LoadedState
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,8 @@ _BATCH = 500  # messages folded under one SAVEPOINT
 _REBUILD_CACHE_KB = 64 * 1024  # SQLite page cache while a rebuild folds (memory, bounded)
 _ATTEMPTS = 4  # replays restarted because another process rebuilt meanwhile
 _META_KEYS = ("team.uidvalidity", "team.cursor", "team.clock", "team.seen", "team.reread",
-              "team.base")
+              "team.base", "team.later", "team.refused")
+_REFUSED_KEPT = 20  # digests of snapshots that could not be stored here, remembered
 # Marks this far behind the end of the log are not worth a digest (each costs a pass
 # over team state): a desktop catching up checks only the recent ones.
 CHECK_SPAN = 20_000
@@ -109,6 +117,8 @@ class _Meta:
     seen: int
     reread: bool  # a store folded before events were kept: read the log again, once
     base: int  # the snapshot mark this store was loaded from (0: folded from UID 1)
+    later: str | None = None  # digest of the snapshot whose history is still to be stored
+    refused: tuple[str, ...] = ()  # snapshots that could not be stored here
 
 
 def _meta(cur: sqlite3.Cursor) -> _Meta:
@@ -118,7 +128,8 @@ def _meta(cur: sqlite3.Cursor) -> _Meta:
     v, c, t = rows.get("team.uidvalidity"), rows.get("team.cursor"), rows.get("team.clock")
     return _Meta(int(v) if v else None, int(c or 0), parse_db_time(t) if t else None,
                  int(rows.get("team.seen") or 0), bool(rows.get("team.reread")),
-                 int(rows.get("team.base") or 0))
+                 int(rows.get("team.base") or 0), rows.get("team.later") or None,
+                 tuple((rows.get("team.refused") or "").split()))
 
 
 def _set_meta(cur: sqlite3.Cursor, **values: str | None) -> None:
@@ -141,6 +152,9 @@ class TeamLog:
         self.folder = folder
         self.settings = settings
         self.registry = registry or default_registry()
+        # The snapshot whose live state this desktop has just stored, its history to
+        # store next: (digest, parsed). Gone with the process: then it is read again.
+        self._later: tuple[str, LoadedState] | None = None
 
     # --- cursor ----------------------------------------------------------------
 
@@ -152,6 +166,12 @@ class TeamLog:
     def _meta(self) -> _Meta:
         with self.store.read() as conn:
             return _meta(raw_cursor(conn))
+
+    def history_due(self) -> bool:
+        """Has this store the live state of a snapshot and not yet its history (notes,
+        cared answers, old status changes)? The next replay stores it, then what
+        follows the mark."""
+        return self._meta().later is not None
 
     # --- folder ----------------------------------------------------------------
 
@@ -177,7 +197,8 @@ class TeamLog:
     # --- replay ----------------------------------------------------------------
 
     def replay(self, client: imapclient.IMAPClient, upto: int | None = None,
-               own: dict[int, int] | None = None) -> FoldResult:
+               own: dict[int, int] | None = None, *, live_first: bool = False
+               ) -> FoldResult:
         """Fold every new event (or up to UID ``upto``).
 
         When the log is the selected folder and ``upto`` is given (right after our
@@ -185,20 +206,23 @@ class TeamLog:
         (UIDVALIDITY check, cheap no-change exit via UIDNEXT, the below-the-cursor
         check). Events this build understands but an older one kept are refolded
         first, from the store. ``own``: UID -> size of the events we just appended
-        (their sizes need not be asked).
+        (their sizes need not be asked). ``live_first``: a desktop joining from a
+        snapshot returns once its live state is stored (a sync pass: the window shows
+        it); the next replay stores the history, then folds what follows the mark.
         """
         result = FoldResult()
         self._refold_if_understood(result)
         for _attempt in range(_ATTEMPTS):
-            if self._replay_once(client, upto, result, own):
+            if self._replay_once(client, upto, result, own, live_first):
                 break
         return result
 
     def _replay_once(self, client: imapclient.IMAPClient, upto: int | None,
-                     result: FoldResult, own: dict[int, int] | None = None) -> bool:
+                     result: FoldResult, own: dict[int, int] | None = None,
+                     live_first: bool = False) -> bool:
         """One pass; False when it must start again (the state was rebuilt meanwhile)."""
         m = self._meta()
-        if upto is not None and m.uidvalidity is not None and not m.reread:
+        if upto is not None and m.uidvalidity is not None and not m.reread and not m.later:
             if upto <= m.cursor:
                 return True
             if selected(client) == self.folder:
@@ -210,10 +234,19 @@ class TeamLog:
         uidnext = int(info.get(b"UIDNEXT", 0)) or None
         end = uidnext - 1 if uidnext else self._last_uid(client)
         if m.uidvalidity is None:
-            if self._join(client, uidvalidity, end or 0, exists, replace=False):
+            if self._join(client, uidvalidity, end or 0, exists, replace=False,
+                          refused=frozenset(m.refused)):
+                if live_first and self._meta().later is not None:
+                    # Useful now: the live state is in. Its history, then what follows
+                    # the mark, in the next replay (the session asks for it at once).
+                    result.merge(_Tally().summary())
+                    return True
                 return False  # again, from the snapshot's mark
             self._start(uidvalidity)  # a new desktop: nothing folded yet, nothing to hide
             m = self._meta()
+        elif m.later is not None and m.uidvalidity == uidvalidity and not m.reread:
+            self._finish_history(client, m, uidvalidity, end or 0, exists, result)
+            return False  # again: from the mark (or, without the snapshot, from the start)
         elif m.uidvalidity != uidvalidity or m.reread:
             if m.reread:
                 log.info("team log: reading the log again once, keeping events of every "
@@ -357,7 +390,7 @@ class TeamLog:
             reset_team_state(cur, self.registry)
             cur.execute("DELETE FROM team_skipped")
             _set_meta(cur, uidvalidity=str(uidvalidity), cursor="0", clock=None, seen="0",
-                      reread=None)
+                      reread=None, later=None)
 
     def rebuild(self, client: imapclient.IMAPClient) -> FoldResult:
         """Forget the fold and fold the whole log again (atomically), then anything new."""
@@ -407,7 +440,7 @@ class TeamLog:
                     _settle_aliases(cur)
                     _set_meta(cur, uidvalidity=str(uidvalidity), cursor=str(top),
                               clock=db_time(clock) if clock else None, seen=str(seen),
-                              reread=None, base=None)
+                              reread=None, base=None, later=None)
             finally:
                 cur.execute("DROP TABLE IF EXISTS temp.team_stage")
         log.info("team log: rebuilt team state from %d messages (%d events)", seen,
@@ -474,15 +507,18 @@ class TeamLog:
         return False
 
     def _join(self, client: imapclient.IMAPClient, uidvalidity: int, end: int, exists: int,
-              *, replace: bool, min_mark: int = 1, forced: bool = False) -> bool:
+              *, replace: bool, min_mark: int = 1, forced: bool = False,
+              refused: frozenset[str] = frozenset()) -> bool:
         """Load the newest agreed snapshot of this log (at or above ``min_mark``) and set
         the cursor to its mark and the clock to its clamped time. ``replace``: team
         state exists and is replaced (atomically: readers see the old state until the
-        commit); else only a store that has folded nothing is filled. True if loaded."""
+        commit); else only a store that has folded nothing is filled, and with the live
+        state only (its history is stored by the next replay: :meth:`_finish_history`).
+        True if loaded."""
         if self.registry is not default_registry() or end < 1:
             return False  # another build's fold (tests, tools): snapshots are not its own
         found = find_snapshot(client, end, exists, this_layout(), uidvalidity, STATE,
-                              min_mark)
+                              min_mark, refused=refused)
         if found is None:
             return False
         try:
@@ -498,9 +534,11 @@ class TeamLog:
                     replace and not forced and (m.uidvalidity != uidvalidity
                                                 or m.cursor >= found.mark)):
                 return False  # another process on this database moved first
+            later = not replace and found.state is not None and bool(found.state.later)
             try:
                 with _big_cache(cur):  # a snapshot is the whole team state at once
-                    state = load_state(cur, found.canonical, self.registry, found.state)
+                    state = load_state(cur, found.canonical, self.registry, found.state,
+                                       history=not later)
             except BadSnapshot as exc:
                 log.warning("team log: snapshot %s at uid %d cannot be loaded: %s",
                             found.digest[:12], found.mark, exc)
@@ -508,11 +546,63 @@ class TeamLog:
             _settle_aliases(cur)  # messages synced before it go where its merges say
             _set_meta(cur, uidvalidity=str(uidvalidity), cursor=str(found.mark),
                       clock=state.clock, seen=str(found.seen), reread=None,
-                      base=str(found.mark))
+                      base=str(found.mark), later=found.digest if later else None)
+        if later:
+            self._later = (found.digest, state)
         log.info("team log: loaded the snapshot at uid %d (by %s, acknowledged by %s); "
-                 "replaying only what follows", found.mark, found.agent,
-                 ", ".join(found.acked_by))
+                 "%sreplaying only what follows", found.mark, found.agent,
+                 ", ".join(found.acked_by), "its history next, then " if later else "")
         return True
+
+    def _finish_history(self, client: imapclient.IMAPClient, m: _Meta, uidvalidity: int,
+                        end: int, exists: int, result: FoldResult) -> None:
+        """Store the history of the snapshot whose live state this store holds (one
+        transaction). Read again from the log when this process did not load it (a
+        restart); a snapshot no longer there, or whose history cannot be stored, is
+        forgotten: the next replay joins again (another snapshot, or the whole log)."""
+        digest = m.later or ""
+        held, self._later = self._later, None
+        state = held[1] if held is not None and held[0] == digest else None
+        if state is None:
+            found = find_snapshot(client, end, exists, this_layout(), uidvalidity, STATE,
+                                  m.base, refused=frozenset(m.refused))
+            if found is not None and found.digest == digest and found.state is not None:
+                state = found.state
+        result.merge(_Tally().summary())
+        if state is None:
+            log.warning("team log: the snapshot at uid %d whose history this desktop was "
+                        "storing is no longer in the log; joining again", m.base)
+            self._forget(None)
+            return
+        try:
+            with self.store.begin() as conn:
+                cur = raw_cursor(conn)
+                now = _meta(cur)
+                if now.later != digest or now.base != m.base:
+                    return  # another process on this database stored (or replaced) it
+                with _big_cache(cur):
+                    load_history(cur, state)
+                _set_meta(cur, later=None)
+        except BadSnapshot as exc:
+            log.warning("team log: the history of snapshot %s at uid %d cannot be stored: "
+                        "%s; folding the log without this snapshot", digest[:12], m.base, exc)
+            self._forget(digest)
+            return
+        log.info("team log: stored the history of the snapshot at uid %d", m.base)
+
+    def _forget(self, refuse: str | None) -> None:
+        """Team state as on a desktop that never folded the log, ``refuse`` (a
+        snapshot's digest) remembered as not to be loaded again."""
+        with self.store.begin() as conn:
+            cur = raw_cursor(conn)
+            refused = list(_meta(cur).refused) + ([refuse] if refuse else [])
+            reset_team_state(cur, self.registry)
+            cur.execute("DELETE FROM team_skipped")
+            _settle_aliases(cur)
+            cur.execute("DELETE FROM meta WHERE key IN "
+                        f"({', '.join('?' * len(_META_KEYS))})", _META_KEYS)
+            if refused:
+                _set_meta(cur, refused=" ".join(refused[-_REFUSED_KEPT:]))
 
     # --- refold (an upgrade understands kept events) ------------------------------
 

@@ -57,14 +57,18 @@ STATE: tuple[TeamTable, ...] = (
     TeamTable("ticket_state", ("ticket_id",), (
         "ticket_id", "status", "status_stamp", "status_at", "closed_at", "claimed_by",
         "claim_event", "claimed_at", "claim_active_at", "claim_lease")),
-    TeamTable("cared", ("event_id",), ("event_id", "ticket_id", "agent", "value", "at")),
+    # History (``later``: a desktop joining from a snapshot stores it after the rest, and
+    # is useful meanwhile): cared answers, customer notes, old status changes, event ids.
+    TeamTable("cared", ("event_id",), ("event_id", "ticket_id", "agent", "value", "at"),
+              later=True),
     TeamTable("customers", ("email",), (
         "email", "organisation", "vip", "vip_tier", "vip_stamp", "white_glove",
         "white_glove_stamp", "preferred_name", "preferred_name_stamp", "birthday",
         "birthday_stamp", "heard_from", "heard_from_stamp"),
         where=" OR ".join(f"{s} > 0" for s in _STAMPS)
         + " OR email IN (SELECT customer_email FROM notes)", restore="upsert"),
-    TeamTable("notes", ("id",), ("id", "customer_email", "agent", "text", "at", "deleted")),
+    TeamTable("notes", ("id",), ("id", "customer_email", "agent", "text", "at", "deleted"),
+              later=True),
     TeamTable("templates", ("name",), ("name", "body", "stamp", "deleted", "agent")),
     TeamTable("board_columns", ("id",), ("id", "name", "position", "stamp")),
     TeamTable("cards", ("id",), (
@@ -110,9 +114,9 @@ STATE: tuple[TeamTable, ...] = (
         "uid", "event_id", "type", "agent", "at", "subject", "body"), where=_KEPT_EVENTS),
     TeamTable("team_events", ("uid",), ("uid", "type", "agent", "at", "subject"),
               where=_OLD_STATUS, label="team_events_status", derived=(_STATUS,),
-              rebuilt=_STATUS_BACK),
+              rebuilt=_STATUS_BACK, later=True),
     TeamTable("team_events", ("uid",), ("uid", "event_id", "type", "agent", "at", "subject"),
-              where=_KEPT_IDS, label="team_events_ids", fill=(("body", "{}"),)),
+              where=_KEPT_IDS, label="team_events_ids", fill=(("body", "{}"),), later=True),
     # The log's own snapshot and compaction events just before the mark, and the mark
     # itself, without their bodies: so that one appended again after the mark is still a
     # duplicate on a desktop that loaded the snapshot.

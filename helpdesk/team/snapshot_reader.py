@@ -61,9 +61,11 @@ class Found:
 
 def find_snapshot(client: imapclient.IMAPClient, end: int, exists: int, layout: str,
                   uidvalidity: int, tables: Any, min_mark: int = 1,
-                  limit: int = SCAN_LIMIT) -> Found | None:
+                  limit: int = SCAN_LIMIT, refused: frozenset[str] = frozenset()
+                  ) -> Found | None:
     """The newest agreed snapshot at or above ``min_mark`` in the selected log folder
-    (whose highest UID is ``end`` and message count ``exists``), or None."""
+    (whose highest UID is ``end`` and message count ``exists``), or None. ``refused``:
+    digests of snapshots this desktop could not store (not tried again)."""
     candidates: dict[str, _Candidate] = {}
     acks: dict[str, set[str]] = {}
     judged: set[str] = set()
@@ -81,7 +83,7 @@ def find_snapshot(client: imapclient.IMAPClient, end: int, exists: int, layout: 
                 continue  # not all of it seen yet (the scan is above its mark)
             judged.add(digest)
             found = _judge(digest, cand, acks.get(digest, set()), layout, uidvalidity,
-                           tables, min_mark)
+                           tables, min_mark, refused)
             if found is not None:
                 above = sum(1 for u in visible if u > cand.mark)
                 return Found(cand.mark, digest, found[0], found[1].agent, found[2],
@@ -146,11 +148,13 @@ def _note(event: Event, candidates: dict[str, _Candidate], acks: dict[str, set[s
 
 
 def _judge(digest: str, cand: _Candidate, acked: set[str], layout: str, uidvalidity: int,
-           tables: Any, min_mark: int
+           tables: Any, min_mark: int, refused: frozenset[str] = frozenset()
            ) -> tuple[bytes, LoadedState, tuple[str, ...]] | None:
     why = None
     if cand.mark < min_mark:
         why = "older than needed"
+    elif digest in refused:
+        why = "it could not be stored here before"
     elif cand.layout != layout:
         why = "written by another Help desk version"
     elif cand.uidvalidity != uidvalidity:

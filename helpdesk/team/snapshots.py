@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
+from typing import Any
 
 from helpdesk.team.events import Event
 from helpdesk.team.fold import (
@@ -62,6 +63,7 @@ from helpdesk.team.state import (
     canonical_state,
     digest_of,
     layout_key,
+    parse_later,
     parse_state,
     restore_state,
 )
@@ -280,12 +282,13 @@ def assemble(parts: list[str], digest: str) -> bytes:
 
 
 def load_state(cur: sqlite3.Cursor, canonical: bytes, registry: Registry,
-               parsed: LoadedState | None = None) -> LoadedState:
+               parsed: LoadedState | None = None, history: bool = True) -> LoadedState:
     """Replace team state with a verified snapshot's (inside the caller's transaction):
     what a desktop that folded the log up to the mark has, the mark itself included.
     The caller sets the cursor and clock; BadSnapshot for content of another layout.
     ``parsed``: ``canonical`` already parsed (by the reader that verified it; parsing a
-    big snapshot again would cost as much as storing it)."""
+    big snapshot again would cost as much as storing it). ``history``: store its
+    history too; else only the live state (:func:`load_history` stores the rest)."""
     try:
         state = parsed if parsed is not None else parse_state(canonical, _tables())
     except StateError as exc:
@@ -294,12 +297,28 @@ def load_state(cur: sqlite3.Cursor, canonical: bytes, registry: Registry,
         raise BadSnapshot("a snapshot of another Help desk version")
     reset_team_state(cur, registry)
     cur.execute("DELETE FROM team_skipped")
-    try:
-        restore_state(cur, state, _tables())
-    except (StateError, sqlite3.IntegrityError, sqlite3.ProgrammingError,
-            sqlite3.InterfaceError, OverflowError) as exc:
-        raise BadSnapshot(f"a snapshot that cannot be stored ({type(exc).__name__})") from None
+    _restore(cur, state.tables)
+    if history:
+        load_history(cur, state)
     cur.execute("INSERT OR REPLACE INTO team_snapshot_marks (uid, agent, at, digest) "
                 "VALUES (?, ?, ?, ?)", (state.mark, state.agent, state.clock or "",
                                         digest_of(canonical)))
     return state
+
+
+def load_history(cur: sqlite3.Cursor, state: LoadedState) -> None:
+    """Store the history of a snapshot whose live state :func:`load_state` stored
+    (inside the caller's transaction); BadSnapshot if it cannot be."""
+    try:
+        rows = parse_later(state, _tables())
+    except StateError as exc:
+        raise BadSnapshot(str(exc)) from None
+    _restore(cur, rows)
+
+
+def _restore(cur: sqlite3.Cursor, rows: dict[str, list[list[Any]]]) -> None:
+    try:
+        restore_state(cur, rows, _tables())
+    except (StateError, sqlite3.IntegrityError, sqlite3.ProgrammingError,
+            sqlite3.InterfaceError, OverflowError) as exc:
+        raise BadSnapshot(f"a snapshot that cannot be stored ({type(exc).__name__})") from None

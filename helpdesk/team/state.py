@@ -6,12 +6,17 @@ module that adds a table its fold handlers write adds one line there. A test fol
 a log of every event type with SQLite's authorizer watching and fails if the fold
 writes a table or column no entry covers, so no table is silently left out.
 
-The canonical form (:func:`canonical_state`) is UTF-8 JSON with sorted keys, rows in
-key order (SQLite's BINARY collation, the same on every desktop), no whitespace; its
-sha256 is the snapshot's digest. Two desktops of the same build that folded the same
-log up to the same UID produce the same bytes. Builds differ in what they fold, so
-:func:`layout_key` (the tables, their columns and the event versions this build
-reads) travels with a snapshot: a desktop compares or loads only snapshots of its
+The canonical form (:func:`canonical_state`) is two lines of UTF-8 JSON with sorted
+keys, rows in key order (SQLite's BINARY collation, the same on every desktop), no
+whitespace; its sha256 is the snapshot's digest. The first line holds the header and
+the live state (tickets, claims, customers, settings: what a window shows); the second
+the history (``later`` tables: customer notes, cared answers, old status changes and
+event ids), which a new desktop stores after the live state, so that its first launch
+is useful while a year of history is still going in. JSON escapes every newline in a
+string, so the first newline ends the first line. Two desktops of the same build that
+folded the same log up to the same UID produce the same bytes. Builds differ in what
+they fold, so :func:`layout_key` (the tables, their columns and the event versions this
+build reads) travels with a snapshot: a desktop compares or loads only snapshots of its
 own layout.
 """
 
@@ -27,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-FORMAT = 1  # the canonical form's version
+FORMAT = 2  # the canonical form's version (2: live state, newline, history)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class TeamTable:
     computes instead, as (column, SQL expression over the carried values ``?1``,
     ``?2``, ... in order: ``columns`` then ``derived``). E.g. a status event's whole
     body is not carried, only the status it holds, and the restore writes a body
-    holding just that.
+    holding just that. ``later``: history, on the canonical form's second line (stored
+    after the live state by a desktop that joins).
     """
 
     name: str
@@ -61,6 +67,7 @@ class TeamTable:
     fill: tuple[tuple[str, Any], ...] = ()
     derived: tuple[tuple[str, str], ...] = ()
     rebuilt: tuple[tuple[str, str], ...] = ()
+    later: bool = False
 
     @property
     def entry(self) -> str:
@@ -147,8 +154,32 @@ def canonical_state(cur: sqlite3.Cursor, tables: Sequence[TeamTable], mark: int,
     with gc_paused():
         doc = {"format": FORMAT, "mark": mark, "clock": clock, "layout": layout,
                "agent": agent, "tables": state_rows(cur, tables, mark)}
-        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
+        return encode_document(doc, tables)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def encode_document(doc: Mapping[str, Any], tables: Sequence[TeamTable]) -> bytes:
+    """A state document (header and every entry's rows) as canonical bytes: the header
+    and live entries, a newline, the ``later`` entries."""
+    later = {t.entry for t in tables if t.later}
+    rows: Mapping[str, Any] = doc["tables"]
+    head = {**doc, "tables": {n: r for n, r in rows.items() if n not in later}}
+    return _dumps(head) + b"\n" + _dumps({n: r for n, r in rows.items() if n in later})
+
+
+def document(canonical: bytes) -> dict[str, Any]:
+    """Canonical bytes as one document (for tests and tools: the header, and every
+    entry's rows under ``tables``); ValueError if they are not of this format."""
+    head, newline, tail = canonical.partition(b"\n")
+    doc = json.loads(head)
+    if not newline or not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict):
+        raise ValueError("not a snapshot of a known format")
+    doc["tables"].update(json.loads(tail))
+    return doc
 
 
 def digest_of(canonical: bytes) -> str:
@@ -161,7 +192,8 @@ def layout_key(tables: Sequence[TeamTable], versions: Mapping[str, int]) -> str:
     doc = {"tables": [[t.name, list(t.key), list(t.columns), t.where, t.restore, t.entry,
                        [list(f) for f in t.fill]]
                       + ([[list(d) for d in t.derived], [list(r) for r in t.rebuilt]]
-                         if t.derived or t.rebuilt else []) for t in tables],
+                         if t.derived or t.rebuilt else []) + (["later"] if t.later else [])
+                      for t in tables],
            "versions": dict(sorted(versions.items()))}
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()[:32]
@@ -169,21 +201,43 @@ def layout_key(tables: Sequence[TeamTable], versions: Mapping[str, int]) -> str:
 
 @dataclass(frozen=True)
 class LoadedState:
+    """A snapshot's header and live entries, parsed; ``later``: its history line as it
+    came (parsed when it is stored: :func:`parse_later`)."""
+
     mark: int
     clock: str | None
     layout: str
     agent: str
     tables: dict[str, list[list[Any]]]
+    later: bytes = b""
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        with gc_paused():
+            return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise StateError(f"not a snapshot ({type(exc).__name__})") from None
+
+
+def _check_rows(rows: Any, tables: Iterable[TeamTable]) -> dict[str, list[list[Any]]]:
+    by_name = {t.entry: t for t in tables}
+    if not isinstance(rows, dict) or set(rows) != set(by_name):
+        raise StateError("a snapshot of other tables")
+    for name, table_rows in rows.items():
+        width = by_name[name].width
+        if not isinstance(table_rows, list) or any(
+                not isinstance(r, list) or len(r) != width for r in table_rows):
+            raise StateError(f"a snapshot with bad rows in {name}")
+    return rows
 
 
 def parse_state(canonical: bytes, tables: Sequence[TeamTable]) -> LoadedState:
-    """The content of a snapshot, checked against this build's tables (StateError)."""
-    try:
-        with gc_paused():
-            doc = json.loads(canonical.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise StateError(f"not a snapshot ({type(exc).__name__})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    """The header and live state of a snapshot, checked against this build's tables
+    (StateError); its history line is kept as it is, for :func:`parse_later`."""
+    head, newline, later = canonical.partition(b"\n")
+    doc = _json(head)
+    if not newline or not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise StateError("not a snapshot of a known format")
     mark, clock, layout, agent, rows = (doc.get(k) for k in ("mark", "clock", "layout",
                                                                "agent", "tables"))
@@ -191,15 +245,13 @@ def parse_state(canonical: bytes, tables: Sequence[TeamTable]) -> LoadedState:
             or not isinstance(agent, str) \
             or not (clock is None or isinstance(clock, str)) or not isinstance(rows, dict):
         raise StateError("a snapshot with a bad header")
-    by_name = {t.entry: t for t in tables}
-    if set(rows) != set(by_name):
-        raise StateError("a snapshot of other tables")
-    for name, table_rows in rows.items():
-        width = by_name[name].width
-        if not isinstance(table_rows, list) or any(
-                not isinstance(r, list) or len(r) != width for r in table_rows):
-            raise StateError(f"a snapshot with bad rows in {name}")
-    return LoadedState(mark, clock, layout, agent, rows)
+    live = _check_rows(rows, (t for t in tables if not t.later))
+    return LoadedState(mark, clock, layout, agent, live, later)
+
+
+def parse_later(state: LoadedState, tables: Sequence[TeamTable]) -> dict[str, list[list[Any]]]:
+    """The history entries of a parsed snapshot (StateError)."""
+    return _check_rows(_json(state.later), (t for t in tables if t.later))
 
 
 _PLAIN = frozenset((str, int, float, type(None), bool))
@@ -216,24 +268,27 @@ def _stored(v: Any) -> Any:
     return v
 
 
-def restore_state(cur: sqlite3.Cursor, state: LoadedState, tables: Iterable[TeamTable]
-                  ) -> None:
-    """Write ``state`` into tables a reset has just emptied (inside the caller's
-    transaction; an error leaves the caller to roll back).
+def restore_state(cur: sqlite3.Cursor, rows: Mapping[str, list[list[Any]]],
+                  tables: Iterable[TeamTable]) -> None:
+    """Write the entries in ``rows`` (a snapshot's live state, its history, or both)
+    into the tables a reset has just emptied (inside the caller's transaction; an
+    error leaves the caller to roll back). Tables with no entry in ``rows`` are not
+    touched.
 
-    A table that is empty before the restore gets its rows with its secondary indexes
-    dropped and built again after (one sorted pass instead of a random insert per row
-    and index: a third of the time for a year's notes and events)."""
+    A big table with (nearly) no rows before the restore gets them with its secondary
+    indexes dropped and built again after (one sorted pass instead of a random insert
+    per row and index: a third of the time for a year's notes and events)."""
     with gc_paused():
-        _restore(cur, state, list(tables))
+        _restore(cur, rows, [t for t in tables if t.entry in rows])
 
 
-def _restore(cur: sqlite3.Cursor, state: LoadedState, tables: list[TeamTable]) -> None:
+def _restore(cur: sqlite3.Cursor, state: Mapping[str, list[list[Any]]],
+             tables: list[TeamTable]) -> None:
     rebuild = _drop_indexes(cur, tables, state)
     for table in tables:
         if table.where is None and table.label is None and table.restore != "upsert":
             cur.execute(f'DELETE FROM "{table.name}"')  # e.g. default board columns
-        rows = state.tables[table.entry]
+        rows = state[table.entry]
         sql = table.insert()
         # Values as they are (text, numbers, NULL: nearly all of them); a table with
         # something else (a blob, or what should not be there) goes value by value.
@@ -252,17 +307,19 @@ def _restore(cur: sqlite3.Cursor, state: LoadedState, tables: list[TeamTable]) -
 _BULK_ROWS = 5000  # rows from which a table's indexes are built after its rows
 
 
-def _drop_indexes(cur: sqlite3.Cursor, tables: list[TeamTable], state: LoadedState
-                  ) -> list[str]:
-    """Drop the plain (not UNIQUE) indexes of the big tables that are empty now; the
+def _drop_indexes(cur: sqlite3.Cursor, tables: list[TeamTable],
+                  state: Mapping[str, list[list[Any]]]) -> list[str]:
+    """Drop the plain (not UNIQUE) indexes of the tables that get many rows and hold few
+    now (a joiner's history goes in after the last events of its live state); the
     statements that create them again."""
     rows: dict[str, int] = {}
     for table in tables:
-        rows[table.name] = rows.get(table.name, 0) + len(state.tables[table.entry])
+        rows[table.name] = rows.get(table.name, 0) + len(state[table.entry])
     again: list[str] = []
     for name, count in rows.items():
         if count < _BULK_ROWS or cur.execute(
-                f'SELECT EXISTS (SELECT 1 FROM "{name}")').fetchone()[0]:
+                f'SELECT count(*) FROM (SELECT 1 FROM "{name}" LIMIT ?)',
+                (_BULK_ROWS,)).fetchone()[0] >= _BULK_ROWS:
             continue
         for index, sql in cur.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
