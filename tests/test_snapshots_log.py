@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 import zlib
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -377,11 +378,15 @@ def test_a_joiner_is_useful_once_the_live_state_is_in_and_stores_the_history_nex
     assert claimed and _notes(c) == 0  # the live state is in, the history not yet
     shown = c.customer(old_note[1])
     assert shown["notes_loading"] and not shown["notes"]
+    today = date.today()
+    assert c.metrics.compare(today - timedelta(days=30), today)["history_loading"]
+    assert c.status()["older_mail"]["team_history"]
     c.sync_once()  # the next pass stores the history, then folds what follows the mark
     assert not c.team.history_due() and not c.session.progress.team_history
     assert _notes(c) == _notes(a) > 0
     assert state_of(c.store) == state_of(a.store) == state_of(b.store)
     assert not c.customer(old_note[1])["notes_loading"]
+    assert not c.metrics.compare(today - timedelta(days=30), today)["history_loading"]
     for d in (a, b, c):
         d.close()
 
@@ -478,3 +483,49 @@ def test_the_window_says_the_team_history_is_coming_in(dovecot: Any, tmp_path: P
         app.stop()
         a.close()
         b.close()
+
+
+def test_a_joiner_killed_between_live_state_and_history_ends_where_the_others_are(
+        dovecot: Any, tmp_path: Path) -> None:
+    """kill -9 of ``sync --once`` once the live state is committed and the history not
+    yet (and, on later rounds, at whatever point it has reached): the next run stores
+    the history (reading the snapshot again) and ends with the others' state."""
+    import signal
+    import sqlite3
+
+    from helpers import wait_until
+    from test_sync import run_cli, write_profile
+
+    a, b = agreed_snapshot(dovecot, tmp_path)
+    write_events(dovecot, 7, start=500)
+    a.sync_once()
+    b.sync_once()
+    cfg = write_profile(dovecot, tmp_path, "agent-c", top={"snapshot_every": 0})
+    db = tmp_path / "agent-c.sqlite3"
+
+    def later() -> str | None:
+        try:
+            with sqlite3.connect(db) as conn:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'team.later'").fetchone()
+            return row[0] if row else None
+        except sqlite3.Error:
+            return None
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(cfg),
+                             "sync", "--once"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: later() is not None or proc.poll() is not None, timeout=60,
+                   interval=0.002, what="the live state committed")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert later() is not None, "the run ended before the history: nothing was interrupted"
+    out = run_cli(cfg, "sync", "--once")
+    assert out.returncode == 0, out.stderr
+    assert later() is None
+    c = desk(dovecot, tmp_path, "agent-c", snapshot_every=0)
+    assert not c.team.history_due()
+    assert state_of(c.store) == state_of(a.store) == state_of(b.store)
+    for d in (a, b, c):
+        d.close()

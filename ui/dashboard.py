@@ -354,7 +354,10 @@ class DashboardWindow(QWidget):
         self.report = report
         self.status.setStyleSheet(f"color: {C.muted};")
         self.status.setText(f"Compared with {report['previous_since']} to "
-                            f"{report['previous_until']}")
+                            f"{report['previous_until']}" + (
+                                ". The team history is still coming in: these figures are "
+                                "incomplete until it is." if report.get("history_loading")
+                                else ""))
         current, previous = report["current"], report["previous"]
         for card in self.cards.values():
             card.show_report(current, previous)

@@ -97,7 +97,10 @@ class ServiceMetrics:
                 "previous_since": prev_since.isoformat(),
                 "previous_until": prev_until.isoformat(),
                 "current": self.compute(since, until),
-                "previous": self.compute(prev_since, prev_until)}
+                "previous": self.compute(prev_since, prev_until),
+                # a new desktop still storing the team history: statuses, cared answers
+                # and notes of the past are not all in yet
+                "history_loading": self.session.team.history_due()}
 
     def _load(self, conn: Connection, period: Period) -> MetricsData:
         b = _bounds(period)
