@@ -25,7 +25,7 @@ from helpdesk.team import snapshots
 from helpdesk.team.events import TYPES, Event
 from helpdesk.team.fold import FoldResult, apply_event, default_registry
 from helpdesk.team.registry import STATE
-from helpdesk.team.snapshots import BadSnapshot, assemble, load_state, split
+from helpdesk.team.snapshots import BadSnapshot, assemble, load_history, load_state, split
 from helpdesk.team.state import canonical_state, digest_of, document, encode_document
 
 T0 = datetime(2026, 11, 1, 9, 0, 0)
@@ -276,8 +276,10 @@ def test_a_snapshot_plus_what_follows_equals_the_whole_fold(stores: Any, log: Lo
     assert digest_of(canonical) == digest
     assert assemble(split(canonical), digest) == canonical
     joiner = stores("joiner")
+    with joiner.begin() as conn:  # as a joining desktop: the live state, then the history
+        state = load_state(raw_cursor(conn), canonical, default_registry(), history=False)
     with joiner.begin() as conn:
-        load_state(raw_cursor(conn), canonical, default_registry())
+        load_history(raw_cursor(conn), state)
     later = fold(joiner, [e for e in log.entries if e[0] > mark])
     ours, theirs = document(state_of(joiner)), document(state_of(full))
     for name in theirs["tables"]:
