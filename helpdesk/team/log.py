@@ -571,8 +571,9 @@ class TeamLog:
         result.merge(_Tally().summary())
         if state is None:
             log.warning("team log: the snapshot at uid %d whose history this desktop was "
-                        "storing is no longer in the log; joining again", m.base)
-            self._forget(None)
+                        "storing is no longer the newest agreed one in the log; joining "
+                        "again", m.base)
+            self._forget(digest, None)
             return
         try:
             with self.store.begin() as conn:
@@ -586,16 +587,21 @@ class TeamLog:
         except BadSnapshot as exc:
             log.warning("team log: the history of snapshot %s at uid %d cannot be stored: "
                         "%s; folding the log without this snapshot", digest[:12], m.base, exc)
-            self._forget(digest)
+            self._forget(digest, digest)
             return
         log.info("team log: stored the history of the snapshot at uid %d", m.base)
 
-    def _forget(self, refuse: str | None) -> None:
-        """Team state as on a desktop that never folded the log, ``refuse`` (a
-        snapshot's digest) remembered as not to be loaded again."""
+    def _forget(self, loaded: str, refuse: str | None) -> None:
+        """Team state as on a desktop that never folded the log (unless the history of
+        the snapshot ``loaded`` is no longer due: another process on this database
+        stored it meanwhile), ``refuse`` (a digest) remembered as not to be loaded
+        again."""
         with self.store.begin() as conn:
             cur = raw_cursor(conn)
-            refused = list(_meta(cur).refused) + ([refuse] if refuse else [])
+            m = _meta(cur)
+            if m.later != loaded:
+                return
+            refused = list(m.refused) + ([refuse] if refuse else [])
             reset_team_state(cur, self.registry)
             cur.execute("DELETE FROM team_skipped")
             _settle_aliases(cur)
