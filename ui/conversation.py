@@ -112,6 +112,71 @@ def _attachment_button() -> QPushButton:
     return b
 
 
+class RemoteBar(QFrame):
+    """"N remote images blocked" and a button to load them (made for the cards that
+    need one: most messages have no remote images)."""
+
+    def __init__(self, load: Callable[[], None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("remoteBar")
+        rb = QHBoxLayout(self)
+        rb.setContentsMargins(10, 4, 6, 4)
+        icon = QLabel()
+        icon.setPixmap(style.pixmap("image", C.muted, 16))
+        rb.addWidget(icon)
+        self.label = QLabel()
+        self.label.setObjectName("muted")
+        rb.addWidget(self.label, 1)
+        self.button = QPushButton("Load remote content")
+        self.button.setObjectName("linkButton")
+        self.button.setFlat(True)
+        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.button.setToolTip("Fetch this message's pictures from the sender's servers "
+                               "(the sender may learn that you read it)")
+        self.button.clicked.connect(load)
+        rb.addWidget(self.button)
+
+
+class AttachmentsArea(QScrollArea):
+    """A message's attachments, one button each (made for the cards that need it).
+
+    Many attachments scroll sideways inside the card rather than widen it. The i-th
+    button calls ``save(i)``; :meth:`show_files` refills the buttons (pooled)."""
+
+    def __init__(self, save: Callable[[int], None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._save = save
+        self.setObjectName("attachmentsArea")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidgetResizable(True)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.row = QWidget()
+        al = QHBoxLayout(self.row)
+        al.setContentsMargins(0, 2, 0, 0)
+        al.setSpacing(6)
+        al.addStretch(1)
+        self._buttons: WidgetPool[QPushButton] = WidgetPool(al, self._make_button)
+        self.setWidget(self.row)
+
+    def _make_button(self) -> QPushButton:
+        b = _attachment_button()
+        i = len(self._buttons)  # this button always shows the i-th file
+        b.clicked.connect(lambda _=False: self._save(i))
+        return b
+
+    def show_files(self, files: list[dict[str, Any]]) -> None:
+        for b, att in zip(self._buttons.take(len(files)), files, strict=True):
+            name_text = str(att.get("filename") or "attachment")
+            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
+            b.setText(f"{shown}  ·  {fmt.size(att.get('size'))}")
+            b.setToolTip(plain_tooltip(
+                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
+        self.horizontalScrollBar().setValue(0)
+        self.setFixedHeight(self.row.sizeHint().height()
+                            + self.horizontalScrollBar().sizeHint().height() + 2)
+
+
 class MessageCard(QFrame):
     """One message: header, remote-content bar, body, attachments.
 
@@ -135,7 +200,7 @@ class MessageCard(QFrame):
         self._rendered = False   # the view shows self.msg (not a message shown before)
         self._files: list[dict[str, Any]] = []
         self.setObjectName("messageCard")
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(6)
 
@@ -169,57 +234,41 @@ class MessageCard(QFrame):
         self.summary.mousePressEvent = lambda _e: self.set_expanded(True)  # type: ignore[method-assign]
         layout.addWidget(self.summary)
 
-        self.remote_bar = QFrame()
-        self.remote_bar.setObjectName("remoteBar")
-        rb = QHBoxLayout(self.remote_bar)
-        rb.setContentsMargins(10, 4, 6, 4)
-        icon = QLabel()
-        icon.setPixmap(style.pixmap("image", C.muted, 16))
-        rb.addWidget(icon)
-        self.remote_label = QLabel()
-        self.remote_label.setObjectName("muted")
-        rb.addWidget(self.remote_label, 1)
-        self.remote_button = QPushButton("Load remote content")
-        self.remote_button.setObjectName("linkButton")
-        self.remote_button.setFlat(True)
-        self.remote_button.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.remote_button.setToolTip("Fetch this message's pictures from the sender's servers "
-                                      "(the sender may learn that you read it)")
-        self.remote_button.clicked.connect(lambda: self.remote_requested.emit(self))
-        rb.addWidget(self.remote_button)
-        self.remote_bar.hide()
-        layout.addWidget(self.remote_bar)
+        # Built when a message first needs them (most never do): a card costs widgets,
+        # and each widget shown costs references to None for good (see ui/pool.py).
+        self._remote_bar: RemoteBar | None = None
+        self._attachments_area: AttachmentsArea | None = None
 
         self.body = QVBoxLayout()
         self.body.setContentsMargins(2, 2, 0, 0)
         layout.addLayout(self.body)
 
-        self.attachments = QWidget()
-        al = QHBoxLayout(self.attachments)
-        al.setContentsMargins(0, 2, 0, 0)
-        al.setSpacing(6)
-        al.addStretch(1)
-        self._buttons: WidgetPool[QPushButton] = WidgetPool(al, self._make_button)
-        # Many attachments scroll sideways inside the card rather than widen it.
-        self.attachments_area = QScrollArea()
-        self.attachments_area.setObjectName("attachmentsArea")
-        self.attachments_area.setFrameShape(QFrame.Shape.NoFrame)
-        self.attachments_area.setWidgetResizable(True)
-        self.attachments_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.attachments_area.setHorizontalScrollBarPolicy(
-            Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.attachments_area.setWidget(self.attachments)
-        layout.addWidget(self.attachments_area)
         self.expanded = False
         if msg is not None:
             self.set_message(msg, expanded)
 
-    def _make_button(self) -> QPushButton:
-        b = _attachment_button()
-        i = len(self._buttons)  # this button always shows the card's i-th file
-        b.clicked.connect(lambda _=False: self.save_attachment.emit(self.pk, self._files[i])
-                          if i < len(self._files) else None)
-        return b
+    @property
+    def remote_bar(self) -> RemoteBar | None:
+        """The "N remote images blocked" bar, once a message of this card needed one."""
+        return self._remote_bar
+
+    @property
+    def remote_label(self) -> QLabel | None:
+        return self._remote_bar.label if self._remote_bar is not None else None
+
+    @property
+    def attachments_area(self) -> AttachmentsArea | None:
+        """The attachment buttons, once a message of this card had attachments."""
+        return self._attachments_area
+
+    @property
+    def attachments(self) -> QWidget | None:
+        """The row of attachment buttons inside :attr:`attachments_area`."""
+        return self._attachments_area.row if self._attachments_area is not None else None
+
+    def _save(self, i: int) -> None:
+        if i < len(self._files):
+            self.save_attachment.emit(self.pk, self._files[i])
 
     def set_message(self, msg: dict[str, Any], expanded: bool) -> None:
         """Show ``msg`` (folded or not), forgetting the message shown before."""
@@ -246,16 +295,12 @@ class MessageCard(QFrame):
         self.summary.setText(" ".join(str(msg.get("text") or "").split())[:300])
         self.summary.setToolTip("Show this message")
         self._files = [a for a in msg.get("attachments") or [] if not a.get("inline")]
-        for b, att in zip(self._buttons.take(len(self._files)), self._files, strict=True):
-            name_text = str(att.get("filename") or "attachment")
-            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
-            b.setText(f"{shown}  ·  {fmt.size(att.get('size'))}")
-            b.setToolTip(plain_tooltip(
-                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
-        self.attachments_area.horizontalScrollBar().setValue(0)
-        self.attachments_area.setFixedHeight(
-            self.attachments.sizeHint().height()
-            + self.attachments_area.horizontalScrollBar().sizeHint().height() + 2)
+        if self._files and self._attachments_area is None:
+            self._attachments_area = AttachmentsArea(self._save)
+            self._attachments_area.hide()
+            self._layout.addWidget(self._attachments_area)  # under the body
+        if self._attachments_area is not None:
+            self._attachments_area.show_files(self._files)
         if self.view is not None:
             self.view.remote_images.clear()
             if not expanded:
@@ -288,7 +333,8 @@ class MessageCard(QFrame):
             self.render()
         if self.view is not None:
             self.view.setVisible(expanded)
-        self.attachments_area.setVisible(expanded and bool(self._files))
+        if self._attachments_area is not None:
+            self._attachments_area.setVisible(expanded and bool(self._files))
         self._update_remote_bar()
 
     def render(self) -> None:
@@ -303,10 +349,16 @@ class MessageCard(QFrame):
     def _update_remote_bar(self) -> None:
         n = self.view.remote_blocked if self.view is not None and self._rendered else 0
         show = self.expanded and n > 0 and not self.allow_remote
-        if show:
-            self.remote_label.setText(
+        if show and self._remote_bar is None:
+            self._remote_bar = RemoteBar(lambda: self.remote_requested.emit(self))
+            self._remote_bar.hide()
+            above_body = self._layout.indexOf(self.summary) + 1
+            self._layout.insertWidget(above_body, self._remote_bar)
+        if show and self._remote_bar is not None:
+            self._remote_bar.label.setText(
                 f"{n} remote image{'s' if n != 1 else ''} blocked to protect your privacy.")
-        self.remote_bar.setVisible(show)
+        if self._remote_bar is not None:
+            self._remote_bar.setVisible(show)
 
     @property
     def needs_inline_images(self) -> bool:
