@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ from ui.worker import DeskService
 
 AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list",
                "forward": "Forwarded"}
-COLLAPSE_AFTER = 4          # longer threads show older messages folded
+COLLAPSE_AFTER = 4          # longer threads show older messages as one-line summaries
+FOLD_OVER = 6               # longer threads show their middle as "N earlier messages"
+FOLD_KEEP_LAST = 3          # the messages shown after the fold
 MAX_REMOTE_IMAGES = 40
 MAX_REMOTE_BYTES = 5 * 1024 * 1024
 
@@ -456,11 +459,44 @@ class OutboxRow(QFrame):
         self.discard.setEnabled(True)
 
 
+def shown_messages(messages: list[dict[str, Any]]) -> list[int]:
+    """Which of a thread's messages (indices, in order) show before it is unfolded.
+
+    A thread of up to FOLD_OVER messages shows them all. A longer one shows its first
+    message, the customer's latest (the one a reply answers and quotes) and the last
+    FOLD_KEEP_LAST; the others fold into "N earlier messages" controls, so a thread
+    answered all day costs a few cards, not one per message. A fold of a single
+    message shows that message instead (the control would take its place for nothing).
+    """
+    n = len(messages)
+    if n <= FOLD_OVER:
+        return list(range(n))
+    keep = {0, *range(n - FOLD_KEEP_LAST, n)}
+    latest_in = next((i for i in range(n - 1, -1, -1)
+                      if messages[i].get("direction") == "in"), None)
+    if latest_in is not None:
+        keep.add(latest_in)
+    shown = sorted(keep)
+    keep.update(a + 1 for a, b in pairwise(shown) if b - a == 2)
+    return sorted(keep)
+
+
+def _fold_button() -> QPushButton:
+    b = QPushButton()
+    b.setObjectName("foldButton")
+    b.setFlat(True)
+    b.setCursor(Qt.CursorShape.PointingHandCursor)
+    return b
+
+
 class ConversationView(QScrollArea):
     """All messages of one ticket, oldest first, plus replies still in the outbox.
 
     The message cards and outbox rows are kept and refilled from one ticket to the
-    next (:mod:`ui.pool`); :attr:`cards` are the ones showing the current ticket.
+    next (:mod:`ui.pool`); :attr:`cards` are the ones showing the current ticket. A
+    long thread shows its middle folded (:func:`shown_messages`) behind :attr:`folds`,
+    "N earlier messages" buttons; one of them shows every message of the ticket, and
+    it stays so while the ticket stays open (refreshes too).
     """
 
     link_activated = Signal(QUrl)
@@ -486,7 +522,15 @@ class ConversationView(QScrollArea):
         self._outbox: WidgetPool[OutboxRow] = WidgetPool(
             self._layout, self._make_outbox_row,
             start=lambda: self._layout.count() - 1 - len(self._outbox), keep=10)
+        self._folds: WidgetPool[QPushButton] = WidgetPool(
+            self._layout, self._make_fold, forget=None, keep=2)
         self.cards: list[MessageCard] = []
+        self.folds: list[QPushButton] = []
+        self._unfolded = False          # the person asked for every message of this ticket
+        self._data: dict[str, Any] | None = None        # what show_ticket shows
+        self._notes_data: dict[str, Any] | None = None  # what show_notes placed
+        # Each message's place: its card, or the fold standing for it (by message pk).
+        self._place: dict[int, QWidget] = {}
         # Internal notes by id, reused while the same ticket is shown (add-only); the
         # cards of another ticket's notes are kept hidden and refilled (see ui/pool.py).
         self.notes: dict[str, NoteCard] = {}
@@ -509,6 +553,11 @@ class ConversationView(QScrollArea):
         card.remote_requested.connect(self._load_remote)
         return card
 
+    def _make_fold(self) -> QPushButton:
+        b = _fold_button()
+        b.clicked.connect(self.unfold)
+        return b
+
     def _make_outbox_row(self) -> OutboxRow:
         row = OutboxRow()
         row.action.connect(self._outbox_action)
@@ -519,8 +568,13 @@ class ConversationView(QScrollArea):
         self._scroll_timer.stop()
         self._scroll_target = None
         self._cards.take(0)
+        self._folds.take(0)
         self._outbox.take(0)
         self.cards = []
+        self.folds = []
+        self._place = {}
+        self._unfolded = False
+        self._data = self._notes_data = None
 
     def show_ticket(self, data: dict[str, Any], keep_scroll: bool = False) -> None:
         """Show ``desk.ticket(id)``'s messages; re-showing the same ticket keeps the place."""
@@ -534,12 +588,28 @@ class ConversationView(QScrollArea):
         self._generation += 1
         self._scroll_timer.stop()
         self.ticket_id = data.get("id")
+        self._data = data
+        if not same:
+            self._unfolded = False
         messages = data.get("messages") or []
-        self.cards = self._cards.take(len(messages))
-        for i, (card, msg) in enumerate(zip(self.cards, messages, strict=True)):
-            fold = len(messages) > COLLAPSE_AFTER and i < len(messages) - 2
+        n = len(messages)
+        shown = list(range(n)) if self._unfolded else shown_messages(messages)
+        self.cards = self._cards.take(len(shown))
+        gaps = [(a + 1, b) for a, b in pairwise(shown) if b - a > 1]
+        self.folds = self._folds.take(len(gaps))
+        places: list[QWidget | None] = [None] * n
+        for button, (a, b) in zip(self.folds, gaps, strict=True):
+            text = f"{b - a} earlier message{'s' if b - a != 1 else ''}"
+            button.setText(text)
+            button.setAccessibleName(text)
+            button.setToolTip(f"Show all {n} messages of this conversation")
+            places[a:b] = [button] * (b - a)
+        for i, card in zip(shown, self.cards, strict=True):
+            places[i] = card
+            msg = messages[i]
+            collapse = n > COLLAPSE_AFTER and i < n - 2
             pk = int(msg["id"])
-            card.set_message(msg, expanded.get(pk, not fold))
+            card.set_message(msg, expanded.get(pk, not collapse))
             card.allow_remote = pk in remote
             if card.allow_remote and card.view is not None:
                 card.view.remote_images.update(fetched.get(pk, {}))
@@ -549,6 +619,9 @@ class ConversationView(QScrollArea):
                 card.render()
             if card.needs_inline_images and pk not in images:
                 self._fetch_inline(card)
+        self._place = {int(m["id"]): w for m, w in zip(messages, places, strict=True)
+                       if w is not None}
+        self._arrange(_unique([w for w in places if w is not None]))
         if same and keep_scroll:
             self.verticalScrollBar().setValue(scroll)
         elif self.cards:
@@ -566,7 +639,7 @@ class ConversationView(QScrollArea):
                 self._note_spares.append(card)
             self.notes = {}
             self._notes_of = tid
-        by_pk = {c.pk: c for c in self.cards}
+        self._notes_data = data
         notes = {str(n["id"]): n for n in data.get("notes") or []}
         order: list[QWidget] = []
         for item in data.get("timeline") or []:
@@ -586,17 +659,32 @@ class ConversationView(QScrollArea):
                     card.update_note(note)
                 order.append(card)
             else:
-                message = by_pk.get(int(item.get("id") or 0))
-                if message is not None:
-                    order.append(message)
-        placed = set(map(id, order))
-        order += [c for c in self.cards if id(c) not in placed]  # none expected
-        order += self._outbox.shown
-        for w in order:
+                place = self._place.get(int(item.get("id") or 0))
+                if place is not None:
+                    order.append(place)  # (a fold, once for each message it holds)
+        order += [*self.cards, *self.folds]  # none expected here (dropped as repeats)
+        self._arrange([*_unique(order), *self._outbox.shown])
+
+    def _arrange(self, widgets: list[QWidget]) -> None:
+        """Put ``widgets`` first in the column, in this order (the pools' other widgets,
+        hidden, and the stretch stay after them)."""
+        for w in widgets:
             self._layout.removeWidget(w)
-        for i, w in enumerate(order):
+        for i, w in enumerate(widgets):
             self._layout.insertWidget(i, w)
             w.show()
+
+    def unfold(self) -> None:
+        """Show every message of this ticket, until another ticket is shown."""
+        if self._unfolded or self._data is None:
+            return
+        focused = any(b.hasFocus() for b in self.folds)
+        self._unfolded = True
+        self.show_ticket(self._data, keep_scroll=True)
+        if self._notes_data is not None and self._notes_data.get("id") == self.ticket_id:
+            self.show_notes(self._notes_data)
+        if focused:  # (the button is gone: the conversation keeps the keyboard)
+            self.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def note_texts(self) -> list[str]:
         """The notes' texts as shown, in order (tests, accessibility)."""
@@ -655,9 +743,9 @@ class ConversationView(QScrollArea):
             text = card.selected_text()
             if text.strip():
                 return text.strip()
-        for card in reversed(self.cards):
-            if card.msg.get("direction") == "in":
-                return str(card.msg.get("text") or "").strip()
+        for msg in reversed((self._data or {}).get("messages") or []):
+            if msg.get("direction") == "in":  # (shown, folded or not: see shown_messages)
+                return str(msg.get("text") or "").strip()
         return ""
 
     def _fetch_inline(self, card: MessageCard) -> None:
@@ -711,6 +799,11 @@ class ConversationView(QScrollArea):
                 notify(f"Saved {Path(where).name} to {Path(where).parent}.", "ok")
 
         self.service.run(fetch_and_write, on_done=saved)
+
+
+def _unique(widgets: list[QWidget]) -> list[QWidget]:
+    """``widgets`` in order, each once (where it first comes)."""
+    return list({id(w): w for w in widgets}.values())
 
 
 def outbox_text(entry: dict[str, Any]) -> str:
