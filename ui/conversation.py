@@ -1,4 +1,5 @@
-"""The conversation: one card per message, in order, each with its own MailView.
+"""The conversation: one card per message, in order, each with its own MailView; a
+long thread's middle folds behind "N earlier messages" (:func:`shown_messages`).
 
 Mail is shown by :class:`ui.mailview.MailView` (sanitised, never touches the
 network). Remote images are fetched only after a click on "Load remote content"
@@ -523,7 +524,7 @@ class ConversationView(QScrollArea):
             self._layout, self._make_outbox_row,
             start=lambda: self._layout.count() - 1 - len(self._outbox), keep=10)
         self._folds: WidgetPool[QPushButton] = WidgetPool(
-            self._layout, self._make_fold, forget=None, keep=2)
+            self._layout, self._make_fold, keep=2)
         self.cards: list[MessageCard] = []
         self.folds: list[QPushButton] = []
         self._unfolded = False          # the person asked for every message of this ticket
