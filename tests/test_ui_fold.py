@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
 from test_ui_support import App, synced_desk, ticket_with_subject
 
-from ui.conversation import ConversationView, MessageCard
+from ui.conversation import ConversationView, MessageCard, shown_messages
 
 CUSTOMER = "Lena Long <lena@customers.example>"
 SUPPORT = "Support <support@example.com>"   # filed in Sent: our replies
@@ -109,6 +109,21 @@ def open_thread(app: App, t: int) -> str:
     tid = ticket_with_subject(app.desk, THREADS[t][0])
     app.open(tid)
     return tid
+
+
+def test_which_messages_a_thread_shows_before_it_is_unfolded() -> None:
+    def thread(directions: str) -> list[dict[str, Any]]:
+        return [{"direction": "in" if c == "i" else "out"} for c in directions]
+
+    assert shown_messages(thread("")) == []
+    assert shown_messages(thread("i" * 6)) == list(range(6))
+    assert shown_messages(thread("i" * 7)) == [0, 4, 5, 6]
+    assert shown_messages(thread("o" * 10)) == [0, 7, 8, 9]  # no customer message at all
+    # The customer's latest stays shown, between two folds.
+    assert shown_messages(thread("iiiiiooooooo")) == [0, 4, 9, 10, 11]
+    # A fold would hold one message: that message shows instead.
+    assert shown_messages(thread("iiiooooo")) == [0, 1, 2, 5, 6, 7]
+    assert shown_messages(thread("ioooooo")) == [0, 4, 5, 6]
 
 
 def test_a_long_thread_folds_its_middle_and_unfolds_for_that_ticket(
