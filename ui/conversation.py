@@ -1,4 +1,5 @@
-"""The conversation: one card per message, in order, each with its own MailView.
+"""The conversation: one card per message, in order, each with its own MailView; a
+long thread's middle folds behind "N earlier messages" (:func:`shown_messages`).
 
 Mail is shown by :class:`ui.mailview.MailView` (sanitised, never touches the
 network). Remote images are fetched only after a click on "Load remote content"
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,9 @@ from ui.worker import DeskService
 
 AUTO_LABELS = {"auto-reply": "Auto-reply", "bounce": "Bounce", "list": "Mailing list",
                "forward": "Forwarded"}
-COLLAPSE_AFTER = 4          # longer threads show older messages folded
+COLLAPSE_AFTER = 4          # longer threads show older messages as one-line summaries
+FOLD_OVER = 6               # longer threads show their middle as "N earlier messages"
+FOLD_KEEP_LAST = 3          # the messages shown after the fold
 MAX_REMOTE_IMAGES = 40
 MAX_REMOTE_BYTES = 5 * 1024 * 1024
 
@@ -112,6 +116,71 @@ def _attachment_button() -> QPushButton:
     return b
 
 
+class RemoteBar(QFrame):
+    """"N remote images blocked" and a button to load them (made for the cards that
+    need one: most messages have no remote images)."""
+
+    def __init__(self, load: Callable[[], None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("remoteBar")
+        rb = QHBoxLayout(self)
+        rb.setContentsMargins(10, 4, 6, 4)
+        icon = QLabel()
+        icon.setPixmap(style.pixmap("image", C.muted, 16))
+        rb.addWidget(icon)
+        self.label = QLabel()
+        self.label.setObjectName("muted")
+        rb.addWidget(self.label, 1)
+        self.button = QPushButton("Load remote content")
+        self.button.setObjectName("linkButton")
+        self.button.setFlat(True)
+        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.button.setToolTip("Fetch this message's pictures from the sender's servers "
+                               "(the sender may learn that you read it)")
+        self.button.clicked.connect(load)
+        rb.addWidget(self.button)
+
+
+class AttachmentsArea(QScrollArea):
+    """A message's attachments, one button each (made for the cards that need it).
+
+    Many attachments scroll sideways inside the card rather than widen it. The i-th
+    button calls ``save(i)``; :meth:`show_files` refills the buttons (pooled)."""
+
+    def __init__(self, save: Callable[[int], None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._save = save
+        self.setObjectName("attachmentsArea")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidgetResizable(True)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.row = QWidget()
+        al = QHBoxLayout(self.row)
+        al.setContentsMargins(0, 2, 0, 0)
+        al.setSpacing(6)
+        al.addStretch(1)
+        self._buttons: WidgetPool[QPushButton] = WidgetPool(al, self._make_button)
+        self.setWidget(self.row)
+
+    def _make_button(self) -> QPushButton:
+        b = _attachment_button()
+        i = len(self._buttons)  # this button always shows the i-th file
+        b.clicked.connect(lambda _=False: self._save(i))
+        return b
+
+    def show_files(self, files: list[dict[str, Any]]) -> None:
+        for b, att in zip(self._buttons.take(len(files)), files, strict=True):
+            name_text = str(att.get("filename") or "attachment")
+            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
+            b.setText(f"{shown}  ·  {fmt.size(att.get('size'))}")
+            b.setToolTip(plain_tooltip(
+                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
+        self.horizontalScrollBar().setValue(0)
+        self.setFixedHeight(self.row.sizeHint().height()
+                            + self.horizontalScrollBar().sizeHint().height() + 2)
+
+
 class MessageCard(QFrame):
     """One message: header, remote-content bar, body, attachments.
 
@@ -135,7 +204,7 @@ class MessageCard(QFrame):
         self._rendered = False   # the view shows self.msg (not a message shown before)
         self._files: list[dict[str, Any]] = []
         self.setObjectName("messageCard")
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(6)
 
@@ -169,57 +238,41 @@ class MessageCard(QFrame):
         self.summary.mousePressEvent = lambda _e: self.set_expanded(True)  # type: ignore[method-assign]
         layout.addWidget(self.summary)
 
-        self.remote_bar = QFrame()
-        self.remote_bar.setObjectName("remoteBar")
-        rb = QHBoxLayout(self.remote_bar)
-        rb.setContentsMargins(10, 4, 6, 4)
-        icon = QLabel()
-        icon.setPixmap(style.pixmap("image", C.muted, 16))
-        rb.addWidget(icon)
-        self.remote_label = QLabel()
-        self.remote_label.setObjectName("muted")
-        rb.addWidget(self.remote_label, 1)
-        self.remote_button = QPushButton("Load remote content")
-        self.remote_button.setObjectName("linkButton")
-        self.remote_button.setFlat(True)
-        self.remote_button.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.remote_button.setToolTip("Fetch this message's pictures from the sender's servers "
-                                      "(the sender may learn that you read it)")
-        self.remote_button.clicked.connect(lambda: self.remote_requested.emit(self))
-        rb.addWidget(self.remote_button)
-        self.remote_bar.hide()
-        layout.addWidget(self.remote_bar)
+        # Built when a message first needs them (most never do): a card costs widgets,
+        # and each widget shown costs references to None for good (see ui/pool.py).
+        self._remote_bar: RemoteBar | None = None
+        self._attachments_area: AttachmentsArea | None = None
 
         self.body = QVBoxLayout()
         self.body.setContentsMargins(2, 2, 0, 0)
         layout.addLayout(self.body)
 
-        self.attachments = QWidget()
-        al = QHBoxLayout(self.attachments)
-        al.setContentsMargins(0, 2, 0, 0)
-        al.setSpacing(6)
-        al.addStretch(1)
-        self._buttons: WidgetPool[QPushButton] = WidgetPool(al, self._make_button)
-        # Many attachments scroll sideways inside the card rather than widen it.
-        self.attachments_area = QScrollArea()
-        self.attachments_area.setObjectName("attachmentsArea")
-        self.attachments_area.setFrameShape(QFrame.Shape.NoFrame)
-        self.attachments_area.setWidgetResizable(True)
-        self.attachments_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.attachments_area.setHorizontalScrollBarPolicy(
-            Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.attachments_area.setWidget(self.attachments)
-        layout.addWidget(self.attachments_area)
         self.expanded = False
         if msg is not None:
             self.set_message(msg, expanded)
 
-    def _make_button(self) -> QPushButton:
-        b = _attachment_button()
-        i = len(self._buttons)  # this button always shows the card's i-th file
-        b.clicked.connect(lambda _=False: self.save_attachment.emit(self.pk, self._files[i])
-                          if i < len(self._files) else None)
-        return b
+    @property
+    def remote_bar(self) -> RemoteBar | None:
+        """The "N remote images blocked" bar, once a message of this card needed one."""
+        return self._remote_bar
+
+    @property
+    def remote_label(self) -> QLabel | None:
+        return self._remote_bar.label if self._remote_bar is not None else None
+
+    @property
+    def attachments_area(self) -> AttachmentsArea | None:
+        """The attachment buttons, once a message of this card had attachments."""
+        return self._attachments_area
+
+    @property
+    def attachments(self) -> QWidget | None:
+        """The row of attachment buttons inside :attr:`attachments_area`."""
+        return self._attachments_area.row if self._attachments_area is not None else None
+
+    def _save(self, i: int) -> None:
+        if i < len(self._files):
+            self.save_attachment.emit(self.pk, self._files[i])
 
     def set_message(self, msg: dict[str, Any], expanded: bool) -> None:
         """Show ``msg`` (folded or not), forgetting the message shown before."""
@@ -246,16 +299,12 @@ class MessageCard(QFrame):
         self.summary.setText(" ".join(str(msg.get("text") or "").split())[:300])
         self.summary.setToolTip("Show this message")
         self._files = [a for a in msg.get("attachments") or [] if not a.get("inline")]
-        for b, att in zip(self._buttons.take(len(self._files)), self._files, strict=True):
-            name_text = str(att.get("filename") or "attachment")
-            shown = name_text if len(name_text) <= 40 else name_text[:24] + "…" + name_text[-12:]
-            b.setText(f"{shown}  ·  {fmt.size(att.get('size'))}")
-            b.setToolTip(plain_tooltip(
-                f"Save “{name_text}” ({att.get('content_type') or 'file'}) as…"))
-        self.attachments_area.horizontalScrollBar().setValue(0)
-        self.attachments_area.setFixedHeight(
-            self.attachments.sizeHint().height()
-            + self.attachments_area.horizontalScrollBar().sizeHint().height() + 2)
+        if self._files and self._attachments_area is None:
+            self._attachments_area = AttachmentsArea(self._save)
+            self._attachments_area.hide()
+            self._layout.addWidget(self._attachments_area)  # under the body
+        if self._attachments_area is not None:
+            self._attachments_area.show_files(self._files)
         if self.view is not None:
             self.view.remote_images.clear()
             if not expanded:
@@ -288,7 +337,8 @@ class MessageCard(QFrame):
             self.render()
         if self.view is not None:
             self.view.setVisible(expanded)
-        self.attachments_area.setVisible(expanded and bool(self._files))
+        if self._attachments_area is not None:
+            self._attachments_area.setVisible(expanded and bool(self._files))
         self._update_remote_bar()
 
     def render(self) -> None:
@@ -303,10 +353,16 @@ class MessageCard(QFrame):
     def _update_remote_bar(self) -> None:
         n = self.view.remote_blocked if self.view is not None and self._rendered else 0
         show = self.expanded and n > 0 and not self.allow_remote
-        if show:
-            self.remote_label.setText(
+        if show and self._remote_bar is None:
+            self._remote_bar = RemoteBar(lambda: self.remote_requested.emit(self))
+            self._remote_bar.hide()
+            above_body = self._layout.indexOf(self.summary) + 1
+            self._layout.insertWidget(above_body, self._remote_bar)
+        if show and self._remote_bar is not None:
+            self._remote_bar.label.setText(
                 f"{n} remote image{'s' if n != 1 else ''} blocked to protect your privacy.")
-        self.remote_bar.setVisible(show)
+        if self._remote_bar is not None:
+            self._remote_bar.setVisible(show)
 
     @property
     def needs_inline_images(self) -> bool:
@@ -404,11 +460,44 @@ class OutboxRow(QFrame):
         self.discard.setEnabled(True)
 
 
+def shown_messages(messages: list[dict[str, Any]]) -> list[int]:
+    """Which of a thread's messages (indices, in order) show before it is unfolded.
+
+    A thread of up to FOLD_OVER messages shows them all. A longer one shows its first
+    message, the customer's latest (the one a reply answers and quotes) and the last
+    FOLD_KEEP_LAST; the others fold into "N earlier messages" controls, so a thread
+    answered all day costs a few cards, not one per message. A fold of a single
+    message shows that message instead (the control would take its place for nothing).
+    """
+    n = len(messages)
+    if n <= FOLD_OVER:
+        return list(range(n))
+    keep = {0, *range(n - FOLD_KEEP_LAST, n)}
+    latest_in = next((i for i in range(n - 1, -1, -1)
+                      if messages[i].get("direction") == "in"), None)
+    if latest_in is not None:
+        keep.add(latest_in)
+    shown = sorted(keep)
+    keep.update(a + 1 for a, b in pairwise(shown) if b - a == 2)
+    return sorted(keep)
+
+
+def _fold_button() -> QPushButton:
+    b = QPushButton()
+    b.setObjectName("foldButton")
+    b.setFlat(True)
+    b.setCursor(Qt.CursorShape.PointingHandCursor)
+    return b
+
+
 class ConversationView(QScrollArea):
     """All messages of one ticket, oldest first, plus replies still in the outbox.
 
     The message cards and outbox rows are kept and refilled from one ticket to the
-    next (:mod:`ui.pool`); :attr:`cards` are the ones showing the current ticket.
+    next (:mod:`ui.pool`); :attr:`cards` are the ones showing the current ticket. A
+    long thread shows its middle folded (:func:`shown_messages`) behind :attr:`folds`,
+    "N earlier messages" buttons; one of them shows every message of the ticket, and
+    it stays so while the ticket stays open (refreshes too).
     """
 
     link_activated = Signal(QUrl)
@@ -434,7 +523,15 @@ class ConversationView(QScrollArea):
         self._outbox: WidgetPool[OutboxRow] = WidgetPool(
             self._layout, self._make_outbox_row,
             start=lambda: self._layout.count() - 1 - len(self._outbox), keep=10)
+        self._folds: WidgetPool[QPushButton] = WidgetPool(
+            self._layout, self._make_fold, keep=2)
         self.cards: list[MessageCard] = []
+        self.folds: list[QPushButton] = []
+        self._unfolded = False          # the person asked for every message of this ticket
+        self._data: dict[str, Any] | None = None        # what show_ticket shows
+        self._notes_data: dict[str, Any] | None = None  # what show_notes placed
+        # Each message's place: its card, or the fold standing for it (by message pk).
+        self._place: dict[int, QWidget] = {}
         # Internal notes by id, reused while the same ticket is shown (add-only); the
         # cards of another ticket's notes are kept hidden and refilled (see ui/pool.py).
         self.notes: dict[str, NoteCard] = {}
@@ -457,6 +554,11 @@ class ConversationView(QScrollArea):
         card.remote_requested.connect(self._load_remote)
         return card
 
+    def _make_fold(self) -> QPushButton:
+        b = _fold_button()
+        b.clicked.connect(self.unfold)
+        return b
+
     def _make_outbox_row(self) -> OutboxRow:
         row = OutboxRow()
         row.action.connect(self._outbox_action)
@@ -467,8 +569,13 @@ class ConversationView(QScrollArea):
         self._scroll_timer.stop()
         self._scroll_target = None
         self._cards.take(0)
+        self._folds.take(0)
         self._outbox.take(0)
         self.cards = []
+        self.folds = []
+        self._place = {}
+        self._unfolded = False
+        self._data = self._notes_data = None
 
     def show_ticket(self, data: dict[str, Any], keep_scroll: bool = False) -> None:
         """Show ``desk.ticket(id)``'s messages; re-showing the same ticket keeps the place."""
@@ -482,12 +589,28 @@ class ConversationView(QScrollArea):
         self._generation += 1
         self._scroll_timer.stop()
         self.ticket_id = data.get("id")
+        self._data = data
+        if not same:
+            self._unfolded = False
         messages = data.get("messages") or []
-        self.cards = self._cards.take(len(messages))
-        for i, (card, msg) in enumerate(zip(self.cards, messages, strict=True)):
-            fold = len(messages) > COLLAPSE_AFTER and i < len(messages) - 2
+        n = len(messages)
+        shown = list(range(n)) if self._unfolded else shown_messages(messages)
+        self.cards = self._cards.take(len(shown))
+        gaps = [(a + 1, b) for a, b in pairwise(shown) if b - a > 1]
+        self.folds = self._folds.take(len(gaps))
+        places: list[QWidget | None] = [None] * n
+        for button, (a, b) in zip(self.folds, gaps, strict=True):
+            text = f"{b - a} earlier message{'s' if b - a != 1 else ''}"
+            button.setText(text)
+            button.setAccessibleName(text)
+            button.setToolTip(f"Show all {n} messages of this conversation")
+            places[a:b] = [button] * (b - a)
+        for i, card in zip(shown, self.cards, strict=True):
+            places[i] = card
+            msg = messages[i]
+            collapse = n > COLLAPSE_AFTER and i < n - 2
             pk = int(msg["id"])
-            card.set_message(msg, expanded.get(pk, not fold))
+            card.set_message(msg, expanded.get(pk, not collapse))
             card.allow_remote = pk in remote
             if card.allow_remote and card.view is not None:
                 card.view.remote_images.update(fetched.get(pk, {}))
@@ -497,6 +620,9 @@ class ConversationView(QScrollArea):
                 card.render()
             if card.needs_inline_images and pk not in images:
                 self._fetch_inline(card)
+        self._place = {int(m["id"]): w for m, w in zip(messages, places, strict=True)
+                       if w is not None}
+        self._arrange(_unique([w for w in places if w is not None]))
         if same and keep_scroll:
             self.verticalScrollBar().setValue(scroll)
         elif self.cards:
@@ -514,7 +640,7 @@ class ConversationView(QScrollArea):
                 self._note_spares.append(card)
             self.notes = {}
             self._notes_of = tid
-        by_pk = {c.pk: c for c in self.cards}
+        self._notes_data = data
         notes = {str(n["id"]): n for n in data.get("notes") or []}
         order: list[QWidget] = []
         for item in data.get("timeline") or []:
@@ -534,17 +660,32 @@ class ConversationView(QScrollArea):
                     card.update_note(note)
                 order.append(card)
             else:
-                message = by_pk.get(int(item.get("id") or 0))
-                if message is not None:
-                    order.append(message)
-        placed = set(map(id, order))
-        order += [c for c in self.cards if id(c) not in placed]  # none expected
-        order += self._outbox.shown
-        for w in order:
+                place = self._place.get(int(item.get("id") or 0))
+                if place is not None:
+                    order.append(place)  # (a fold, once for each message it holds)
+        order += [*self.cards, *self.folds]  # none expected here (dropped as repeats)
+        self._arrange([*_unique(order), *self._outbox.shown])
+
+    def _arrange(self, widgets: list[QWidget]) -> None:
+        """Put ``widgets`` first in the column, in this order (the pools' other widgets,
+        hidden, and the stretch stay after them)."""
+        for w in widgets:
             self._layout.removeWidget(w)
-        for i, w in enumerate(order):
+        for i, w in enumerate(widgets):
             self._layout.insertWidget(i, w)
             w.show()
+
+    def unfold(self) -> None:
+        """Show every message of this ticket, until another ticket is shown."""
+        if self._unfolded or self._data is None:
+            return
+        focused = any(b.hasFocus() for b in self.folds)
+        self._unfolded = True
+        self.show_ticket(self._data, keep_scroll=True)
+        if self._notes_data is not None and self._notes_data.get("id") == self.ticket_id:
+            self.show_notes(self._notes_data)
+        if focused:  # (the button is gone: the conversation keeps the keyboard)
+            self.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def note_texts(self) -> list[str]:
         """The notes' texts as shown, in order (tests, accessibility)."""
@@ -603,9 +744,9 @@ class ConversationView(QScrollArea):
             text = card.selected_text()
             if text.strip():
                 return text.strip()
-        for card in reversed(self.cards):
-            if card.msg.get("direction") == "in":
-                return str(card.msg.get("text") or "").strip()
+        for msg in reversed((self._data or {}).get("messages") or []):
+            if msg.get("direction") == "in":  # (shown, folded or not: see shown_messages)
+                return str(msg.get("text") or "").strip()
         return ""
 
     def _fetch_inline(self, card: MessageCard) -> None:
@@ -659,6 +800,11 @@ class ConversationView(QScrollArea):
                 notify(f"Saved {Path(where).name} to {Path(where).parent}.", "ok")
 
         self.service.run(fetch_and_write, on_done=saved)
+
+
+def _unique(widgets: list[QWidget]) -> list[QWidget]:
+    """``widgets`` in order, each once (where it first comes)."""
+    return list({id(w): w for w in widgets}.values())
 
 
 def outbox_text(entry: dict[str, Any]) -> str:
