@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
-from test_ui_support import App, synced_desk, ticket_with_subject
+from test_ui_support import App, WidgetsMade, synced_desk, ticket_with_subject
 
 from ui.conversation import ConversationView, MessageCard, shown_messages
 
@@ -204,20 +204,6 @@ def test_the_customer_message_being_answered_stays_shown_among_the_folds(
     assert shown_folds(conv) == []
 
 
-class _Made(QObject):
-    """Counts widgets made and shown (Qt polishes each new widget once, as it shows)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.made: dict[str, int] = {}
-
-    def eventFilter(self, obj: Any, event: Any) -> bool:
-        if event.type() == QEvent.Type.Polish:
-            name = f"{type(obj).__name__}#{obj.objectName()}"
-            self.made[name] = self.made.get(name, 0) + 1
-        return False
-
-
 def _settle(app: App) -> None:
     """Let the worker finish and the event loop drain (cards show on its next turn).
 
@@ -277,7 +263,7 @@ def test_a_thread_growing_by_one_message_per_refresh_makes_no_new_widgets(
     assert len(QApplication.allWidgets()) <= alive, figures
     assert rise < 200, figures
 
-    counter = _Made()
+    counter = WidgetsMade()
     QApplication.instance().installEventFilter(counter)
     try:
         for n in range(90, 101):

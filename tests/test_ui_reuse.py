@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
-from test_ui_support import App, fill, synced_desk, ticket_with_subject
+from test_ui_support import App, WidgetsMade, fill, synced_desk, ticket_with_subject
 
 from ui.conversation import MessageCard
 from ui.customer_panel import NoteCard
@@ -360,20 +360,6 @@ def test_composer_file_rows_show_exactly_the_files_and_remove_the_right_one(
     assert files.files == [] and files.names() == [] and files.isHidden()
 
 
-class _Made(QObject):
-    """Counts widgets made and shown (Qt polishes each new widget once, as it shows)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.made: dict[str, int] = {}
-
-    def eventFilter(self, obj: Any, event: Any) -> bool:
-        if event.type() == QEvent.Type.Polish:
-            name = f"{type(obj).__name__}#{obj.objectName()}"
-            self.made[name] = self.made.get(name, 0) + 1
-        return False
-
-
 def _settle(app: App, until: Any = lambda: True, timeout: float = 10.0) -> None:
     """Run the worker and the event loop until ``until()`` (deadline ``timeout`` s).
 
@@ -435,7 +421,7 @@ def test_ticket_switches_and_refreshes_make_no_new_widgets(threads_app: App,
 
     # Which widgets, if any, a round makes (an event filter of our own: the count of
     # None above is taken without it, since each event it sees costs references too).
-    counter = _Made()
+    counter = WidgetsMade()
     QApplication.instance().installEventFilter(counter)
     try:
         a_round()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from helpers import make_profile
 from mailgen import generate
+from PySide6.QtCore import QEvent, QObject
 from pytestqt.qtbot import QtBot
 
 from helpdesk.desk import Desk
@@ -149,3 +150,17 @@ def ticket_with_subject(desk: Desk, text: str) -> str:
         if text in desk.ticket_rows([tid])[tid]["subject"]:
             return tid
     raise AssertionError(f"no ticket with '{text}'")
+
+
+class WidgetsMade(QObject):
+    """Counts widgets made and shown (Qt polishes each new widget once, as it shows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: dict[str, int] = {}
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if event.type() == QEvent.Type.Polish:
+            name = f"{type(obj).__name__}#{obj.objectName()}"
+            self.made[name] = self.made.get(name, 0) + 1
+        return False
