@@ -11,8 +11,6 @@ person can unfold it, and it stays unfolded while that ticket stays open.
 from __future__ import annotations
 
 import gc
-import logging
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -24,7 +22,7 @@ import pytest
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
-from test_ui_support import App, WidgetsMade, synced_desk, ticket_with_subject
+from test_ui_support import App, NoneRise, synced_desk, ticket_with_subject, widgets_made
 
 from ui.conversation import ConversationView, MessageCard, shown_messages
 
@@ -248,28 +246,19 @@ def test_a_thread_growing_by_one_message_per_refresh_makes_no_new_widgets(
     gc.collect()
     made = conv._cards.made
     alive = len(QApplication.allWidgets())
-    none_before = sys.getrefcount(None)
-    logging.disable(logging.CRITICAL)  # (pytest keeps each log record, with Nones)
-    try:
+    with NoneRise() as nones:
         for n in range(20, 90):
             refresh(n)
-    finally:
-        logging.disable(logging.NOTSET)
-    gc.collect()
-    rise = sys.getrefcount(None) - none_before
+    rise = nones.rise
     figures = (f"over 70 refreshes: {conv._cards.made - made} cards made, "
                f"{len(QApplication.allWidgets()) - alive:+} widgets alive, None {rise:+}")
     assert conv._cards.made == made, figures
     assert len(QApplication.allWidgets()) <= alive, figures
     assert rise < 200, figures
 
-    counter = WidgetsMade()
-    QApplication.instance().installEventFilter(counter)
-    try:
+    with widgets_made() as counter:
         for n in range(90, 101):
             refresh(n)
-    finally:
-        QApplication.instance().removeEventFilter(counter)
     assert sum(counter.made.values()) == 0, f"widgets made: {counter.made}"
     assert [index_of(c) for c in shown_cards(conv)] == [0, 97, 98, 99]
     assert [b.text() for b in shown_folds(conv)] == ["96 earlier messages"]

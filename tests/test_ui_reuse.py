@@ -15,8 +15,6 @@ widgets made and None's refcount over many switches and refreshes.
 from __future__ import annotations
 
 import gc
-import logging
-import sys
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -28,7 +26,14 @@ import pytest
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
-from test_ui_support import App, WidgetsMade, fill, synced_desk, ticket_with_subject
+from test_ui_support import (
+    App,
+    NoneRise,
+    fill,
+    synced_desk,
+    ticket_with_subject,
+    widgets_made,
+)
 
 from ui.conversation import MessageCard
 from ui.customer_panel import NoteCard
@@ -315,13 +320,11 @@ def test_asking_the_close_question_again_and_again_keeps_nones_count(qtbot: QtBo
 
     for i in range(10):
         one(i)
-    gc.collect()
-    before = sys.getrefcount(None)
-    for i in range(10, 70):
-        one(i)
-    answers.clear()
-    gc.collect()
-    rise = sys.getrefcount(None) - before
+    with NoneRise() as nones:
+        for i in range(10, 70):
+            one(i)
+        answers.clear()
+    rise = nones.rise
     assert rise < 60, f"None's refcount rose by {rise} over 60 questions"
     one(70)
     assert answers == [False, (70, True)]  # (70 % 2 == 0: no survey offered, not sent)
@@ -404,16 +407,10 @@ def test_ticket_switches_and_refreshes_make_no_new_widgets(threads_app: App,
     a_round()
     gc.collect()
     alive = len(QApplication.allWidgets())
-    none_before = sys.getrefcount(None)
-    # (pytest keeps every log record of the test, each holding a few references to None)
-    logging.disable(logging.CRITICAL)
-    try:
+    with NoneRise() as nones:
         a_round()
         a_round()
-    finally:
-        logging.disable(logging.NOTSET)
-    gc.collect()
-    rise = sys.getrefcount(None) - none_before
+    rise = nones.rise
     assert len(QApplication.allWidgets()) <= alive
     # PySide keeps ~7-16 references to None per widget made (and some per QObject);
     # a refresh that makes none leaves None's count (almost) where it was.
@@ -421,12 +418,8 @@ def test_ticket_switches_and_refreshes_make_no_new_widgets(threads_app: App,
 
     # Which widgets, if any, a round makes (an event filter of our own: the count of
     # None above is taken without it, since each event it sees costs references too).
-    counter = WidgetsMade()
-    QApplication.instance().installEventFilter(counter)
-    try:
+    with widgets_made() as counter:
         a_round()
-    finally:
-        QApplication.instance().removeEventFilter(counter)
     made = sum(counter.made.values())
     assert made == 0, f"{made} widgets made by {len(ids)} switches: {counter.made}"
     assert w.pane.ticket_id == ids[-1]

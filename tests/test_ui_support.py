@@ -6,7 +6,11 @@ into a fresh store before the window opens.
 
 from __future__ import annotations
 
+import gc
+import logging
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 from helpers import make_profile
 from mailgen import generate
 from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from helpdesk.desk import Desk
@@ -164,3 +169,35 @@ class WidgetsMade(QObject):
             name = f"{type(obj).__name__}#{obj.objectName()}"
             self.made[name] = self.made.get(name, 0) + 1
         return False
+
+
+@contextmanager
+def widgets_made() -> Iterator[WidgetsMade]:
+    """The widgets made inside the block (an application event filter while it runs)."""
+    counter = WidgetsMade()
+    app = QApplication.instance()
+    assert app is not None
+    app.installEventFilter(counter)
+    try:
+        yield counter
+    finally:
+        app.removeEventFilter(counter)
+
+
+class NoneRise:
+    """Around a block: how far None's refcount rose over it (:attr:`rise`), garbage
+    collected on both sides, log records muted inside (pytest keeps each one, and each
+    holds references to None)."""
+
+    rise = 0
+
+    def __enter__(self) -> NoneRise:
+        gc.collect()
+        self._before = sys.getrefcount(None)
+        logging.disable(logging.CRITICAL)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        logging.disable(logging.NOTSET)
+        gc.collect()
+        self.rise = sys.getrefcount(None) - self._before
