@@ -236,7 +236,7 @@ class TeamLog:
         if m.uidvalidity is None:
             if self._join(client, uidvalidity, end or 0, exists, replace=False,
                           refused=frozenset(m.refused)):
-                if live_first and self._meta().later is not None:
+                if live_first and self._later is not None:  # set by _load
                     # Useful now: the live state is in. Its history, then what follows
                     # the mark, in the next replay (the session asks for it at once).
                     result.merge(_Tally().summary())
